@@ -1,0 +1,52 @@
+// Memory: a caching allocator for GPU memory (after warm-up a training step calls no cudaMalloc),
+// page-locked host memory for asynchronous copies, and the raw copies between devices.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+
+namespace cuface {
+
+enum class Device : uint8_t;
+
+// Number of usable CUDA devices: 0 when built without CUDA or when no GPU/driver is present.
+int cuda_device_count();
+
+struct AllocatorStats {
+  size_t bytes_in_use = 0;       // handed out and not yet freed
+  size_t peak_bytes_in_use = 0;  // high-water mark of bytes_in_use
+  size_t bytes_reserved = 0;     // obtained from cudaMalloc (in use + cached)
+  size_t cuda_malloc_calls = 0;  // a steady training loop keeps this constant
+};
+
+// Freed blocks are kept in size-ordered free lists and reused for requests of up to the same size
+// (and no smaller than half of it, so big blocks are not wasted on small tensors). All compute runs
+// on one stream, so a block freed by the host can be reused by later work on that stream safely.
+class CudaCachingAllocator {
+ public:
+  static CudaCachingAllocator& instance();
+  void* allocate(size_t bytes);
+  void free(void* ptr);
+  void release_cached();  // returns every cached block to the driver
+  AllocatorStats stats() const;
+  void reset_peak();
+
+ private:
+  static size_t round_size(size_t bytes);
+  mutable std::mutex mutex_;
+  std::multimap<size_t, void*> free_blocks_;
+  std::unordered_map<void*, size_t> live_blocks_;
+  AllocatorStats stats_;
+};
+
+// Page-locked when CUDA is available at run time (`*pinned` says which), plain aligned memory otherwise.
+void* pinned_allocate(size_t bytes, bool* pinned);
+void pinned_free(void* ptr, bool pinned);
+
+// Synchronous copy of `bytes` between any two devices, and zeroing of device memory.
+void device_copy(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes);
+void device_memset_zero(void* ptr, size_t bytes);
+
+}  // namespace cuface

@@ -1,0 +1,33 @@
+// CUDA-side view of a Context: the stream, library handles and the shared workspace.
+#pragma once
+#include <cublasLt.h>
+
+#include "engine/context.h"
+#include "engine/cuda_check.h"
+
+namespace cuface {
+
+struct CudaResources {
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cublasLtHandle_t cublas_lt = nullptr;
+  cudnnHandle_t cudnn = nullptr;
+  Tensor workspace;  // grows to the largest request, then stays (no allocation in a steady loop)
+
+  // Scratch memory valid until the next call on this context; grows when a larger size is asked for.
+  void* workspace_bytes(size_t bytes);
+};
+
+inline cudaStream_t cuda_stream(Context& ctx) { return ctx.cuda().stream; }
+
+// Grid size for a grid-stride loop over n elements.
+inline int grid_for(int64_t n, int block) {
+  int64_t blocks = (n + block - 1) / block;
+  return int(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
+}
+
+}  // namespace cuface
+
+// A grid-stride loop: each thread takes elements i, i + gridDim*blockDim, ... below n.
+#define CUFACE_KERNEL_LOOP(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
