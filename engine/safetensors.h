@@ -19,8 +19,9 @@
 
 namespace cuface {
 
-// Writes the tensors in the given order (CUDA tensors are copied to the host first) to
-// `path + ".tmp"`, then renames it to `path`, so a crash never leaves a half-written file behind.
+// Writes the tensors in the given order to `path + ".tmp"`, then renames it to `path`, so a crash
+// never leaves a half-written file behind. CUDA tensors are copied to the host first: synchronize
+// the context that computed them before saving (the copy does not wait for its stream).
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

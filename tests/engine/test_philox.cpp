@@ -165,6 +165,7 @@ TEST_P(RandomFill, UniformEqualsTheHostStreamBitForBit) {
   for (int64_t n : {1, 3, 4, 1001, 100003}) {
     Tensor y = Tensor::empty({n}, DType::F32, device());
     fill_uniform(ctx(), y, 2024, 11, -0.5f, 2.0f);
+    ctx().synchronize();  // Tensor::to copies on another stream
     Tensor host = y.to(Device::CPU);
     Philox rng(2024, 11);
     for (int64_t i = 0; i < n; ++i)
@@ -178,6 +179,7 @@ TEST_P(RandomFill, NormalEqualsTheHostStream) {
   for (int64_t n : {1, 2, 5, 100001}) {
     Tensor y = Tensor::empty({n}, DType::F32, device());
     fill_normal(ctx(), y, 77, 3, 1.0f, 0.5f);
+    ctx().synchronize();
     Tensor host = y.to(Device::CPU);
     Philox rng(77, 3);
     for (int64_t i = 0; i < n; ++i)

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <random>
 
+#include "common/backends.h"
 #include "engine/safetensors.h"
 
 namespace cuface {
@@ -70,6 +71,15 @@ TEST(Safetensors, EmptyFileAndOverwrite) {
   Tensor t = random_bytes({2}, DType::F32, 7);
   save_safetensors(path, {{"t", t}});
   expect_same_tensor(load_safetensors(path).tensors.at("t"), t, "t");
+  std::filesystem::remove(path);
+}
+
+TEST(Safetensors, SavesCudaTensorsThroughTheHost) {
+  CUFACE_REQUIRE_GPU();
+  Tensor host = random_bytes({3, 4}, DType::BF16, 9);
+  const std::string path = temp_path("cuda.safetensors");
+  save_safetensors(path, {{"on_gpu", host.to(Device::CUDA)}});
+  expect_same_tensor(load_safetensors(path).tensors.at("on_gpu"), host, "on_gpu");
   std::filesystem::remove(path);
 }
 

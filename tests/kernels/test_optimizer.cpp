@@ -23,6 +23,7 @@ TEST_P(SgdMomentum, MatchesTheFloat64ReferenceOnEveryElement) {
       Tensor host_grad = testing::random_tensor(shape, 10 + uint64_t(step), -3.0f, 3.0f);
       const std::vector<double> grad = testing::to_doubles(host_grad);
       sgd_momentum_update(ctx(), p, host_grad.to(device()), v, lr, momentum_coef, weight_decay, grad_scale);
+      ctx().synchronize();  // before the temporary gradient is freed and the results are copied back
       for (size_t i = 0; i < param.size(); ++i) {
         const double g = grad[i] * double(grad_scale) + double(weight_decay) * param[i];
         velocity[i] = double(momentum_coef) * velocity[i] + g;
@@ -43,6 +44,7 @@ TEST_P(SgdMomentum, DegenerateSettings) {
   Tensor g = testing::random_tensor({64}, 4);
   Tensor p = p0.to(device()), v = Tensor::zeros({64}, DType::F32, device());
   sgd_momentum_update(ctx(), p, g.to(device()), v, 0.0f, 0.9f, 0.0f);
+  ctx().synchronize();
   Tensor host_p = p.to(Device::CPU), host_v = v.to(Device::CPU);
   for (int i = 0; i < 64; ++i) {
     EXPECT_EQ(host_p.data<float>()[i], p0.data<float>()[i]);
@@ -50,6 +52,7 @@ TEST_P(SgdMomentum, DegenerateSettings) {
   }
   Tensor q = p0.to(device()), w = Tensor::zeros({64}, DType::F32, device());
   sgd_momentum_update(ctx(), q, g.to(device()), w, 0.5f, 0.0f, 0.0f);
+  ctx().synchronize();
   Tensor host_q = q.to(Device::CPU);
   for (int i = 0; i < 64; ++i)
     EXPECT_FLOAT_EQ(host_q.data<float>()[i], p0.data<float>()[i] - 0.5f * g.data<float>()[i]);
