@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/backends.h"
+#include "common/device_compare.h"
 #include "common/reference.h"
 #include "kernels/batchnorm.h"
 #include "kernels/elementwise.h"
@@ -12,9 +13,12 @@
 namespace cuface {
 namespace {
 
+using testing::host_f32;
+using testing::poisoned;
 using testing::random_tensor;
 using testing::relative_error;
 using testing::to_doubles;
+using testing::upload;
 
 // ---- float64 reference ---------------------------------------------------------------------------
 
@@ -246,33 +250,6 @@ TEST(BatchNormChecks, RejectsBadArguments) {
 }
 
 // ---- CUDA against the CPU twin -------------------------------------------------------------------
-
-// A CPU f32 copy of an f32 or bf16 tensor on any device (call after synchronising its context).
-Tensor host_f32(const Tensor& t) {
-  Tensor host = t.to(Device::CPU);
-  if (host.dtype() == DType::F32) return host;
-  Tensor out = Tensor::empty(t.shape());
-  for (int64_t i = 0; i < t.numel(); ++i) out.data<float>()[i] = to_float(host.data<bf16>()[i]);
-  return out;
-}
-
-// The tensor on `device` in `dtype`; for bf16 the CPU f32 tensor is rounded in place first, so that
-// the CPU reference sees exactly the values the GPU does.
-Tensor upload(Tensor& host, DType dtype) {
-  if (dtype == DType::F32) return host.to(Device::CUDA);
-  Tensor half = Tensor::empty(host.shape(), DType::BF16);
-  for (int64_t i = 0; i < host.numel(); ++i) {
-    half.data<bf16>()[i] = to_bf16(host.data<float>()[i]);
-    host.data<float>()[i] = to_float(half.data<bf16>()[i]);
-  }
-  return half.to(Device::CUDA);
-}
-
-Tensor poisoned(const Shape& shape, DType dtype) {
-  Tensor t = Tensor::empty(shape, dtype, Device::CUDA);
-  testing::poison(t);
-  return t;
-}
 
 struct CudaCase {
   Shape shape;
