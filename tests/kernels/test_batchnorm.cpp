@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "common/backends.h"
+#include "common/batch_norm_reference.h"
 #include "common/device_compare.h"
 #include "common/reference.h"
 #include "kernels/batchnorm.h"
@@ -16,88 +17,13 @@ namespace {
 using testing::host_f32;
 using testing::poisoned;
 using testing::random_tensor;
+using testing::BatchNormReference;
+using testing::BatchNormReferenceGrads;
+using testing::reference_batch_norm_forward;
+using testing::reference_batch_norm_backward;
 using testing::relative_error;
 using testing::to_doubles;
 using testing::upload;
-
-// ---- float64 reference ---------------------------------------------------------------------------
-
-struct Reference {
-  std::vector<double> y, mean, invstd, running_mean, running_var;
-};
-
-// x: rows x C. gamma/beta empty: 1 and 0. train: batch statistics (two passes) and running update.
-Reference reference_forward(const std::vector<double>& x, int64_t C, const std::vector<double>& gamma,
-                            const std::vector<double>& beta, std::vector<double> running_mean,
-                            std::vector<double> running_var, double eps, double momentum, bool train, bool relu) {
-  const int64_t rows = int64_t(x.size()) / C;
-  Reference r;
-  r.y.resize(x.size());
-  for (int64_t c = 0; c < C; ++c) {
-    double mean = running_mean[size_t(c)], var = running_var[size_t(c)];
-    if (train) {
-      mean = 0;
-      for (int64_t m = 0; m < rows; ++m) mean += x[size_t(m * C + c)];
-      mean /= double(rows);
-      var = 0;
-      for (int64_t m = 0; m < rows; ++m) var += (x[size_t(m * C + c)] - mean) * (x[size_t(m * C + c)] - mean);
-      var /= double(rows);
-      running_mean[size_t(c)] = (1 - momentum) * running_mean[size_t(c)] + momentum * mean;
-      running_var[size_t(c)] = (1 - momentum) * running_var[size_t(c)] + momentum * var * rows / (rows - 1);
-    }
-    const double invstd = 1 / std::sqrt(var + eps);
-    const double g = gamma.empty() ? 1 : gamma[size_t(c)], b = beta.empty() ? 0 : beta[size_t(c)];
-    for (int64_t m = 0; m < rows; ++m) {
-      const double z = g * (x[size_t(m * C + c)] - mean) * invstd + b;
-      r.y[size_t(m * C + c)] = relu ? std::max(z, 0.0) : z;
-    }
-    r.mean.push_back(mean);
-    r.invstd.push_back(invstd);
-  }
-  r.running_mean = running_mean;
-  r.running_var = running_var;
-  return r;
-}
-
-struct ReferenceGrads {
-  std::vector<double> dx, dgamma, dbeta;
-};
-
-// The chain rule step by step (not the compact formula the kernels use): through xhat, then var,
-// then mean. `y` supplies the ReLU mask.
-ReferenceGrads reference_backward(const std::vector<double>& x, const std::vector<double>& y,
-                                  const std::vector<double>& dy, int64_t C, const std::vector<double>& gamma,
-                                  const std::vector<double>& mean, const std::vector<double>& invstd, bool train,
-                                  bool relu) {
-  const int64_t rows = int64_t(x.size()) / C;
-  const double M = double(rows);
-  ReferenceGrads r;
-  r.dx.resize(x.size());
-  for (int64_t c = 0; c < C; ++c) {
-    const double g = gamma.empty() ? 1 : gamma[size_t(c)], mu = mean[size_t(c)], is = invstd[size_t(c)];
-    double dgamma = 0, dbeta = 0, dvar = 0, dmean = 0, centered_sum = 0;
-    std::vector<double> dz(static_cast<size_t>(rows));
-    for (int64_t m = 0; m < rows; ++m) {
-      const size_t i = size_t(m * C + c);
-      dz[size_t(m)] = relu && !(y[i] > 0) ? 0.0 : dy[i];
-      dgamma += dz[size_t(m)] * (x[i] - mu) * is;
-      dbeta += dz[size_t(m)];
-      const double dxhat = dz[size_t(m)] * g;
-      dvar += dxhat * (x[i] - mu) * -0.5 * is * is * is;  // d/dvar of (var + eps)^(-1/2)
-      dmean += -dxhat * is;
-      centered_sum += x[i] - mu;
-    }
-    dmean += dvar * -2.0 * centered_sum / M;  // zero in exact arithmetic, kept for the textbook form
-    for (int64_t m = 0; m < rows; ++m) {
-      const size_t i = size_t(m * C + c);
-      const double dxhat = dz[size_t(m)] * g;
-      r.dx[i] = train ? dxhat * is + dvar * 2.0 * (x[i] - mu) / M + dmean / M : dxhat * is;
-    }
-    r.dgamma.push_back(dgamma);
-    r.dbeta.push_back(dbeta);
-  }
-  return r;
-}
 
 std::vector<double> doubles(const Tensor& t) { return t.defined() ? to_doubles(t) : std::vector<double>{}; }
 
@@ -149,8 +75,8 @@ TEST_P(BatchNormCpu, TrainingForwardAndBackwardMatchFloat64) {
   const float eps = 1e-5f, momentum = 0.1f;
   batch_norm_forward_train(ctx, x, gamma, beta, eps, momentum, k.relu, running_mean, running_var, tracked, y, mean,
                            invstd);
-  const Reference ref =
-      reference_forward(to_doubles(x), C, doubles(gamma), doubles(beta), rm0, rv0, eps, momentum, true, k.relu);
+  const BatchNormReference ref =
+      reference_batch_norm_forward(to_doubles(x), C, doubles(gamma), doubles(beta), rm0, rv0, eps, momentum, true, k.relu);
   EXPECT_LT(relative_error(to_doubles(y), ref.y), 1e-6);
   EXPECT_LT(relative_error(to_doubles(mean), ref.mean), 1e-6);
   EXPECT_LT(relative_error(to_doubles(invstd), ref.invstd), 1e-6);
@@ -164,7 +90,7 @@ TEST_P(BatchNormCpu, TrainingForwardAndBackwardMatchFloat64) {
   Tensor dgamma = k.affine ? random_tensor({C}, 7) : Tensor(), dbeta = k.affine ? random_tensor({C}, 8) : Tensor();
   const std::vector<double> dgamma0 = doubles(dgamma), dbeta0 = doubles(dbeta);
   batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, true, k.relu, dx, dgamma, dbeta);
-  const ReferenceGrads grads = reference_backward(to_doubles(x), to_doubles(y), to_doubles(dy), C, doubles(gamma),
+  const BatchNormReferenceGrads grads = reference_batch_norm_backward(to_doubles(x), to_doubles(y), to_doubles(dy), C, doubles(gamma),
                                                   ref.mean, ref.invstd, true, k.relu);
   EXPECT_LT(relative_error(to_doubles(dx), grads.dx), 1e-5);
   if (k.affine) {
@@ -189,7 +115,7 @@ TEST_P(BatchNormCpu, EvaluationForwardAndBackwardMatchFloat64) {
   Tensor y = Tensor::empty(k.shape), mean = Tensor::empty({C}), invstd = Tensor::empty({C});
   const float eps = 1e-3f;
   batch_norm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, k.relu, y, mean, invstd);
-  const Reference ref = reference_forward(to_doubles(x), C, doubles(gamma), doubles(beta), to_doubles(rm0),
+  const BatchNormReference ref = reference_batch_norm_forward(to_doubles(x), C, doubles(gamma), doubles(beta), to_doubles(rm0),
                                           to_doubles(rv0), eps, 0.1, false, k.relu);
   EXPECT_LT(relative_error(to_doubles(y), ref.y), 1e-6);
   EXPECT_LT(relative_error(to_doubles(invstd), ref.invstd), 1e-6);
@@ -201,7 +127,7 @@ TEST_P(BatchNormCpu, EvaluationForwardAndBackwardMatchFloat64) {
   Tensor dx = Tensor::empty(k.shape);
   Tensor dgamma = k.affine ? Tensor::zeros({C}) : Tensor(), dbeta = k.affine ? Tensor::zeros({C}) : Tensor();
   batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, false, k.relu, dx, dgamma, dbeta);
-  const ReferenceGrads grads = reference_backward(to_doubles(x), to_doubles(y), to_doubles(dy), C, doubles(gamma),
+  const BatchNormReferenceGrads grads = reference_batch_norm_backward(to_doubles(x), to_doubles(y), to_doubles(dy), C, doubles(gamma),
                                                   ref.mean, ref.invstd, false, k.relu);
   EXPECT_LT(relative_error(to_doubles(dx), grads.dx), 1e-6);
   if (k.affine) {
@@ -220,7 +146,7 @@ TEST(BatchNormCpuNumerics, LargeOffsetKeepsTheVariance) {
   Tensor running_mean = Tensor::zeros({5}), running_var = Tensor::zeros({5}), none;
   Tensor y = Tensor::empty(x.shape()), mean = Tensor::empty({5}), invstd = Tensor::empty({5});
   batch_norm_forward_train(ctx, x, none, none, 1e-5f, 1.0f, false, running_mean, running_var, none, y, mean, invstd);
-  const Reference ref = reference_forward(to_doubles(x), 5, {}, {}, std::vector<double>(5, 0.0),
+  const BatchNormReference ref = reference_batch_norm_forward(to_doubles(x), 5, {}, {}, std::vector<double>(5, 0.0),
                                           std::vector<double>(5, 0.0), 1e-5, 1.0, true, false);
   EXPECT_LT(relative_error(to_doubles(invstd), ref.invstd), 1e-6);
   EXPECT_LT(relative_error(to_doubles(running_var), ref.running_var), 1e-6);
