@@ -24,6 +24,7 @@ TEST_P(L2Norm, ForwardMatchesFloat64AndBackwardMatchesProjection) {
   Tensor accumulated = testing::random_tensor({rows, dim}, 5).to(device());
   Tensor before = accumulated.to(Device::CPU);
   l2norm_backward(ctx(), dx_in, norms, dy.to(device()), accumulated, true);
+  ctx().synchronize();
 
   const std::vector<double> x64 = testing::to_doubles(x), dy64 = testing::to_doubles(dy);
   const std::vector<double> y64 = testing::reference_normalise(x64, rows, dim);
@@ -55,6 +56,7 @@ TEST_P(L2Norm, BackwardIsTheFiniteDifferenceOfForward) {
   Tensor xd = x.to(device());
   l2norm_forward(ctx(), xd, y, norms);
   l2norm_backward(ctx(), xd, norms, r.to(device()), dx, false);
+  ctx().synchronize();
   std::vector<double> x64 = testing::to_doubles(x), r64 = testing::to_doubles(r), numeric;
   auto loss = [&](const std::vector<double>& v) {
     const std::vector<double> yn = testing::reference_normalise(v, rows, dim);
@@ -77,6 +79,7 @@ TEST_P(L2Norm, Bf16OutputIsTheRoundedF32Output) {
   Tensor norms = Tensor::empty({rows}, DType::F32, device());
   l2norm_forward(ctx(), x, y, norms);
   l2norm_forward(ctx(), x, y16, norms);
+  ctx().synchronize();
   Tensor a = y.to(Device::CPU), b = y16.to(Device::CPU);
   for (int64_t e = 0; e < rows * dim; ++e)
     ASSERT_EQ(b.data<bf16>()[e].bits, to_bf16(a.data<float>()[e]).bits) << e;
@@ -86,6 +89,7 @@ TEST_P(L2Norm, ZeroRowStaysFinite) {
   Tensor x = Tensor::zeros({2, 4}, DType::F32, device());
   Tensor y = Tensor::empty({2, 4}, DType::F32, device()), norms = Tensor::empty({2}, DType::F32, device());
   l2norm_forward(ctx(), x, y, norms);
+  ctx().synchronize();
   for (double v : testing::to_doubles(y)) EXPECT_EQ(v, 0.0);
 }
 

@@ -23,6 +23,7 @@ void check_against_reference(Context& ctx, Device device, int64_t n, int64_t c, 
   testing::poison(rows);
   softmax_ce(ctx, dz, dlabels, smoothing, rows);
   reduce_row_stats(ctx, dlabels, rows, stats);
+  ctx.synchronize();
 
   int labelled = 0;
   for (int64_t i = 0; i < n; ++i) labelled += labels.data<int32_t>()[i] >= 0;
