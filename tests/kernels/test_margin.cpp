@@ -6,6 +6,7 @@
 #include "common/margin_reference.h"
 #include "common/reference.h"
 #include "kernels/margin.h"
+#include "kernels/margin_unfused.h"
 
 namespace cuface {
 namespace {
@@ -129,6 +130,25 @@ TEST(MarginSoftmaxCe, AccuracyUsesRawCosinesAndAllIgnoredGivesZero) {
   labels.data<int32_t>()[0] = 3;  // out of range
   EXPECT_THROW(margin_softmax_ce(ctx, cos, labels, default_margin_params(MarginType::ArcFace), row_stats), Error);
 }
+
+// The benchmark's baseline chain computes the same numbers as the fused kernel.
+class MarginUnfused : public testing::BackendTest {};
+
+TEST_P(MarginUnfused, MatchesFusedKernel) {
+  for (const MarginParams& p : all_margins()) {
+    const int64_t n = 19, c = 1003;
+    CosBatch b = make_batch(n, c, 29);
+    Tensor fused = b.cos.clone(), fused_rows = Tensor::empty({n, kRowStatColumns});
+    margin_softmax_ce(ctx(), fused, b.labels, p, fused_rows);
+    Tensor unfused = b.cos.to(device()), unfused_rows = Tensor::empty({n, kRowStatColumns}, DType::F32, device());
+    margin_softmax_ce_unfused(ctx(), unfused, b.labels.to(device()), p, unfused_rows);
+    ctx().synchronize();
+    EXPECT_LT(testing::relative_error(unfused, fused), 1e-5) << describe(p);
+    EXPECT_LT(testing::relative_error(unfused_rows, fused_rows), 1e-5) << describe(p);
+  }
+}
+
+CUFACE_ON_EVERY_BACKEND(MarginUnfused);
 
 // CUDA against the CPU twin, over the shapes (and one C so large that the row no longer fits
 // the shared memory of a full cluster, which takes the uncached path).
