@@ -105,7 +105,8 @@ PairList read_generic(const fs::path& file, const std::vector<Line>& lines) {
                                      " fields in '" + line.text + "'");
     const std::string& label = line.fields[2];
     if (label != "0" && label != "1")
-      fail_at(file, line.number, "the label must be 0 (different) or 1 (same), found '" + label + "'");
+      fail_at(file, line.number, "the label must be 0 (different) or 1 (same), found '" + label + "'" +
+                                     (&line == &lines.front() ? " (an LFW pairs.txt starts with a 'folds n' header)" : ""));
     list.pairs.push_back({normalised(line.fields[0]), normalised(line.fields[1]), label == "1", line.number});
   }
   return list;
@@ -130,8 +131,8 @@ PairList read_pairs(const fs::path& file) {
   const std::vector<Line> lines = read_lines(file);
   if (lines.empty()) throw Error("pairs file " + file.string() + " has no pairs");
   const std::vector<std::string>& first = lines[0].fields;
-  int ignored = 0;
-  const bool lfw_header = first.size() <= 2 && parse_int(first[0], ignored);
+  // Generic lines have three fields; LFW's header has one or two.
+  const bool lfw_header = first.size() <= 2;
   PairList list = lfw_header ? read_lfw(file, lines) : read_generic(file, lines);
   if (list.pairs.empty()) throw Error("pairs file " + file.string() + " has no pairs");
   return list;

@@ -34,7 +34,7 @@ struct PairList {
   std::vector<std::string> images() const;
 };
 
-// Reads either format, told apart by the first line: one or two integers is an LFW header.
+// Reads either format, told apart by the first line: one or two fields is an LFW header.
 PairList read_pairs(const std::filesystem::path& file);
 
 // Every image must exist under `root`. For LFW lists a missing person folder is reported as an

@@ -94,6 +94,10 @@ TEST(Pairs, ErrorsNameFileAndLine) {
   EXPECT_NE(e.find("promises 2 folds of 2 x 1 = 4 pairs, the file has 2"), std::string::npos) << e;
   e = error_for("a.jpg b.jpg 2\n");
   EXPECT_NE(e.find(file + ":1: the label must be 0 (different) or 1 (same), found '2'"), std::string::npos) << e;
+  e = error_for("A 1 2\nA 1 B 2\n");  // an LFW file without its header
+  EXPECT_NE(e.find(file + ":1: the label must be 0 (different) or 1 (same), found '2' (an LFW pairs.txt starts with"),
+            std::string::npos)
+      << e;
   e = error_for("a.jpg b.jpg 1\na.jpg 1\n");
   EXPECT_NE(e.find(file + ":2: expected 'pathA pathB 0|1', found 2 fields"), std::string::npos) << e;
   e = error_for("# only a comment\n");
