@@ -1,12 +1,16 @@
 // `cuface eval-fr`: face verification accuracy of embeddings on a pairs list or an InsightFace .bin.
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <sstream>
 
 #include "engine/error.h"
 #include "face/cli/commands.h"
 #include "face/eval/insightface_bin.h"
+#include "face/eval/pair_sampler.h"
 #include "face/eval/report.h"
 #include "face/eval/verification.h"
 
@@ -19,6 +23,9 @@ namespace {
 struct EvalFrOptions {
   fs::path embeddings, labels, pairs, bin, images = ".", roc, plot, report;
   int folds = 0;  // 0: the pairs file's own folds when it has at least two, else 10
+  int64_t sample = 0;
+  int repeat = 5;
+  uint64_t seed = 1;
 };
 
 // An InsightFace .bin names no files: row 2i and 2i+1 of the embeddings are pair i's images.
@@ -34,7 +41,58 @@ eval::PairEmbeddings bin_pairs(const EvalFrOptions& o) {
   return out;
 }
 
+// --sample K --repeat R: R random sets of K pairs among the embedded images, people told apart by
+// the folder of each image; every figure is reported as mean +- std (population) over the repeats.
+void run_sampled(const EvalFrOptions& o) {
+  const fs::path list = o.labels.empty() ? eval::embedding_list_path(o.embeddings) : o.labels;
+  eval::Embeddings embeddings = eval::read_embeddings(o.embeddings, list);
+  std::vector<std::string> people;
+  for (const std::string& path : embeddings.paths) people.push_back(fs::path(path).parent_path().string());
+  const std::vector<int> identity = eval::identity_numbers(people);
+  const int folds = o.folds > 0 ? o.folds : 10;
+
+  // Scalars summarised over repeats, by report key.
+  std::vector<std::string> keys{"accuracy_mean", "threshold", "best_accuracy", "gap", "auc"};
+  std::map<std::string, std::vector<double>> values;
+  nlohmann::json repeats = nlohmann::json::array();
+  for (int r = 0; r < o.repeat; ++r) {
+    const eval::SampledPairs sampled = eval::sample_pairs(identity, o.sample, o.seed + uint64_t(r));
+    const eval::VerificationResult result =
+        eval::evaluate_verification({embeddings.matrix, sampled.rows, sampled.same}, folds);
+    nlohmann::json report = eval::verification_json(result);
+    report.erase("definitions");
+    for (const std::string& key : keys) values[key].push_back(report[key].get<double>());
+    for (const eval::TarAtFar& t : result.tar_at_far)
+      if (t.supported) values["tar_at_far_" + (std::ostringstream() << t.far_target).str()].push_back(t.tar);
+    std::printf("repeat %d/%d: %d-fold accuracy %.3f%%, best balanced accuracy %.3f%%, gap %.4f, AUC %.6f\n", r + 1,
+                o.repeat, folds, 100 * result.kfold.accuracy_mean, 100 * result.best.accuracy, result.gap, result.auc);
+    repeats.push_back(std::move(report));
+  }
+
+  nlohmann::json summary = nlohmann::json::object();
+  for (const auto& [key, v] : values) {
+    if (int(v.size()) != o.repeat) continue;  // a TAR@FAR some repeats could not support
+    double mean = 0, variance = 0;
+    for (double x : v) mean += x / double(v.size());
+    for (double x : v) variance += (x - mean) * (x - mean) / double(v.size());
+    summary[key] = {{"mean", mean}, {"std", std::sqrt(variance)}};
+    std::printf("%-22s %.6f +- %.6f\n", key.c_str(), mean, std::sqrt(variance));
+  }
+  if (!o.report.empty())
+    eval::write_json(o.report, {{"embeddings", o.embeddings.string()},
+                                {"sample", o.sample},
+                                {"repeat", o.repeat},
+                                {"seed", o.seed},
+                                {"folds", folds},
+                                {"summary", summary},
+                                {"repeats", repeats}});
+  std::printf("eval-fr: %s, %d x %lld sampled pairs: accuracy %.3f%% +- %.3f%%\n", o.embeddings.string().c_str(),
+              o.repeat, (long long)o.sample, 100 * summary["accuracy_mean"]["mean"].get<double>(),
+              100 * summary["accuracy_mean"]["std"].get<double>());
+}
+
 void run_eval_fr(const EvalFrOptions& o) {
+  if (o.sample > 0) return run_sampled(o);
   eval::PairEmbeddings input;
   int file_folds = 0;
   std::string source;
@@ -91,18 +149,28 @@ void add_eval_fr_command(CLI::App& app) {
                                      "An InsightFace verification .bin (lfw.bin, cfp_fp.bin, ...); embedding row "
                                      "2i and 2i+1 are pair i")
                          ->check(CLI::ExistingFile);
-  pairs->excludes(bin);
-  bin->excludes(pairs);
+  CLI::Option* sample =
+      cmd->add_option("--sample", options->sample,
+                      "Instead of a pairs list: evaluate random sets of K pairs (half same-person) among the embedded "
+                      "images, the person being each image's folder")
+          ->check(CLI::Range(int64_t(4), int64_t(1) << 40));
+  cmd->add_option("--repeat", options->repeat, "With --sample: how many random sets (mean +- std reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--seed", options->seed, "With --sample: seed of the first set (set r uses seed + r)")->capture_default_str();
+  pairs->excludes(bin)->excludes(sample);
+  bin->excludes(pairs)->excludes(sample);
+  sample->excludes(pairs)->excludes(bin);
   cmd->add_option("--images", options->images, "Image root the pair paths are relative to")->capture_default_str();
   cmd->add_option("--folds", options->folds,
                   "Folds of the k-fold protocol (default: the pairs file's folds, else 10)")
       ->check(CLI::Range(2, 1 << 30));
-  cmd->add_option("--roc", options->roc, "Write the ROC (cosine threshold, FAR, TAR) as CSV");
-  cmd->add_option("--plot", options->plot, "Write the ROC as an SVG chart with a log-scale FAR axis");
+  cmd->add_option("--roc", options->roc, "Write the ROC (cosine threshold, FAR, TAR) as CSV")->excludes(sample);
+  cmd->add_option("--plot", options->plot, "Write the ROC as an SVG chart with a log-scale FAR axis")->excludes(sample);
   cmd->add_option("--report", options->report, "Write every figure as JSON");
   cmd->callback([options] {
-    if (options->pairs.empty() && options->bin.empty())
-      throw CLI::RequiredError("eval-fr needs --pairs FILE or --bin FILE");
+    if (options->pairs.empty() && options->bin.empty() && options->sample == 0)
+      throw CLI::RequiredError("eval-fr needs --pairs FILE, --bin FILE or --sample K");
     run_eval_fr(*options);
   });
 }

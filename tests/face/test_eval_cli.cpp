@@ -128,7 +128,7 @@ TEST(EvalFrCli, ErrorsAndExitCodes) {
 
   Outcome run = cuface(dir, "eval-fr" + emb);
   EXPECT_EQ(run.status, 2) << "neither --pairs nor --bin";
-  EXPECT_NE(run.err.find("--pairs FILE or --bin FILE"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("--pairs FILE, --bin FILE or --sample K"), std::string::npos) << run.err;
 
   run = cuface(dir, "eval-fr" + emb + " --pairs " + out + "/pairs.txt --bin " + out + "/pairs.txt");
   EXPECT_EQ(run.status, 2) << "--pairs and --bin together";
@@ -153,6 +153,30 @@ TEST(EvalFrCli, ErrorsAndExitCodes) {
   run = cuface(dir, "eval-fr" + emb + " --bin " + out + "/corrupt.bin");
   EXPECT_EQ(run.status, 1);
   EXPECT_NE(run.err.find("corrupt.bin: not an InsightFace verification .bin"), std::string::npos) << run.err;
+}
+
+TEST(EvalFrCli, RepeatedSampling) {
+  ScratchDir dir;
+  write_synthetic_set(dir);
+  const std::string out = dir.path().string();
+  const Outcome run = cuface(dir, "eval-fr --embeddings " + out + "/emb.npy --sample 40 --repeat 3 --folds 4 --report " +
+                                      out + "/s.json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json report = nlohmann::json::parse(slurp(dir / "s.json"));
+  EXPECT_EQ(report["repeats"].size(), 3u);
+  EXPECT_EQ(report["repeats"][0]["pairs"], 40);
+  EXPECT_EQ(report["repeats"][0]["same_pairs"], 20);
+  EXPECT_DOUBLE_EQ(report["summary"]["accuracy_mean"]["mean"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(report["summary"]["auc"]["std"].get<double>(), 0.0);
+  EXPECT_TRUE(report["summary"].contains("gap"));
+  // The sets differ between repeats (seed + r), so the gaps do too.
+  EXPECT_NE(report["repeats"][0]["gap"], report["repeats"][1]["gap"]);
+
+  const Outcome too_many = cuface(dir, "eval-fr --embeddings " + out + "/emb.npy --sample 100");
+  EXPECT_EQ(too_many.status, 1);
+  EXPECT_NE(too_many.err.find("cannot sample 50 distinct same-person pairs"), std::string::npos) << too_many.err;
+  const Outcome with_roc = cuface(dir, "eval-fr --embeddings " + out + "/emb.npy --sample 10 --roc " + out + "/r.csv");
+  EXPECT_EQ(with_roc.status, 2) << "--roc needs one evaluation, not repeats";
 }
 
 // A protocol 4 pickle of (images, issame) as InsightFace writes it: `pairs` pairs of tiny byte strings.
