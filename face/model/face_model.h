@@ -97,7 +97,5 @@ class FaceModel : public Layer {
   Branch fr_, gender_, age_;
 };
 
-// Training images u8 NHWC -> the network's input: (x - 127.5) * scale, f32 (or bf16 on GPU with bf16).
-inline constexpr float kPixelMean = 127.5f;
 
 }  // namespace cuface
