@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
 
   cuface::cli::add_info_command(app);
+  cuface::cli::add_selfcheck_command(app);
 
   // CLI11 reports an unknown subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {

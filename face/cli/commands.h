@@ -6,5 +6,6 @@
 namespace cuface::cli {
 
 void add_info_command(CLI::App& app);
+void add_selfcheck_command(CLI::App& app);
 
 }  // namespace cuface::cli
