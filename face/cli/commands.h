@@ -15,5 +15,6 @@ void set_command_line(int argc, char** argv);
 const std::string& command_line();
 void add_eval_fr_command(CLI::App& app);
 void add_eval_attr_command(CLI::App& app);
+void add_selfcheck_command(CLI::App& app);
 
 }  // namespace cuface::cli
