@@ -16,5 +16,6 @@ const std::string& command_line();
 void add_eval_fr_command(CLI::App& app);
 void add_eval_attr_command(CLI::App& app);
 void add_selfcheck_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace cuface::cli

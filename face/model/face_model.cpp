@@ -144,6 +144,13 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
   return stats;
 }
 
+void FaceModel::set_step(uint64_t step) {
+  for (Branch* b : {&fr_, &gender_, &age_}) {
+    if (b->hidden.size() > 0) static_cast<Dropout&>(b->hidden[0]).set_step(step);  // each branch starts with it
+    if (auto* margin = dynamic_cast<MarginHead*>(b->head.get())) margin->set_sampling_step(step);
+  }
+}
+
 Tensor FaceModel::backward(Context&, const Tensor&) {
   throw Error("FaceModel: use train_step (it runs forward and backward of the chosen tasks)");
 }

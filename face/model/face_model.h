@@ -78,6 +78,10 @@ class FaceModel : public Layer {
   std::vector<HeadStats> train_step(Context& ctx, const Tensor& images, const std::vector<TaskLabels>& tasks,
                                     bool train_backbone, bool fetch_stats);
 
+  // The training step the random draws of the next train_step belong to: every Dropout's mask and
+  // Partial FC's sampling are pure functions of (seed, step), so a resumed run repeats them exactly.
+  void set_step(uint64_t step);
+
   Tensor forward(Context& ctx, const Tensor& images) override { return embed(ctx, images); }
   Tensor backward(Context& ctx, const Tensor& dy) override;
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) override;
