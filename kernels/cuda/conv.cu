@@ -140,7 +140,7 @@ void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, Tensor& y, c
   if (!plan.forward.found) {
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &count));
-    std::vector<cudnnConvolutionFwdAlgoPerf_t> results(size_t(count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> results(static_cast<size_t>(count));
     CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.y,
                                                        y.raw(), count, &returned, results.data(),
                                                        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes),
@@ -161,7 +161,7 @@ void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tenso
   if (!plan.backward_data.found) {
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &count));
-    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(size_t(count));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(static_cast<size_t>(count));
     CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(handle, plan.w, w.raw(), plan.y, dy.raw(), plan.conv,
                                                             plan.x, dx.raw(), count, &returned, results.data(),
                                                             ctx.cuda().workspace_bytes(kMaxWorkspaceBytes),
@@ -188,7 +188,7 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
   if (!plan.backward_filter.found) {
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &count));
-    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(size_t(count));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(static_cast<size_t>(count));
     CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, plan.x, x.raw(), plan.y, dy.raw(), plan.conv,
                                                               plan.w, scratch.raw(), count, &returned, results.data(),
                                                               ctx.cuda().workspace_bytes(kMaxWorkspaceBytes),
