@@ -9,8 +9,12 @@
 namespace cuface::cuda {
 
 // Activations are f32 or bf16; arithmetic is always f32.
-__device__ inline float as_float(float v) { return v; }
-__device__ inline float as_float(bf16 v) { return to_float(v); }
+__device__ inline float as_float(float v) {
+  return v;
+}
+__device__ inline float as_float(bf16 v) {
+  return to_float(v);
+}
 template <class T>
 __device__ inline T from_float(float v);
 template <>
