@@ -13,7 +13,7 @@ constexpr int kBlock = 256;
 
 template <class T>
 __global__ void relu_forward_kernel(const T* x, T* y, int64_t n) {
-  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(fmaxf(as_float(x[i]), 0.0f));
+  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(relu_value(as_float(x[i])));
 }
 
 template <class T>
@@ -23,7 +23,7 @@ __global__ void relu_backward_kernel(const T* y, const T* dy, T* dx, int64_t n) 
 
 template <class T>
 __global__ void add_relu_kernel(const T* a, const T* b, T* y, int64_t n) {
-  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(fmaxf(as_float(a[i]) + as_float(b[i]), 0.0f));
+  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(relu_value(as_float(a[i]) + as_float(b[i])));
 }
 
 template <class T>

@@ -116,7 +116,7 @@ __global__ void scale_shift_kernel(const T* x, const float* scale, const float* 
                                    int channels) {
   for_each_element(n, channels, [&](int64_t i, int c) {
     float v = as_float(x[i]) * scale[c] + shift[c];
-    if (relu) v = fmaxf(v, 0.0f);
+    if (relu) v = relu_value(v);
     y[i] = from_float<T>(v);
   });
 }

@@ -26,6 +26,10 @@ __device__ inline bf16 from_float<bf16>(float v) {
   return to_bf16(v);
 }
 
+// max(v, 0) that keeps NaN (fmaxf would turn it into 0), as std::max(v, 0.0f) does in the CPU twins:
+// a diverging run must show its NaNs on both backends.
+__device__ inline float relu_value(float v) { return v < 0.0f ? 0.0f : v; }
+
 // Grid-stride loop over n elements calling f(i, c) with c = i % channels; the channel advances by
 // the (fixed) stride modulo channels, so there is no 64-bit division per element.
 template <class F>
