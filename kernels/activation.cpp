@@ -11,11 +11,12 @@ void check_activation(const Tensor& x, const Tensor& y, const char* what) {
 }
 
 void check_prelu_slope(const Tensor& x, const Tensor& slope, const char* what) {
-  CUFACE_CHECK(x.rank() >= 2 && x.size(-1) > 0, std::string(what) + ": expected [N, C] or [N, H, W, C], got " + x.str());
-  CUFACE_CHECK(slope.defined() && slope.dtype() == DType::F32 && slope.numel() == x.size(-1) &&
-                   slope.device() == x.device(),
-               std::string(what) + ": slope must be f32 with " + std::to_string(x.size(-1)) +
-                   " elements (one per channel) on " + device_name(x.device()) + ", got " + slope.str());
+  CUFACE_CHECK(x.rank() >= 2 && x.size(-1) > 0,
+               std::string(what) + ": expected [N, C] or [N, H, W, C], got " + x.str());
+  CUFACE_CHECK(
+      slope.defined() && slope.dtype() == DType::F32 && slope.numel() == x.size(-1) && slope.device() == x.device(),
+      std::string(what) + ": slope must be f32 with " + std::to_string(x.size(-1)) + " elements (one per channel) on " +
+          device_name(x.device()) + ", got " + slope.str());
 }
 
 }  // namespace cuface

@@ -67,10 +67,9 @@ void check_batch_norm_backward(const Tensor& x, const Tensor& y, const Tensor& d
 // Training forward. Writes y and the batch `mean` and `invstd` (saved for backward), updates
 // running_mean and running_var, and adds 1 to num_batches_tracked (i32, one element) when it is
 // defined. Needs more than one value per channel (M > 1), as PyTorch does.
-inline void batch_norm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                                     float eps, float momentum, bool relu, Tensor& running_mean,
-                                     Tensor& running_var, Tensor& num_batches_tracked, Tensor& y, Tensor& mean,
-                                     Tensor& invstd) {
+inline void batch_norm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                                     float momentum, bool relu, Tensor& running_mean, Tensor& running_var,
+                                     Tensor& num_batches_tracked, Tensor& y, Tensor& mean, Tensor& invstd) {
   check_batch_norm_forward(x, gamma, beta, running_mean, running_var, y, mean, invstd, "batch_norm_forward_train");
   CUFACE_CHECK(x.numel() / x.size(-1) > 1,
                "batch_norm_forward_train: expected more than one value per channel, got " + x.str());
@@ -81,8 +80,8 @@ inline void batch_norm_forward_train(Context& ctx, const Tensor& x, const Tensor
   CUFACE_DISPATCH(x,
                   cpu::batch_norm_forward_train(ctx, x, gamma, beta, eps, momentum, relu, running_mean, running_var,
                                                 num_batches_tracked, y, mean, invstd),
-                  cuda::batch_norm_forward_train(ctx, x, gamma, beta, eps, momentum, relu, running_mean,
-                                                 running_var, num_batches_tracked, y, mean, invstd));
+                  cuda::batch_norm_forward_train(ctx, x, gamma, beta, eps, momentum, relu, running_mean, running_var,
+                                                 num_batches_tracked, y, mean, invstd));
 }
 
 // Evaluation forward with the running statistics. Also writes the `mean` and `invstd` it used, so
@@ -91,25 +90,21 @@ inline void batch_norm_forward_eval(Context& ctx, const Tensor& x, const Tensor&
                                     const Tensor& running_mean, const Tensor& running_var, float eps, bool relu,
                                     Tensor& y, Tensor& mean, Tensor& invstd) {
   check_batch_norm_forward(x, gamma, beta, running_mean, running_var, y, mean, invstd, "batch_norm_forward_eval");
-  CUFACE_DISPATCH(x,
-                  cpu::batch_norm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, relu, y, mean,
-                                               invstd),
-                  cuda::batch_norm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, relu, y, mean,
-                                                invstd));
+  CUFACE_DISPATCH(
+      x, cpu::batch_norm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, relu, y, mean, invstd),
+      cuda::batch_norm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, relu, y, mean, invstd));
 }
 
 // Backward. `mean` and `invstd` are what forward wrote; batch_stats says whether forward used batch
 // statistics (training) or running ones (evaluation). y is needed only when relu is fused. dx is
 // overwritten; dgamma and dbeta ACCUMULATE (+=, as parameter gradients do in layers/layer.h) and
 // may be undefined to skip them (frozen layer, fixed gamma, affine off).
-inline void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy,
-                                const Tensor& gamma, const Tensor& mean, const Tensor& invstd, bool batch_stats,
-                                bool relu, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
+inline void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
+                                const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx,
+                                Tensor& dgamma, Tensor& dbeta) {
   check_batch_norm_backward(x, y, dy, gamma, mean, invstd, relu, dx, dgamma, dbeta);
-  CUFACE_DISPATCH(x,
-                  cpu::batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta),
-                  cuda::batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma,
-                                            dbeta));
+  CUFACE_DISPATCH(x, cpu::batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta),
+                  cuda::batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta));
 }
 
 }  // namespace cuface

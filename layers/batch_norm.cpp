@@ -33,9 +33,9 @@ BatchNorm::BatchNorm(int64_t channels, BatchNormOptions options) : channels_(cha
 }
 
 Tensor BatchNorm::forward(Context& ctx, const Tensor& x) {
-  CUFACE_CHECK(x.rank() >= 2 && x.size(-1) == channels_,
-               "BatchNorm(" + std::to_string(channels_) + "): expected [N, C] or [N, H, W, C] input with C = " +
-                   std::to_string(channels_) + ", got " + x.str());
+  CUFACE_CHECK(x.rank() >= 2 && x.size(-1) == channels_, "BatchNorm(" + std::to_string(channels_) +
+                                                             "): expected [N, C] or [N, H, W, C] input with C = " +
+                                                             std::to_string(channels_) + ", got " + x.str());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   mean_ = Tensor::empty({channels_}, DType::F32, x.device());
   invstd_ = Tensor::empty({channels_}, DType::F32, x.device());
@@ -43,8 +43,8 @@ Tensor BatchNorm::forward(Context& ctx, const Tensor& x) {
     batch_norm_forward_train(ctx, x, weight_.value, bias_.value, options_.eps, options_.momentum, options_.relu,
                              running_mean_.value, running_var_.value, num_batches_tracked_.value, y, mean_, invstd_);
   else
-    batch_norm_forward_eval(ctx, x, weight_.value, bias_.value, running_mean_.value, running_var_.value,
-                            options_.eps, options_.relu, y, mean_, invstd_);
+    batch_norm_forward_eval(ctx, x, weight_.value, bias_.value, running_mean_.value, running_var_.value, options_.eps,
+                            options_.relu, y, mean_, invstd_);
   used_batch_stats_ = training_;
   x_ = x;
   y_ = options_.relu ? y : Tensor();

@@ -34,7 +34,7 @@ class Dropout : public Layer {
   float p_;
   uint64_t seed_;
   uint64_t step_ = 0;
-  bool dropped_ = false;  // whether the last forward applied a mask (training and p > 0)
+  bool dropped_ = false;    // whether the last forward applied a mask (training and p > 0)
   uint64_t mask_step_ = 0;  // the step it used
 };
 

@@ -13,9 +13,9 @@ PReLU::PReLU(int64_t channels, float initial_slope, bool decay) : channels_(chan
 }
 
 Tensor PReLU::forward(Context& ctx, const Tensor& x) {
-  CUFACE_CHECK(x.rank() >= 2 && x.size(-1) == channels_,
-               "PReLU(" + std::to_string(channels_) + "): expected [N, C] or [N, H, W, C] input with C = " +
-                   std::to_string(channels_) + ", got " + x.str());
+  CUFACE_CHECK(x.rank() >= 2 && x.size(-1) == channels_, "PReLU(" + std::to_string(channels_) +
+                                                             "): expected [N, C] or [N, H, W, C] input with C = " +
+                                                             std::to_string(channels_) + ", got " + x.str());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   prelu_forward(ctx, x, weight_.value, y);
   x_ = x;

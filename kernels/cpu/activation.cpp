@@ -56,9 +56,12 @@ void prelu_backward(Context&, const Tensor& x, const Tensor& slope, const Tensor
   float* pdx = dx.data<float>();
   // The slope gradient first, so that dx may overwrite dy.
   if (dslope.defined()) {
-    const std::vector<double> sums = channel_sums<1>(rows, channels, [&](int64_t row, double* s) {
+    const std::vector<double> sums = channel_sums<1>(rows, channels, [&](int64_t row, std::array<double*, 1>& s) {
       const int64_t base = row * channels;
-      for (int64_t c = 0; c < channels; ++c) s[c] += double(pdy[base + c]) * std::min(px[base + c], 0.0f);
+      double* sum = s[0];
+      // The product is formed in float before the conversion: GCC (honouring -ftrapping-math) does not
+      // vectorise a select that feeds a conversion.
+      for (int64_t c = 0; c < channels; ++c) sum[c] += double(pdy[base + c] * std::min(px[base + c], 0.0f));
     });
     float* ds = dslope.data<float>();
     for (int64_t c = 0; c < channels; ++c) ds[c] += float(sums[size_t(c)]);

@@ -13,7 +13,7 @@ constexpr int kBlock = 256;
 
 template <class T>
 __global__ void relu_forward_kernel(const T* x, T* y, int64_t n) {
-  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(fmaxf(as_float(x[i]), 0.0f));
+  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(relu_value(as_float(x[i])));
 }
 
 template <class T>
@@ -23,7 +23,7 @@ __global__ void relu_backward_kernel(const T* y, const T* dy, T* dx, int64_t n) 
 
 template <class T>
 __global__ void add_relu_kernel(const T* a, const T* b, T* y, int64_t n) {
-  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(fmaxf(as_float(a[i]) + as_float(b[i]), 0.0f));
+  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(relu_value(as_float(a[i]) + as_float(b[i])));
 }
 
 template <class T>
@@ -110,8 +110,8 @@ void prelu_forward(Context& ctx, const Tensor& x, const Tensor& slope, Tensor& y
   if (n == 0) return;
   with_element_type(x, [&](auto tag) {
     using T = decltype(tag);
-    prelu_forward_kernel<T><<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-        x.data<T>(), slope.data<float>(), y.data<T>(), n, int(x.size(-1)));
+    prelu_forward_kernel<T><<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.data<T>(), slope.data<float>(),
+                                                                                  y.data<T>(), n, int(x.size(-1)));
   });
   CUDA_CHECK_LAUNCH();
 }
@@ -121,9 +121,10 @@ void prelu_backward(Context& ctx, const Tensor& x, const Tensor& slope, const Te
   const int64_t rows = x.numel() / channels;
   if (rows == 0) return;
   const ChannelReduceGrid reduce = channel_reduce_grid(ctx, rows, channels);
-  float* partial = dslope.defined() ? static_cast<float*>(ctx.cuda().workspace_bytes(
-                                          sizeof(float) * size_t(reduce.slabs) * size_t(channels)))
-                                    : nullptr;
+  float* partial =
+      dslope.defined()
+          ? static_cast<float*>(ctx.cuda().workspace_bytes(sizeof(float) * size_t(reduce.slabs) * size_t(channels)))
+          : nullptr;
   cudaStream_t stream = cuda_stream(ctx);
   with_element_type(x, [&](auto tag) {
     using T = decltype(tag);
@@ -133,7 +134,7 @@ void prelu_backward(Context& ctx, const Tensor& x, const Tensor& slope, const Te
   CUDA_CHECK_LAUNCH();
   if (!partial) return;
   prelu_slope_finalize_kernel<<<grid_for(channels, kBlock), kBlock, 0, stream>>>(partial, reduce.slabs, channels,
-                                                                                dslope.data<float>());
+                                                                                 dslope.data<float>());
   CUDA_CHECK_LAUNCH();
 }
 

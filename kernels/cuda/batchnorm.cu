@@ -67,8 +67,8 @@ __global__ void welford_partials_kernel(const T* x, int64_t rows, int channels, 
 }
 
 // scale = gamma * invstd, shift = beta - mean * scale (gamma, beta null: 1, 0).
-__device__ inline void fold_affine(const float* gamma, const float* beta, int c, float mean, float invstd,
-                                   float* scale, float* shift) {
+__device__ inline void fold_affine(const float* gamma, const float* beta, int c, float mean, float invstd, float* scale,
+                                   float* shift) {
   const float g = gamma ? gamma[c] : 1.0f;
   const float b = beta ? beta[c] : 0.0f;
   scale[c] = g * invstd;
@@ -77,8 +77,7 @@ __device__ inline void fold_affine(const float* gamma, const float* beta, int c,
 
 template <class T>
 __global__ void forward_finalize_kernel(const T* x, const float* partial, int slabs, int channels, float eps,
-                                        float momentum,
-                                        const float* gamma, const float* beta, float* running_mean,
+                                        float momentum, const float* gamma, const float* beta, float* running_mean,
                                         float* running_var, int32_t* num_batches_tracked, float* mean_out,
                                         float* invstd_out, float* scale, float* shift) {
   CUFACE_KERNEL_LOOP(c64, channels) {
@@ -117,7 +116,7 @@ __global__ void scale_shift_kernel(const T* x, const float* scale, const float* 
                                    int channels) {
   for_each_element(n, channels, [&](int64_t i, int c) {
     float v = as_float(x[i]) * scale[c] + shift[c];
-    if (relu) v = fmaxf(v, 0.0f);
+    if (relu) v = relu_value(v);
     y[i] = from_float<T>(v);
   });
 }
@@ -183,14 +182,18 @@ __global__ void input_grad_kernel(const T* x, const T* y, const T* dy, const flo
   });
 }
 
-const float* data_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
-float* mutable_or_null(Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+const float* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data<float>() : nullptr;
+}
+float* mutable_or_null(Tensor& t) {
+  return t.defined() ? t.data<float>() : nullptr;
+}
 
 template <class T>
 void launch_scale_shift(Context& ctx, const Tensor& x, const float* scale, const float* shift, bool relu, Tensor& y) {
   const int64_t n = x.numel();
   scale_shift_kernel<T><<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.data<T>(), scale, shift, relu,
-                                                                             y.data<T>(), n, int(x.size(-1)));
+                                                                              y.data<T>(), n, int(x.size(-1)));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -210,9 +213,10 @@ void forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Ten
   welford_partials_kernel<T><<<reduce.grid, reduce.block, 0, stream>>>(x.data<T>(), rows, channels, partial);
   CUDA_CHECK_LAUNCH();
   forward_finalize_kernel<T><<<grid_for(channels, kBlock), kBlock, 0, stream>>>(
-      x.data<T>(), partial, reduce.slabs, channels, eps, momentum, data_or_null(gamma), data_or_null(beta), running_mean.data<float>(),
-      running_var.data<float>(), num_batches_tracked.defined() ? num_batches_tracked.data<int32_t>() : nullptr,
-      mean.data<float>(), invstd.data<float>(), scale, shift);
+      x.data<T>(), partial, reduce.slabs, channels, eps, momentum, data_or_null(gamma), data_or_null(beta),
+      running_mean.data<float>(), running_var.data<float>(),
+      num_batches_tracked.defined() ? num_batches_tracked.data<int32_t>() : nullptr, mean.data<float>(),
+      invstd.data<float>(), scale, shift);
   CUDA_CHECK_LAUNCH();
   launch_scale_shift<T>(ctx, x, scale, shift, relu, y);
 }
@@ -231,9 +235,8 @@ void forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tens
 }
 
 template <class T>
-void backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
-              const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx, Tensor& dgamma,
-              Tensor& dbeta) {
+void backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
+              const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
   const int channels = int(x.size(-1));
   const int64_t rows = x.numel() / channels, n = x.numel();
   const ChannelReduceGrid reduce = channel_reduce_grid(ctx, rows, channels);
@@ -253,8 +256,8 @@ void backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, 
       mutable_or_null(dgamma), mutable_or_null(dbeta), k, mean_g, mean_gxhat);
   CUDA_CHECK_LAUNCH();
   input_grad_kernel<T><<<grid_for(n, kBlock), kBlock, 0, stream>>>(x.data<T>(), py, dy.data<T>(), mean.data<float>(),
-                                                                  invstd.data<float>(), k, mean_g, mean_gxhat, relu,
-                                                                  dx.data<T>(), n, channels);
+                                                                   invstd.data<float>(), k, mean_g, mean_gxhat, relu,
+                                                                   dx.data<T>(), n, channels);
   CUDA_CHECK_LAUNCH();
 }
 }  // namespace

@@ -9,8 +9,12 @@
 namespace cuface::cuda {
 
 // Activations are f32 or bf16; arithmetic is always f32.
-__device__ inline float as_float(float v) { return v; }
-__device__ inline float as_float(bf16 v) { return to_float(v); }
+__device__ inline float as_float(float v) {
+  return v;
+}
+__device__ inline float as_float(bf16 v) {
+  return to_float(v);
+}
 template <class T>
 __device__ inline T from_float(float v);
 template <>
@@ -21,6 +25,10 @@ template <>
 __device__ inline bf16 from_float<bf16>(float v) {
   return to_bf16(v);
 }
+
+// max(v, 0) that keeps NaN (fmaxf would turn it into 0), as std::max(v, 0.0f) does in the CPU twins:
+// a diverging run must show its NaNs on both backends.
+__device__ inline float relu_value(float v) { return v < 0.0f ? 0.0f : v; }
 
 // Grid-stride loop over n elements calling f(i, c) with c = i % channels; the channel advances by
 // the (fixed) stride modulo channels, so there is no 64-bit division per element.

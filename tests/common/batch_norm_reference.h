@@ -13,9 +13,12 @@ struct BatchNormReference {
 };
 
 // x: rows x C. gamma/beta empty: 1 and 0. train: batch statistics (two passes) and running update.
-inline BatchNormReference reference_batch_norm_forward(const std::vector<double>& x, int64_t C, const std::vector<double>& gamma,
-                            const std::vector<double>& beta, std::vector<double> running_mean,
-                            std::vector<double> running_var, double eps, double momentum, bool train, bool relu) {
+inline BatchNormReference reference_batch_norm_forward(const std::vector<double>& x, int64_t C,
+                                                       const std::vector<double>& gamma,
+                                                       const std::vector<double>& beta,
+                                                       std::vector<double> running_mean,
+                                                       std::vector<double> running_var, double eps, double momentum,
+                                                       bool train, bool relu) {
   const int64_t rows = int64_t(x.size()) / C;
   BatchNormReference r;
   r.y.resize(x.size());
@@ -52,9 +55,10 @@ struct BatchNormReferenceGrads {
 // The chain rule step by step (not the compact formula the kernels use): through xhat, then var,
 // then mean. `y` supplies the ReLU mask.
 inline BatchNormReferenceGrads reference_batch_norm_backward(const std::vector<double>& x, const std::vector<double>& y,
-                                  const std::vector<double>& dy, int64_t C, const std::vector<double>& gamma,
-                                  const std::vector<double>& mean, const std::vector<double>& invstd, bool train,
-                                  bool relu) {
+                                                             const std::vector<double>& dy, int64_t C,
+                                                             const std::vector<double>& gamma,
+                                                             const std::vector<double>& mean,
+                                                             const std::vector<double>& invstd, bool train, bool relu) {
   const int64_t rows = int64_t(x.size()) / C;
   const double M = double(rows);
   BatchNormReferenceGrads r;

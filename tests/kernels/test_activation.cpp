@@ -81,6 +81,25 @@ TEST(ActivationCpu, PreluForwardAndBackwardMatchFloat64) {
   }
 }
 
+// A NaN must survive the ReLUs on both backends (CUDA's fmaxf would silently turn it into 0), so a
+// diverging run shows its NaNs.
+class ReluNan : public testing::BackendTest {};
+TEST_P(ReluNan, NanStaysNan) {
+  Tensor host = Tensor::empty({2, 3});
+  for (int64_t i = 0; i < 6; ++i) host.data<float>()[i] = i == 4 ? NAN : float(i) - 2.5f;
+  Tensor x = host.to(device()), y = Tensor::empty({2, 3}, DType::F32, device());
+  Tensor z = Tensor::empty({2, 3}, DType::F32, device());
+  relu_forward(ctx(), x, y);
+  add_relu(ctx(), x, x, z);
+  ctx().synchronize();
+  const Tensor hy = y.to(Device::CPU), hz = z.to(Device::CPU);
+  EXPECT_TRUE(std::isnan(hy.data<float>()[4]));
+  EXPECT_TRUE(std::isnan(hz.data<float>()[4]));
+  EXPECT_EQ(hy.data<float>()[0], 0.0f);
+  EXPECT_EQ(hz.data<float>()[5], 5.0f);
+}
+CUFACE_ON_EVERY_BACKEND(ReluNan);
+
 TEST(ActivationChecks, RejectsBadArguments) {
   Context ctx(Device::CPU);
   Tensor x = Tensor::zeros({2, 3, 4}), y = Tensor::zeros({2, 3, 5}), ok = Tensor::zeros({2, 3, 4});

@@ -14,18 +14,20 @@
 namespace cuface {
 namespace {
 
+using testing::BatchNormReference;
+using testing::BatchNormReferenceGrads;
 using testing::host_f32;
 using testing::poisoned;
 using testing::random_tensor;
-using testing::BatchNormReference;
-using testing::BatchNormReferenceGrads;
-using testing::reference_batch_norm_forward;
 using testing::reference_batch_norm_backward;
+using testing::reference_batch_norm_forward;
 using testing::relative_error;
 using testing::to_doubles;
 using testing::upload;
 
-std::vector<double> doubles(const Tensor& t) { return t.defined() ? to_doubles(t) : std::vector<double>{}; }
+std::vector<double> doubles(const Tensor& t) {
+  return t.defined() ? to_doubles(t) : std::vector<double>{};
+}
 
 // ---- CPU against the reference -----------------------------------------------------------------
 
@@ -37,9 +39,8 @@ struct Case {
 
 // Odd shapes: batch 1 and 3, C = 1, 3, 17, non-square H x W; 2-d (BatchNorm1d) and 4-d (BatchNorm2d).
 const Case kCases[] = {
-    {{1, 3, 5, 17}, true, false}, {{3, 4, 2, 3}, true, true},  {{3, 7, 5, 1}, false, false},
-    {{2, 1, 6, 3}, false, true},  {{3, 17}, true, false},       {{7, 1}, true, true},
-    {{5, 3}, false, false},
+    {{1, 3, 5, 17}, true, false}, {{3, 4, 2, 3}, true, true}, {{3, 7, 5, 1}, false, false}, {{2, 1, 6, 3}, false, true},
+    {{3, 17}, true, false},       {{7, 1}, true, true},       {{5, 3}, false, false},
 };
 
 // "3x4x2x3_affine_relu": readable test names.
@@ -75,8 +76,8 @@ TEST_P(BatchNormCpu, TrainingForwardAndBackwardMatchFloat64) {
   const float eps = 1e-5f, momentum = 0.1f;
   batch_norm_forward_train(ctx, x, gamma, beta, eps, momentum, k.relu, running_mean, running_var, tracked, y, mean,
                            invstd);
-  const BatchNormReference ref =
-      reference_batch_norm_forward(to_doubles(x), C, doubles(gamma), doubles(beta), rm0, rv0, eps, momentum, true, k.relu);
+  const BatchNormReference ref = reference_batch_norm_forward(to_doubles(x), C, doubles(gamma), doubles(beta), rm0, rv0,
+                                                              eps, momentum, true, k.relu);
   EXPECT_LT(relative_error(to_doubles(y), ref.y), 1e-6);
   EXPECT_LT(relative_error(to_doubles(mean), ref.mean), 1e-6);
   EXPECT_LT(relative_error(to_doubles(invstd), ref.invstd), 1e-6);
@@ -90,8 +91,8 @@ TEST_P(BatchNormCpu, TrainingForwardAndBackwardMatchFloat64) {
   Tensor dgamma = k.affine ? random_tensor({C}, 7) : Tensor(), dbeta = k.affine ? random_tensor({C}, 8) : Tensor();
   const std::vector<double> dgamma0 = doubles(dgamma), dbeta0 = doubles(dbeta);
   batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, true, k.relu, dx, dgamma, dbeta);
-  const BatchNormReferenceGrads grads = reference_batch_norm_backward(to_doubles(x), to_doubles(y), to_doubles(dy), C, doubles(gamma),
-                                                  ref.mean, ref.invstd, true, k.relu);
+  const BatchNormReferenceGrads grads = reference_batch_norm_backward(
+      to_doubles(x), to_doubles(y), to_doubles(dy), C, doubles(gamma), ref.mean, ref.invstd, true, k.relu);
   EXPECT_LT(relative_error(to_doubles(dx), grads.dx), 1e-5);
   if (k.affine) {
     std::vector<double> want_dgamma = grads.dgamma, want_dbeta = grads.dbeta;
@@ -115,8 +116,8 @@ TEST_P(BatchNormCpu, EvaluationForwardAndBackwardMatchFloat64) {
   Tensor y = Tensor::empty(k.shape), mean = Tensor::empty({C}), invstd = Tensor::empty({C});
   const float eps = 1e-3f;
   batch_norm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, k.relu, y, mean, invstd);
-  const BatchNormReference ref = reference_batch_norm_forward(to_doubles(x), C, doubles(gamma), doubles(beta), to_doubles(rm0),
-                                          to_doubles(rv0), eps, 0.1, false, k.relu);
+  const BatchNormReference ref = reference_batch_norm_forward(
+      to_doubles(x), C, doubles(gamma), doubles(beta), to_doubles(rm0), to_doubles(rv0), eps, 0.1, false, k.relu);
   EXPECT_LT(relative_error(to_doubles(y), ref.y), 1e-6);
   EXPECT_LT(relative_error(to_doubles(invstd), ref.invstd), 1e-6);
   EXPECT_EQ(relative_error(to_doubles(mean), to_doubles(rm0)), 0.0);
@@ -127,8 +128,8 @@ TEST_P(BatchNormCpu, EvaluationForwardAndBackwardMatchFloat64) {
   Tensor dx = Tensor::empty(k.shape);
   Tensor dgamma = k.affine ? Tensor::zeros({C}) : Tensor(), dbeta = k.affine ? Tensor::zeros({C}) : Tensor();
   batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, false, k.relu, dx, dgamma, dbeta);
-  const BatchNormReferenceGrads grads = reference_batch_norm_backward(to_doubles(x), to_doubles(y), to_doubles(dy), C, doubles(gamma),
-                                                  ref.mean, ref.invstd, false, k.relu);
+  const BatchNormReferenceGrads grads = reference_batch_norm_backward(
+      to_doubles(x), to_doubles(y), to_doubles(dy), C, doubles(gamma), ref.mean, ref.invstd, false, k.relu);
   EXPECT_LT(relative_error(to_doubles(dx), grads.dx), 1e-6);
   if (k.affine) {
     EXPECT_LT(relative_error(to_doubles(dgamma), grads.dgamma), 1e-6);
@@ -147,7 +148,7 @@ TEST(BatchNormCpuNumerics, LargeOffsetKeepsTheVariance) {
   Tensor y = Tensor::empty(x.shape()), mean = Tensor::empty({5}), invstd = Tensor::empty({5});
   batch_norm_forward_train(ctx, x, none, none, 1e-5f, 1.0f, false, running_mean, running_var, none, y, mean, invstd);
   const BatchNormReference ref = reference_batch_norm_forward(to_doubles(x), 5, {}, {}, std::vector<double>(5, 0.0),
-                                          std::vector<double>(5, 0.0), 1e-5, 1.0, true, false);
+                                                              std::vector<double>(5, 0.0), 1e-5, 1.0, true, false);
   EXPECT_LT(relative_error(to_doubles(invstd), ref.invstd), 1e-6);
   EXPECT_LT(relative_error(to_doubles(running_var), ref.running_var), 1e-6);
   // y is limited by fp32 itself: x and the mean carry ~1000 * 6e-8 absolute rounding each.
@@ -172,7 +173,8 @@ TEST(BatchNormChecks, RejectsBadArguments) {
   Tensor half = Tensor::zeros(x.shape(), DType::BF16), half_y = Tensor::zeros(x.shape(), DType::BF16);
   EXPECT_THROW(train(half, half_y, none, mean), Error);  // bf16 is for CUDA only
   Tensor dx = Tensor::empty(x.shape());
-  EXPECT_THROW(batch_norm_backward(ctx, x, none, x, none, mean, invstd, true, true, dx, none, none), Error);  // relu needs y
+  EXPECT_THROW(batch_norm_backward(ctx, x, none, x, none, mean, invstd, true, true, dx, none, none),
+               Error);  // relu needs y
 }
 
 // ---- CUDA against the CPU twin -------------------------------------------------------------------
@@ -207,7 +209,8 @@ TEST_P(BatchNormCuda, MatchesCpu) {
          d_tracked = tracked.to(Device::CUDA);
 
   // CPU reference run.
-  Tensor y = Tensor::empty(k.shape), mean = Tensor::empty({C}), invstd = Tensor::empty({C}), dx = Tensor::empty(k.shape);
+  Tensor y = Tensor::empty(k.shape), mean = Tensor::empty({C}), invstd = Tensor::empty({C}),
+         dx = Tensor::empty(k.shape);
   batch_norm_forward_train(cpu, x, gamma, beta, 1e-5f, 0.1f, k.relu, rm, rv, tracked, y, mean, invstd);
   batch_norm_backward(cpu, x, y, dy, gamma, mean, invstd, true, k.relu, dx, dgamma, dbeta);
   Tensor y_eval = Tensor::empty(k.shape), dx_eval = Tensor::empty(k.shape);
@@ -230,10 +233,9 @@ TEST_P(BatchNormCuda, MatchesCpu) {
 
   Tensor d_y_eval = poisoned(k.shape, k.dtype), d_dx_eval = poisoned(k.shape, k.dtype);
   Tensor d_mean_eval = poisoned({C}, DType::F32), d_invstd_eval = poisoned({C}, DType::F32);
-  batch_norm_forward_eval(gpu, d_x, d_gamma, d_beta, d_rm, d_rv, 1e-5f, k.relu, d_y_eval, d_mean_eval,
-                          d_invstd_eval);
-  batch_norm_backward(gpu, d_x, d_y_eval, d_dy, d_gamma, d_mean_eval, d_invstd_eval, false, k.relu, d_dx_eval,
-                      d_dgamma, d_dbeta);
+  batch_norm_forward_eval(gpu, d_x, d_gamma, d_beta, d_rm, d_rv, 1e-5f, k.relu, d_y_eval, d_mean_eval, d_invstd_eval);
+  batch_norm_backward(gpu, d_x, d_y_eval, d_dy, d_gamma, d_mean_eval, d_invstd_eval, false, k.relu, d_dx_eval, d_dgamma,
+                      d_dbeta);
   gpu.synchronize();
   EXPECT_LT(relative_error(host_f32(d_rm), rm), 1e-5);
   EXPECT_LT(relative_error(host_f32(d_rv), rv), 1e-5);

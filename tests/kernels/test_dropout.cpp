@@ -29,7 +29,7 @@ TEST(DropoutCpu, MaskIsThePhiloxStreamOfSeedAndStep) {
   Context ctx(Device::CPU);
   const float p = 0.4f;
   const uint64_t seed = 0x123456789abcdefull, step = (uint64_t(1) << 40) + 17;  // both halves of each word used
-  Tensor x = random_tensor({3, 7, 5, 3}, 1);  // 315 elements: not a multiple of 4
+  Tensor x = random_tensor({3, 7, 5, 3}, 1);                                    // 315 elements: not a multiple of 4
   Tensor y = Tensor::empty(x.shape());
   dropout(ctx, x, y, p, seed, step);
   Philox stream(seed, step);

@@ -121,10 +121,10 @@ TEST(ActivationLayersCuda, MatchCpuLayers) {
   d_prelu.weight().value = prelu.weight().value.clone();
   d_prelu.to(Device::CUDA);
   ResidualAdd join, d_join;
-  Tensor want[] = {relu.forward(cpu, x), relu.backward(cpu, dy), prelu.forward(cpu, x), prelu.backward(cpu, dy),
-                   join.forward(cpu, x, b), join.backward(cpu, dy)};
-  Tensor got[] = {d_relu.forward(gpu, d_x),       d_relu.backward(gpu, d_dy), d_prelu.forward(gpu, d_x),
-                  d_prelu.backward(gpu, d_dy),    d_join.forward(gpu, d_x, d_b), d_join.backward(gpu, d_dy)};
+  Tensor want[] = {relu.forward(cpu, x),    relu.backward(cpu, dy),  prelu.forward(cpu, x),
+                   prelu.backward(cpu, dy), join.forward(cpu, x, b), join.backward(cpu, dy)};
+  Tensor got[] = {d_relu.forward(gpu, d_x),    d_relu.backward(gpu, d_dy),    d_prelu.forward(gpu, d_x),
+                  d_prelu.backward(gpu, d_dy), d_join.forward(gpu, d_x, d_b), d_join.backward(gpu, d_dy)};
   gpu.synchronize();
   for (int k = 0; k < 6; ++k) EXPECT_LT(relative_error(got[k], want[k]), 1e-6) << k;
   EXPECT_LT(relative_error(d_prelu.weight().grad, prelu.weight().grad), 1e-5);

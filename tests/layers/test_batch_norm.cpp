@@ -61,8 +61,7 @@ TEST(BatchNormGradients, TrainingModeMatchesFiniteDifferences) {
   for (const Shape& shape : {Shape{3, 4, 5, 3}, Shape{1, 3, 2, 17}, Shape{7, 5}}) {
     BatchNorm bn(shape[shape.rank - 1]);
     randomize_affine(bn, 1);
-    const testing::GradCheckResult r =
-        testing::check_layer_gradients(ctx, bn, random_tensor(shape, 3, -1.0f, 1.0f));
+    const testing::GradCheckResult r = testing::check_layer_gradients(ctx, bn, random_tensor(shape, 3, -1.0f, 1.0f));
     EXPECT_LT(r.input_error, 1e-3) << shape.str();
     EXPECT_LT(r.parameter_errors.at("weight"), 1e-3) << shape.str();
     EXPECT_LT(r.parameter_errors.at("bias"), 1e-3) << shape.str();
@@ -116,9 +115,9 @@ TEST(BatchNormLayer, MatchesFloat64ReferenceAndAccumulatesGradients) {
     const std::vector<double> gamma = to_doubles(bn.weight().value), beta = to_doubles(bn.bias().value);
     Tensor x = random_tensor(shape, 22, -1.0f, 3.0f), dy = random_tensor(shape, 23);
     Tensor y = bn.forward(ctx, x);
-    const testing::BatchNormReference ref = testing::reference_batch_norm_forward(
-        to_doubles(x), 17, gamma, beta, std::vector<double>(17, 0.0), std::vector<double>(17, 1.0), 1e-4, 0.25, true,
-        relu);
+    const testing::BatchNormReference ref =
+        testing::reference_batch_norm_forward(to_doubles(x), 17, gamma, beta, std::vector<double>(17, 0.0),
+                                              std::vector<double>(17, 1.0), 1e-4, 0.25, true, relu);
     EXPECT_LT(relative_error(to_doubles(y), ref.y), 1e-6);
     EXPECT_LT(relative_error(to_doubles(bn.running_mean().value), ref.running_mean), 1e-6);
     EXPECT_LT(relative_error(to_doubles(bn.running_var().value), ref.running_var), 1e-6);
