@@ -218,8 +218,6 @@ TEST(Safetensors, RejectsOffsetsThatDoNotTileTheData) {
                   "1 bytes after the last tensor");
 }
 
-
-
 // PyTorch state dicts hold BatchNorm's num_batches_tracked as an I64 scalar: read into I32.
 TEST(Safetensors, ReadsI64IntoI32AndRejectsValuesBeyond32Bits) {
   const std::string header = R"({"n": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})";
