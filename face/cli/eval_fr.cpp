@@ -58,7 +58,7 @@ void run_sampled(const EvalFrOptions& o) {
   std::map<std::string, std::vector<double>> values;
   nlohmann::json repeats = nlohmann::json::array();
   for (int r = 0; r < o.repeat; ++r) {
-    const eval::SampledPairs sampled = eval::sample_pairs(identity, o.sample, o.seed + uint64_t(r));
+    const eval::SampledPairs sampled = eval::sample_pairs(identity, o.sample, o.seed, uint64_t(r));
     const eval::VerificationResult result =
         eval::evaluate_verification({embeddings.matrix, sampled.rows, sampled.same}, folds);
     nlohmann::json report = eval::verification_json(result);
@@ -160,7 +160,7 @@ void add_eval_fr_command(CLI::App& app) {
   cmd->add_option("--repeat", options->repeat, "With --sample: how many random sets (mean +- std reported)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  cmd->add_option("--seed", options->seed, "With --sample: seed of the first set (set r uses seed + r)")->capture_default_str();
+  cmd->add_option("--seed", options->seed, "With --sample: random seed (set r draws from Philox stream r of it)")->capture_default_str();
   pairs->excludes(bin)->excludes(sample);
   bin->excludes(pairs)->excludes(sample)->excludes(labels);
   sample->excludes(pairs)->excludes(bin);
