@@ -112,6 +112,20 @@ TEST(CommunicationTimeout, ReadFromEnvironment) {
             "rank 3: no progress in all_reduce for 5 s; another rank probably died (limit: CUFACE_COMM_TIMEOUT)");
 }
 
+TEST(Communicator, LauncherWithoutMpiBuildIsAClearError) {
+#if CUFACE_HAS_MPI
+  GTEST_SKIP() << "this build has MPI (tests/mpi covers launches)";
+#else
+  ScopedEnv launched("OMPI_COMM_WORLD_SIZE", "2");
+  try {
+    make_communicator(Device::CPU);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("no MPI"), std::string::npos) << error.what();
+  }
+#endif
+}
+
 // ---- gradient buckets: layout (the reductions themselves are tested under MPI) --------------------
 
 std::vector<Shape> odd_shapes() { return {{7, 3}, {5}, {1}, {13, 2, 3}, {4, 4, 4}, {}, {3}, {129}, {2, 2}}; }
