@@ -1,4 +1,6 @@
-// `cuface eval-fr`: face verification accuracy of embeddings on a pairs list or an InsightFace .bin.
+// `cuface eval-fr`: face verification accuracy of embeddings on a pairs list, an InsightFace .bin, or
+// repeated random pair sets. The embeddings are precomputed (.npy + .txt); a model plugs in through
+// eval::embed_pairs (face/eval/verification.h), which embeds just the images the pairs name.
 #include <CLI/CLI.hpp>
 
 #include <cmath>
@@ -56,7 +58,7 @@ void run_sampled(const EvalFrOptions& o) {
   std::map<std::string, std::vector<double>> values;
   nlohmann::json repeats = nlohmann::json::array();
   for (int r = 0; r < o.repeat; ++r) {
-    const eval::SampledPairs sampled = eval::sample_pairs(identity, o.sample, o.seed + uint64_t(r));
+    const eval::SampledPairs sampled = eval::sample_pairs(identity, o.sample, o.seed, uint64_t(r));
     const eval::VerificationResult result =
         eval::evaluate_verification({embeddings.matrix, sampled.rows, sampled.same}, folds);
     nlohmann::json report = eval::verification_json(result);
@@ -139,8 +141,9 @@ void add_eval_fr_command(CLI::App& app) {
                   "Precomputed embeddings: a float32 [images x dim] .npy, its rows named by the .txt beside it")
       ->required()
       ->check(CLI::ExistingFile);
-  cmd->add_option("--labels", options->labels, "The image path of each embedding row (default: EMB.txt beside EMB.npy)")
-      ->check(CLI::ExistingFile);
+  CLI::Option* labels =
+      cmd->add_option("--labels", options->labels, "The image path of each embedding row (default: EMB.txt beside EMB.npy)")
+          ->check(CLI::ExistingFile);
   CLI::Option* pairs = cmd->add_option("--pairs", options->pairs,
                                        "Pairs: LFW pairs.txt ('folds n' header, 'name i j' / 'name1 i name2 j') "
                                        "or 'pathA pathB 0|1' lines")
@@ -157,9 +160,9 @@ void add_eval_fr_command(CLI::App& app) {
   cmd->add_option("--repeat", options->repeat, "With --sample: how many random sets (mean +- std reported)")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  cmd->add_option("--seed", options->seed, "With --sample: seed of the first set (set r uses seed + r)")->capture_default_str();
+  cmd->add_option("--seed", options->seed, "With --sample: random seed (set r draws from Philox stream r of it)")->capture_default_str();
   pairs->excludes(bin)->excludes(sample);
-  bin->excludes(pairs)->excludes(sample);
+  bin->excludes(pairs)->excludes(sample)->excludes(labels);
   sample->excludes(pairs)->excludes(bin);
   cmd->add_option("--images", options->images, "Image root the pair paths are relative to")->capture_default_str();
   cmd->add_option("--folds", options->folds,

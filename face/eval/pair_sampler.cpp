@@ -1,21 +1,22 @@
 #include "face/eval/pair_sampler.h"
 
 #include <algorithm>
-#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "engine/error.h"
+#include "engine/philox.h"
 
 namespace cuface::eval {
 
 namespace {
 
-// Uniform in [0, n): rejects the top partial block of 2^64 so no value is favoured.
-uint64_t below(std::mt19937_64& rng, uint64_t n) {
+// Uniform in [0, n) for counts beyond 32 bits (pair counts grow with the square of a person's images):
+// rejects the top partial block of 2^64 so no value is favoured.
+uint64_t below(Philox& rng, uint64_t n) {
   const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
   uint64_t x;
-  do x = rng();
+  do x = rng.next_u64();
   while (x >= limit);
   return x % n;
 }
@@ -29,7 +30,7 @@ std::vector<int> identity_numbers(std::span<const std::string> labels) {
   return out;
 }
 
-SampledPairs sample_pairs(std::span<const int> identity, int64_t count, uint64_t seed) {
+SampledPairs sample_pairs(std::span<const int> identity, int64_t count, uint64_t seed, uint64_t subsequence) {
   CUFACE_CHECK(count >= 2, "sample_pairs: at least 2 pairs");
   std::unordered_map<int, std::vector<int64_t>> rows_of;
   for (size_t i = 0; i < identity.size(); ++i) rows_of[identity[i]].push_back(int64_t(i));
@@ -59,7 +60,7 @@ SampledPairs sample_pairs(std::span<const int> identity, int64_t count, uint64_t
     throw Error("cannot sample " + std::to_string(want_different) + " distinct different-person pairs: the images offer " +
                 std::to_string(different_total) + " (at most half of them can be sampled)");
 
-  std::mt19937_64 rng(seed);
+  Philox rng(seed, subsequence);
   SampledPairs out;
   std::unordered_set<uint64_t> taken;
   auto take = [&](int64_t a, int64_t b, bool same) {

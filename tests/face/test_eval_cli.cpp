@@ -169,7 +169,7 @@ TEST(EvalFrCli, RepeatedSampling) {
   EXPECT_DOUBLE_EQ(report["summary"]["accuracy_mean"]["mean"].get<double>(), 1.0);
   EXPECT_DOUBLE_EQ(report["summary"]["auc"]["std"].get<double>(), 0.0);
   EXPECT_TRUE(report["summary"].contains("gap"));
-  // The sets differ between repeats (seed + r), so the gaps do too.
+  // The sets differ between repeats (Philox stream r), so the gaps do too.
   EXPECT_NE(report["repeats"][0]["gap"], report["repeats"][1]["gap"]);
 
   const Outcome too_many = cuface(dir, "eval-fr --embeddings " + out + "/emb.npy --sample 100");

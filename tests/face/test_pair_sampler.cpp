@@ -35,10 +35,12 @@ TEST(PairSampler, MixLabelsAndNoRepeats) {
 
 TEST(PairSampler, SeedDecides) {
   const std::vector<int> identity{0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 3};
-  const SampledPairs a = sample_pairs(identity, 8, 5), b = sample_pairs(identity, 8, 5), c = sample_pairs(identity, 8, 6);
+  const SampledPairs a = sample_pairs(identity, 8, 5), b = sample_pairs(identity, 8, 5), c = sample_pairs(identity, 8, 6),
+                     d = sample_pairs(identity, 8, 5, 1);
   EXPECT_EQ(a.rows, b.rows);
   EXPECT_EQ(a.same, b.same);
   EXPECT_NE(a.rows, c.rows);
+  EXPECT_NE(a.rows, d.rows);  // another subsequence of the same seed
 }
 
 TEST(PairSampler, EverySamePairEquallyLikely) {
