@@ -8,6 +8,7 @@
 #include <fstream>
 #include <memory>
 
+#include "engine/error.h"
 #include "face/cli/commands.h"
 #include "face/train/trainer.h"
 
@@ -27,7 +28,7 @@ nlohmann::json read_config_file(const std::string& path) {
   try {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw Error("--config '" + path + "' is not valid JSON: " + e.what());
+    throw cuface::Error("--config '" + path + "' is not valid JSON: " + e.what());
   }
 }
 
@@ -38,6 +39,9 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
     CUFACE_CHECK(std::filesystem::exists(config_path), "--resume: '" + args.resume + "' has no config.json");
     config = TrainConfig::from_json(read_config_file(config_path.string()));
     config.out = args.resume;
+    // A finished run can be extended: --steps / --epochs given with --resume replace the stored ones.
+    if (cmd.count("--steps")) config.steps = args.config.steps;
+    if (cmd.count("--epochs")) config.epochs = args.config.epochs;
   } else {
     // Defaults, then the --config file, then the flags given on the command line.
     if (!args.config_file.empty()) config = TrainConfig::from_json(read_config_file(args.config_file));

@@ -226,6 +226,7 @@ Run::Run(const TrainConfig& config, bool resume)
 
   if (resume) {
     resume_from_latest();
+    write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");  // --steps may have changed
   } else {
     CUFACE_CHECK(!fs::exists(folder_.latest()), "run folder '" + folder_.dir.string() +
                                                     "' already holds a run: use --resume, or another --out");

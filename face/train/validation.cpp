@@ -1,6 +1,8 @@
 #include "face/train/validation.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iomanip>
 #include <sstream>
 
 #include "face/eval/metrics.h"
@@ -30,11 +32,6 @@ void for_each_batch(Context& ctx, const ValidationOptions& options, F per_batch)
     Batch batch = loader.next();
     per_batch(to_device_normalised(ctx, batch), batch);
   }
-}
-
-std::vector<int> host_ints(const Tensor& t) {
-  Tensor host = t.to(Device::CPU);
-  return std::vector<int>(host.data<int32_t>(), host.data<int32_t>() + host.numel());
 }
 
 ValidationResult validate_fr(Context& ctx, FaceModel& model, const ValidationOptions& options) {
