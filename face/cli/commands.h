@@ -17,5 +17,6 @@ void add_eval_fr_command(CLI::App& app);
 void add_eval_attr_command(CLI::App& app);
 void add_selfcheck_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
 
 }  // namespace cuface::cli

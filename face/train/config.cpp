@@ -13,7 +13,7 @@ namespace cuface {
   X(age_edges) X(bn_momentum) X(batch) X(steps) X(epochs) X(lr) X(lr_fr) X(lr_gender) X(lr_age) X(momentum)    \
   X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age) X(lr_schedule) X(patience) X(lr_shrink) X(min_lr) X(lr_steps) \
   X(warmup) X(weight_fr) X(weight_gender) X(weight_age) X(freeze_backbone) X(device) X(precision) X(workers)    \
-  X(seed) X(flip) X(log_every) X(valid_every) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
+  X(seed) X(flip) X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json json;

@@ -53,6 +53,7 @@ struct TrainConfig {
   // Logging, validation, checkpoints
   int64_t log_every = 10;
   int64_t valid_every = 1000;                 // 0: only at the end
+  bool valid_at_start = false;                // also validate the untrained model (step 0)
   int64_t valid_pairs = 2000;                 // FR: sampled pairs of the validation pack
   int64_t checkpoint_every = 1000;            // 0: only at the end
   int64_t keep_checkpoints = 3;               // older model-/state- files are removed

@@ -341,6 +341,7 @@ TrainSummary Run::loop() {
   stop_requested() = false;
   TrainSummary summary;
   summary.stopped_because = "steps done";
+  if (step_ == 0 && config_.valid_at_start) validate_now();
   if (step_ < total_steps_) stage_next();
   const int64_t first_step = step_;
   const auto start = std::chrono::steady_clock::now();

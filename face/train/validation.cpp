@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 #include "face/eval/metrics.h"
@@ -45,7 +46,16 @@ ValidationResult validate_fr(Context& ctx, FaceModel& model, const ValidationOpt
     const int32_t* ids = batch.identity.data<int32_t>();
     identity.insert(identity.end(), ids, ids + batch.size());
   });
-  eval::SampledPairs sampled = eval::sample_pairs(identity, options.pairs, options.seed);
+  // A small validation set cannot offer every requested pair: the sampler takes at most half of the
+  // available same-person pairs, so ask for no more than that many pairs of each kind.
+  std::map<int, int64_t> images_of;
+  for (int id : identity) ++images_of[id];
+  int64_t same_available = 0;
+  for (const auto& [id, n] : images_of) same_available += n * (n - 1) / 2;
+  const int64_t pair_count = std::min(options.pairs, same_available / 2 * 2);
+  CUFACE_CHECK(pair_count >= 20, "the validation packs offer too few same-person pairs (" + std::to_string(same_available) +
+                                "): they need identities with several images each");
+  eval::SampledPairs sampled = eval::sample_pairs(identity, pair_count, options.seed);
   eval::PairEmbeddings pairs;
   pairs.matrix = Tensor::from_blob(rows.data(), {int64_t(identity.size()), dim}, DType::F32, Device::CPU);
   pairs.rows = sampled.rows;
