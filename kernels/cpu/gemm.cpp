@@ -12,20 +12,28 @@
 //
 //   for ic over the rows of C, MC at a time
 //     for pc over k, KC at a time                 (beta applies on the first pc only)
-//       pack A~ = op(A)[ic:+MC, pc:+KC]           shared by all threads; MR-row strips     (L3)
-//       for jc over the columns of C, NC at a time               (split between threads)
-//         pack B~ = op(B)[pc:+KC, jc:+NC]         one per thread; NR-column strips         (L2)
+//       pack A~ = op(A)[ic:+MC, pc:+KC]           MR-row strips                              (L3)
+//       for jc over the columns of C, NC at a time
+//         pack B~ = op(B)[pc:+KC, jc:+NC]         NR-column strips                           (L2)
 //         for ir over the MC rows, MR at a time   A~ strip [KC x MR] stays in L1
 //           for jr over the NC columns, NR at a time  B~ strip [KC x NR] streams from L2
 //             micro-kernel: C[ir:+MR, jr:+NR] = alpha * A~ strip * B~ strip + beta * C
 //
 // Strips are zero-padded to full MR / NR, so the micro-kernel always runs at full size and only its
 // store step handles the ragged edges of C.
+//
+// Threads: C is cut into a grid of rectangles ("parts", as square as the shape allows, a few per
+// thread) and each thread takes parts from a shared counter and runs the loops above on each, with
+// its own packing buffers. Threads never wait for each other until the end, and a thread that loses
+// its core (to a data loader, or another process) delays the product by one part, not by a share
+// fixed in advance; teams that synchronise per block lose a scheduler time slice at every barrier.
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <memory>
+#include <utility>
 
 #include "kernels/gemm.h"
 
@@ -47,10 +55,14 @@ constexpr int64_t MR = 6, NR = 16, KC = 256, NC = 192;  // 12 ymm accumulators
 constexpr int64_t MR = 6, NR = 8, KC = 256, NC = 128;  // 12 accumulators of 4 floats (SSE, NEON)
 #define CUFACE_GEMM_VECTOR_WIDTH
 #endif
-constexpr int64_t MC = 2048;  // rows of A~ (MC x KC floats, a few MiB: shared L3)
+constexpr int64_t MC = 768;  // rows of A~ (MC x KC floats, ~1 MiB per thread: L3)
 
-// Below this many multiply-adds one thread is faster than waking the others.
-constexpr int64_t kFlopsPerThread = 64 * 64 * 64;
+// Below this many multiply-adds one thread is faster than waking the others; also the smallest part.
+constexpr int64_t kFlopsPerPart = 64 * 64 * 64;
+constexpr int64_t kPartsPerThread = 4;
+// Packing an element costs about as much as this many of the micro-kernel's multiply-adds; used
+// to weigh the operands each thread packs against its share of the product.
+constexpr int64_t kPackCost = 64;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -166,64 +178,61 @@ void run_micro_kernel(int64_t kc, const float* a, const float* b, float alpha, f
   else micro_kernel<HR, HC>(kc, a, b, alpha, beta, c, ldc, rows, cols);
 }
 
-// Buffers: A~ belongs to the calling thread and is shared with its team; each thread has its own B~.
+// Each thread packs into its own buffers, kept between calls.
 thread_local PackBuffer packed_a_buffer;
 thread_local PackBuffer packed_b_buffer;
 
-// Waits for the whole team. Only called with threads > 1, i.e. inside sgemm's own parallel region
-// (a single-threaded sgemm may run inside someone else's region, whose team it must not wait for).
-void team_barrier() {
-#pragma omp barrier
-}
-
-// The blocked loops, run by thread `thread` of a team of `threads`.
-void blocked_gemm(const Problem& g, float* packed_a, int thread, int threads) {
-  const int64_t mc_max = balanced_block(g.m, MC, MR);
+// The blocked loops over the sub-matrix C[row0:+rows, col0:+cols] (rows a multiple of MR and cols
+// of NR unless they reach the edge of C).
+void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
+  const int64_t mc_max = balanced_block(rows, MC, MR);
   const int64_t kc_max = balanced_block(g.k, KC, 1);
-  // Work for the team: column blocks of up to NC, times a split of the A~ strips. Wide C gets at
-  // least one column block per thread; narrow C (few NR strips) is split by rows instead, so each
-  // thread's A~ strips meet several B~ strips while in L1 (and are the strips it packed itself).
-  int64_t column_blocks = ceil_div(g.n, NC);
-  if (column_blocks % threads != 0 && g.n >= threads * NC / 2) column_blocks = round_up(column_blocks, threads);
-  const int64_t nc_max = round_up(ceil_div(g.n, column_blocks), NR);
-  column_blocks = ceil_div(g.n, nc_max);
-  const int64_t row_splits = ceil_div(threads, column_blocks);
-  const int64_t tasks = column_blocks * row_splits;
-  // This thread's tasks: a contiguous range, so consecutive tasks share a column block and B~.
-  const int64_t task_begin = tasks * thread / threads, task_end = tasks * (thread + 1) / threads;
+  const int64_t nc_max = balanced_block(cols, NC, NR);
+  float* packed_a = packed_a_buffer.get(mc_max * kc_max);
   float* packed_b = packed_b_buffer.get(kc_max * nc_max);
 
-  for (int64_t ic = 0; ic < g.m; ic += mc_max) {
-    const int64_t mc = std::min(mc_max, g.m - ic);
-    const int64_t strips = ceil_div(mc, MR);
+  for (int64_t ic = row0; ic < row0 + rows; ic += mc_max) {
+    const int64_t mc = std::min(mc_max, row0 + rows - ic);
     for (int64_t pc = 0; pc < g.k; pc += kc_max) {
       const int64_t kc = std::min(kc_max, g.k - pc);
       const float beta = pc == 0 ? g.beta : 1.0f;  // later depth blocks add to the partial sums
-
-      for (int64_t s = strips * thread / threads; s < strips * (thread + 1) / threads; ++s)
-        pack_a_strip(g, ic + s * MR, std::min(MR, mc - s * MR), pc, kc, packed_a + s * MR * kc);
-      if (threads > 1) team_barrier();  // A~ is complete before anyone reads it
-
-      int64_t packed_column_block = -1;
-      for (int64_t task = task_begin; task < task_end; ++task) {
-        const int64_t block = task / row_splits, split = task % row_splits;
-        const int64_t jc = block * nc_max, nc = std::min(nc_max, g.n - jc);
-        if (block != packed_column_block) {
-          for (int64_t j = 0; j < nc; j += NR)
-            pack_b_strip(g, pc, kc, jc + j, std::min(NR, nc - j), packed_b + j * kc);
-          packed_column_block = block;
-        }
-        const int64_t strip_begin = strips * split / row_splits, strip_end = strips * (split + 1) / row_splits;
-        for (int64_t s = strip_begin; s < strip_end; ++s) {
-          const int64_t ir = s * MR, rows = std::min(MR, mc - ir);
+      for (int64_t ir = 0; ir < mc; ir += MR)
+        pack_a_strip(g, ic + ir, std::min(MR, mc - ir), pc, kc, packed_a + ir * kc);
+      for (int64_t jc = col0; jc < col0 + cols; jc += nc_max) {
+        const int64_t nc = std::min(nc_max, col0 + cols - jc);
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          pack_b_strip(g, pc, kc, jc + jr, std::min(NR, nc - jr), packed_b + jr * kc);
+        for (int64_t ir = 0; ir < mc; ir += MR)
           for (int64_t jr = 0; jr < nc; jr += NR)
-            run_micro_kernel(kc, packed_a + s * MR * kc, packed_b + jr * kc, g.alpha, beta,
-                         g.c + (ic + ir) * g.ldc + jc + jr, g.ldc, rows, std::min(NR, nc - jr));
-        }
+            run_micro_kernel(kc, packed_a + ir * kc, packed_b + jr * kc, g.alpha, beta,
+                             g.c + (ic + ir) * g.ldc + jc + jr, g.ldc, std::min(MR, mc - ir), std::min(NR, nc - jr));
       }
-      if (threads > 1) team_barrier();  // everyone is done with A~ before it is repacked
     }
   }
+}
+
+// How to cut C into row_parts x column_parts <= `parts` rectangles (of whole strips): the grid whose largest rectangle
+// costs least, counting its multiply-adds and the packing of its operands.
+struct PartGrid {
+  int64_t row_parts = 1, column_parts = 1;
+};
+PartGrid part_grid(int64_t m, int64_t n, int64_t parts) {
+  const int64_t row_strips = ceil_div(m, MR), column_strips = ceil_div(n, NR);
+  PartGrid best;
+  int64_t best_cost = INT64_MAX;
+  for (int64_t row_parts = 1; row_parts <= std::min(parts, row_strips); ++row_parts) {
+    const int64_t column_parts = std::min(parts / row_parts, column_strips);
+    const int64_t rows = ceil_div(row_strips, row_parts) * MR, cols = ceil_div(column_strips, column_parts) * NR;
+    const int64_t cost = rows * cols + kPackCost * (rows + cols);
+    if (cost < best_cost) best = {row_parts, column_parts}, best_cost = cost;
+  }
+  return best;
+}
+
+// [begin, end) of part `index` of `parts`, splitting `total` in whole strips of `strip`.
+std::pair<int64_t, int64_t> part_range(int64_t total, int64_t strip, int64_t parts, int64_t index) {
+  const int64_t strips = ceil_div(total, strip);
+  return {std::min(total, strips * index / parts * strip), std::min(total, strips * (index + 1) / parts * strip)};
 }
 
 // C = beta * C, for the products that contribute nothing (k == 0 or alpha == 0).
@@ -249,15 +258,22 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
     return;
   }
   // Nested inside another parallel region (e.g. one GEMM per image), stay on the caller's thread.
-  const int64_t useful_threads = std::max<int64_t>(1, m * n * k / kFlopsPerThread);
-  const int threads = omp_in_parallel() ? 1 : int(std::min<int64_t>(omp_get_max_threads(), useful_threads));
-  float* packed_a = packed_a_buffer.get(balanced_block(m, MC, MR) * balanced_block(k, KC, 1));
-  if (threads == 1) {
-    blocked_gemm(g, packed_a, 0, 1);
+  const int64_t useful_parts = std::max<int64_t>(1, m * n * k / kFlopsPerPart);
+  const int threads = omp_in_parallel() ? 1 : int(std::min<int64_t>(omp_get_max_threads(), useful_parts));
+  const PartGrid grid = part_grid(m, n, threads == 1 ? 1 : std::min(useful_parts, kPartsPerThread * threads));
+  const int64_t parts = grid.row_parts * grid.column_parts;
+  auto run_part = [&](int64_t part) {
+    const auto [row_begin, row_end] = part_range(m, MR, grid.row_parts, part / grid.column_parts);
+    const auto [col_begin, col_end] = part_range(n, NR, grid.column_parts, part % grid.column_parts);
+    if (row_end > row_begin && col_end > col_begin)
+      blocked_gemm(g, row_begin, row_end - row_begin, col_begin, col_end - col_begin);
+  };
+  if (parts == 1) {
+    run_part(0);
     return;
   }
-#pragma omp parallel num_threads(threads)
-  blocked_gemm(g, packed_a, omp_get_thread_num(), omp_get_num_threads());
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t part = 0; part < parts; ++part) run_part(part);
 }
 
 namespace cpu {

@@ -50,7 +50,7 @@ GemmOperands prepare_operands(Context& ctx, const Tensor& a, const Tensor& b) {
   auto as_bf16 = [&](const Tensor& t, char* where) -> const void* {
     if (t.dtype() == DType::BF16) return t.raw();
     Tensor copy = Tensor::from_blob(where, t.shape(), DType::BF16, Device::CUDA);
-    cast(ctx, t, copy);
+    cuda::cast(ctx, t, copy);
     return where;
   };
   const void* a16 = as_bf16(a, workspace);
