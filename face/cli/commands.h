@@ -8,5 +8,6 @@ namespace cuface::cli {
 void add_info_command(CLI::App& app);
 void add_eval_fr_command(CLI::App& app);
 void add_eval_attr_command(CLI::App& app);
+void add_selfcheck_command(CLI::App& app);
 
 }  // namespace cuface::cli
