@@ -78,7 +78,7 @@ bool parse_image_record(const std::vector<uint8_t>& payload, ImageRecord& record
     return false;
   }
   record.labels.resize(record.flag);
-  std::memcpy(record.labels.data(), payload.data() + kHeader, size_t(record.flag) * 4);
+  if (record.flag > 0) std::memcpy(record.labels.data(), payload.data() + kHeader, size_t(record.flag) * 4);
   record.image_offset = kHeader + size_t(record.flag) * 4;
   return true;
 }
