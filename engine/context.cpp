@@ -50,7 +50,8 @@ Context::Context(Device device, int gpu_index)
                                                     std::to_string(cuda_device_count()) + " found)");
   CUDA_CHECK(cudaSetDevice(gpu_index));
   cuda_ = std::make_unique<CudaResources>();
-  CUDA_CHECK(cudaStreamCreateWithFlags(&cuda_->stream, cudaStreamNonBlocking));
+  // A blocking stream: the synchronous copies of Tensor::to (legacy default stream) wait for its work.
+  CUDA_CHECK(cudaStreamCreate(&cuda_->stream));
   CUBLAS_CHECK(cublasCreate(&cuda_->cublas));
   CUBLAS_CHECK(cublasSetStream(cuda_->cublas, cuda_->stream));
   CUBLAS_CHECK(cublasLtCreate(&cuda_->cublas_lt));

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   cuface::cli::set_command_line(argc, argv);
   cuface::cli::add_info_command(app);
   cuface::cli::add_pack_command(app);
+  cuface::cli::add_eval_fr_command(app);
+  cuface::cli::add_eval_attr_command(app);
 
   // CLI11 reports an unknown subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {

@@ -17,7 +17,7 @@ namespace cuface {
 namespace {
 
 using testing::shared_data;
-using testing::TempDir;
+using testing::ScratchDir;
 
 // CUFACE_FUZZ_SCALE=N multiplies the iteration counts, for long runs under ASan/UBSan:
 //   CUFACE_FUZZ_SCALE=100 ./build-asan/tests/test_face --gtest_filter='Fuzz*'
@@ -90,7 +90,7 @@ std::vector<bool> covered_bytes(const std::string& path, size_t size) {
 }
 
 TEST(Fuzz, DamagedShardsAreRejectedOrReportedNeverCrash) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string path = shard_path(dir / "p", 0, 1);
   {
     ShardWriter writer(path, 0, 1);
@@ -152,7 +152,7 @@ TEST(Fuzz, DamagedShardsAreRejectedOrReportedNeverCrash) {
 }
 
 TEST(Fuzz, DamagedRecordIOFilesGiveErrors) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
   testing::RecordIOWriter writer;
   std::vector<uint64_t> offsets;

@@ -17,7 +17,7 @@
 namespace cuface {
 namespace {
 
-using testing::TempDir;
+using testing::ScratchDir;
 
 LoaderOptions pattern_options(const std::string& prefix, int batch, int workers) {
   LoaderOptions o;
@@ -55,7 +55,7 @@ std::vector<Snapshot> take(Loader& loader, int count) {
 }
 
 TEST(Loader, EveryRecordExactlyOncePerEpochAcrossWorkersAndRanks) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 60, 7, 8);
   const int world = 3;
   std::vector<std::unique_ptr<Loader>> ranks;
@@ -97,7 +97,7 @@ TEST(Loader, EveryRecordExactlyOncePerEpochAcrossWorkersAndRanks) {
 }
 
 TEST(Loader, SameSeedSameBatchesWhateverTheWorkers) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 50, 5, 8);
   LoaderOptions o = pattern_options(dir / "p", 8, 1);
   o.augment.flip = true;
@@ -116,7 +116,7 @@ TEST(Loader, SameSeedSameBatchesWhateverTheWorkers) {
 }
 
 TEST(Loader, FlipMirrorsExactlyAndAboutHalfTheTime) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 64, 4, 8);
   LoaderOptions o = pattern_options(dir / "p", 16, 2);
   o.augment.flip = true;
@@ -139,7 +139,7 @@ TEST(Loader, FlipMirrorsExactlyAndAboutHalfTheTime) {
 }
 
 TEST(Loader, ResumeFromAPositionGivesTheSameBatches) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 40, 4, 8);
   LoaderOptions o = pattern_options(dir / "p", 6, 3);  // 6 steps per epoch
   o.augment.flip = true;
@@ -161,7 +161,7 @@ TEST(Loader, ResumeFromAPositionGivesTheSameBatches) {
 }
 
 TEST(Loader, StoredImagesOfAnotherSizeAreResized) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 12, 3, 16);
   LoaderOptions o = pattern_options(dir / "p", 4, 2);
   o.image_size = 8;
@@ -174,7 +174,7 @@ TEST(Loader, StoredImagesOfAnotherSizeAreResized) {
 }
 
 TEST(Loader, WorkerErrorsReachTheConsumerNamingTheRecord) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 20, 4, 8);
   const std::string path = shard_path(dir / "p", 0, 1);
   std::vector<uint8_t> bytes = read_file(path);
@@ -198,7 +198,7 @@ TEST(Loader, WorkerErrorsReachTheConsumerNamingTheRecord) {
 }
 
 TEST(Loader, UndecodableImageIsAnError) {
-  TempDir dir;
+  ScratchDir dir;
   {
     ShardWriter writer(shard_path(dir / "p", 0, 1), 0, 1);
     const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
@@ -219,7 +219,7 @@ TEST(Loader, UndecodableImageIsAnError) {
 }
 
 TEST(Loader, ShutsDownMidEpochAndBatchesOutliveIt) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 200, 4, 8);
   Batch kept;
   {
@@ -232,7 +232,7 @@ TEST(Loader, ShutsDownMidEpochAndBatchesOutliveIt) {
 }
 
 TEST(Loader, HoldingEveryBufferIsAnErrorNotAHang) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 40, 4, 8);
   Loader loader(pattern_options(dir / "p", 4, 2));  // prefetch 3
   std::vector<Batch> held;
@@ -243,7 +243,7 @@ TEST(Loader, HoldingEveryBufferIsAnErrorNotAHang) {
 }
 
 TEST(Loader, BadOptionsAreRefused) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 10, 2, 8);
   LoaderOptions o = pattern_options(dir / "p", 11, 1);  // drop_last with 10 records
   EXPECT_THROW(Loader{o}, Error);
@@ -257,7 +257,7 @@ TEST(Loader, BadOptionsAreRefused) {
 
 TEST(Loader, RealLfwJpegPackDecodesInto112Batches) {
   CUFACE_REQUIRE_SHARED_DATA("lfw");
-  TempDir dir;
+  ScratchDir dir;
   testing::fs::create_directory(dir / "tree");
   for (const char* person : {"Aaron_Peirsol", "Abdullah_Gul", "Adam_Sandler", "Adrien_Brody"})
     testing::fs::create_directory_symlink(testing::shared_data(std::string("lfw/images/") + person),
@@ -293,7 +293,7 @@ TEST(Loader, RealLfwJpegPackDecodesInto112Batches) {
 class Upload : public testing::BackendTest {};
 
 TEST_P(Upload, PipelinedBatchesMatchTheDefinition) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 30, 5, 8);
   LoaderOptions o = pattern_options(dir / "p", 4, 2);
   o.drop_last = false;  // 30 = 7 x 4 + 2: a short last batch on the way
@@ -322,7 +322,7 @@ TEST_P(Upload, PipelinedBatchesMatchTheDefinition) {
 }
 
 TEST_P(Upload, OriginalScaleIsAnOption) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 8, 2, 8);
   Loader loader(pattern_options(dir / "p", 4, 1));
   const Batch b = loader.next();

@@ -9,7 +9,7 @@
 namespace cuface {
 namespace {
 
-using testing::TempDir;
+using testing::ScratchDir;
 
 // Runs `cuface ARGS...` through CLI11 like face/main.cpp (errors propagate as exceptions).
 void run(std::vector<std::string> args) {
@@ -26,7 +26,7 @@ void run(std::vector<std::string> args) {
 
 TEST(PackCommand, PacksVerifiesAndDescribes) {
   CUFACE_REQUIRE_SHARED_DATA("orl");
-  TempDir dir;
+  ScratchDir dir;
   run({"pack", testing::shared_data("orl"), "--format", "tree", "--out", dir / "orl", "--size", "64", "--shards", "2",
        "--jobs", "2", "--min-per-class", "10", "--encoding", "raw"});
   const Pack pack(dir / "orl");
@@ -53,7 +53,7 @@ TEST(PackCommand, PacksVerifiesAndDescribes) {
 }
 
 TEST(PackCommand, RejectsBadFlags) {
-  TempDir dir;
+  ScratchDir dir;
   EXPECT_THROW(run({"pack", dir.path(), "--format", "zip", "--out", dir / "x"}), CLI::ValidationError);
   EXPECT_THROW(run({"pack", dir.path(), "--out", dir / "x", "--encoding", "webp"}), Error);
   EXPECT_THROW(run({"pack", "--out", dir / "x"}), Error);  // no INPUT

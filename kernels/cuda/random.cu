@@ -1,0 +1,44 @@
+// CUDA random fills, one thread per Philox block of four u32 values; the CPU twins are in
+// kernels/cpu/random.cpp.
+#include "engine/cuda_context.h"
+#include "engine/philox.h"
+#include "kernels/random.h"
+
+namespace cuface::cuda {
+
+namespace {
+constexpr int kBlock = 256;
+
+__global__ void fill_uniform_kernel(float* y, int64_t n, uint64_t seed, uint64_t subsequence, float lo, float width) {
+  CUFACE_KERNEL_LOOP(b, (n + 3) / 4) {
+    const PhiloxOutput r = philox_block(seed, subsequence, uint64_t(b));
+    for (int k = 0; k < 4 && 4 * b + k < n; ++k) y[4 * b + k] = fmaf(u32_to_unit_float(r.v[k]), width, lo);
+  }
+}
+
+__global__ void fill_normal_kernel(float* y, int64_t n, uint64_t seed, uint64_t subsequence, float mean,
+                                   float stddev) {
+  CUFACE_KERNEL_LOOP(b, (n + 1) / 2) {
+    Philox rng(seed, subsequence, 4 * uint64_t(b));
+    for (int k = 0; k < 2 && 2 * b + k < n; ++k) y[2 * b + k] = fmaf(stddev, rng.next_normal(), mean);
+  }
+}
+}  // namespace
+
+void fill_uniform(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, float lo, float hi) {
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  fill_uniform_kernel<<<grid_for((n + 3) / 4, kBlock), kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), n, seed,
+                                                                                      subsequence, lo, hi - lo);
+  CUDA_CHECK_LAUNCH();
+}
+
+void fill_normal(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, float mean, float stddev) {
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  fill_normal_kernel<<<grid_for((n + 1) / 2, kBlock), kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), n, seed,
+                                                                                     subsequence, mean, stddev);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cuface::cuda
