@@ -1,6 +1,10 @@
 // The `cuface pack` and `cuface info PACK` command lines, parsed and run as the program does.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
+
 #include "data.h"
 #include "engine/error.h"
 #include "face/cli/commands.h"
@@ -50,6 +54,14 @@ TEST(PackCommand, PacksVerifiesAndDescribes) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(second + " record "), std::string::npos) << e.what();
   }
+  // The program itself: exit status 1 and the record named on stderr.
+  const std::string command = std::string(CUFACE_BINARY) + " pack --verify " + (dir / "orl").string() + " 2> " +
+                              (dir / "stderr").string();
+  const int status = std::system(command.c_str());
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  const std::vector<uint8_t> err = read_file(dir / "stderr");
+  EXPECT_NE(std::string(err.begin(), err.end()).find("cuface: error: verify failed: " + second + " record "),
+            std::string::npos);
 }
 
 TEST(PackCommand, RejectsBadFlags) {
