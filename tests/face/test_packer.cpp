@@ -257,6 +257,42 @@ TEST(Packer, RecordIOAsInsightFaceWritesIt) {
   }
 }
 
+TEST(Packer, TheOriginalProjectsBinAndIdx) {
+  // NAME.bin: JPEG files back to back; NAME.idx: "path<TAB>label<TAB>start<TAB>end" (end exclusive).
+  CUFACE_REQUIRE_SHARED_DATA("utkface");
+  ScratchDir dir;
+  std::vector<path> files;
+  for (const auto& entry : testing::fs::directory_iterator(shared_data("utkface"))) files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  std::vector<uint8_t> bin;
+  std::string idx;
+  std::vector<std::vector<uint8_t>> images;
+  for (size_t i = 0; i < 6; ++i) {
+    images.push_back(read_file(files[i * 11].string()));
+    idx += files[i * 11].filename().string() + "\t" + std::to_string(i % 2) + "\t" + std::to_string(bin.size()) + "\t" +
+           std::to_string(bin.size() + images.back().size()) + "\n";
+    bin.insert(bin.end(), images.back().begin(), images.back().end());
+  }
+  testing::write_bytes(dir / "gender.bin", bin);
+  testing::write_text(dir / "gender.idx", idx + "broken.jpg\t1\t0\t" + std::to_string(bin.size() + 10) + "\n");
+  PackOptions o = options_for(dir / "gender.idx", "legacy", dir / "out");
+  o.tree_label = TreeLabel::Gender;
+  o.size = 200;  // UTKFace's own size: the bytes are kept
+  const PackSummary summary = pack_images(o);
+  EXPECT_EQ(summary.packed, 6);
+  EXPECT_EQ(summary.skipped, 1);  // the range past the end of the .bin
+  const Pack pack(dir / "out");
+  for (int i = 0; i < 6; ++i) {
+    const RecordView r = pack.record(i);
+    EXPECT_EQ(r.labels.gender, i % 2);
+    EXPECT_EQ(r.labels.identity, -1);
+    EXPECT_EQ(std::vector<uint8_t>(r.data, r.data + r.size), images[size_t(i)]);
+  }
+  testing::write_text(dir / "bad.idx", "a.jpg\t1\t5\n");
+  testing::write_bytes(dir / "bad.bin", bin);
+  EXPECT_THROW(pack_images(options_for(dir / "bad", "legacy", dir / "bad_out")), Error);
+}
+
 TEST(Packer, UnreadableImagesAreSkippedOrWithStrictFatal) {
   CUFACE_REQUIRE_SHARED_DATA("orl");
   ScratchDir dir;
