@@ -160,6 +160,29 @@ TEST(Loader, ResumeFromAPositionGivesTheSameBatches) {
   EXPECT_THROW(resumed.seek(saved), Error);  // batches still held
 }
 
+TEST(Loader, ASamplerReplacesThePermutation) {
+  ScratchDir dir;
+  testing::write_pattern_pack(dir / "p", 12, 3, 8);
+  LoaderOptions o = pattern_options(dir / "p", 4, 2);
+  o.samples_per_epoch = 8;  // e.g. a class-balanced epoch: records of identity e % 3, repeated
+  o.sampler = [](int64_t epoch) {
+    std::vector<int64_t> order;
+    for (int k = 0; k < 8; ++k) order.push_back(int64_t(epoch % 3 + 3 * (k % 4)));
+    return order;
+  };
+  Loader loader(o);
+  EXPECT_EQ(loader.steps_per_epoch(), 2);
+  for (int64_t epoch = 0; epoch < 3; ++epoch)
+    for (int step = 0; step < 2; ++step) {
+      const Batch b = loader.next();
+      for (int i = 0; i < 4; ++i) EXPECT_EQ(b.record.data<int32_t>()[i], epoch % 3 + 3 * i);
+      EXPECT_EQ(b.identity.data<int32_t>()[0], epoch % 3);
+    }
+  o.sampler = [](int64_t) { return std::vector<int64_t>{0, 1, 2}; };  // wrong length
+  Loader wrong(o);
+  EXPECT_THROW(wrong.next(), Error);
+}
+
 TEST(Loader, StoredImagesOfAnotherSizeAreResized) {
   ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 12, 3, 16);
