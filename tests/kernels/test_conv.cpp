@@ -18,7 +18,8 @@ Conv2dGeometry geometry(int64_t stride_h, int64_t stride_w, int64_t pad_h, int64
 }
 
 // Odd sizes on purpose: no extent is a multiple of a vector width, batch 1 and 3, every code path
-// (direct 1x1 GEMM, im2col with and without stride and padding, taps outside the image).
+// (direct 1x1 GEMM, im2col with and without stride and padding, taps outside the image, column
+// slabs of one or several kernel rows).
 const std::vector<ConvProblem> kProblems = {
     //  N   H   W   C   O  KH  KW  geometry
     {3, 5, 7, 13, 6, 1, 1, Conv2dGeometry(1, 0)},   // 1x1 stride 1: the direct GEMM, no im2col
@@ -29,6 +30,10 @@ const std::vector<ConvProblem> kProblems = {
     {3, 11, 13, 3, 8, 7, 7, Conv2dGeometry(2, 3)},  // the 7x7 stride-2 stem
     {2, 7, 9, 4, 3, 3, 5, geometry(2, 1, 0, 2)},    // non-square kernel, stride and padding
     {1, 3, 2, 2, 3, 5, 5, Conv2dGeometry(1, 2)},    // kernel larger than the image
+    // Deep enough (KW * C > 256) to be built in slabs of kernel rows: 3 slabs of one row; then
+    // slabs of 2, 2 and 1 rows with a vertical stride.
+    {2, 5, 6, 90, 7, 3, 3, Conv2dGeometry(1, 1)},
+    {1, 9, 6, 70, 5, 5, 3, geometry(2, 1, 2, 1)},
 };
 
 // Element-wise: the Higham bound for the number of summed terms (conv_pool_reference.h). Norm-wise:
