@@ -34,10 +34,10 @@ namespace cuface::cpu {
 namespace {
 
 struct ConvDims {
-  int64_t n, h, w, c;      // input
-  int64_t o, kh, kw;       // filter
-  int64_t oh, ow;          // output
-  int64_t sh, sw, ph, pw;  // stride, padding
+  int64_t n, h, w, c;                        // input
+  int64_t o, kh, kw;                         // filter
+  int64_t oh, ow;                            // output
+  int64_t sh, sw, ph, pw;                    // stride, padding
   int64_t k() const { return kh * kw * c; }  // columns of the whole column matrix
   int64_t rows_per_image() const { return oh * ow; }
   bool direct() const { return kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0; }

@@ -50,8 +50,8 @@ TEST(ConvCpu, ForwardMatchesFloat64Reference) {
     Tensor y = Tensor::empty(p.y_shape());
     testing::poison(y);
     conv2d_forward(ctx, x, w, y, p.g);
-    testing::expect_matches_reference(y, testing::conv2d_forward_reference(p, x, w), p.kh * p.kw * p.c + 2,
-                                      kNormBound, "forward " + p.str());
+    testing::expect_matches_reference(y, testing::conv2d_forward_reference(p, x, w), p.kh * p.kw * p.c + 2, kNormBound,
+                                      "forward " + p.str());
   }
 }
 
@@ -130,7 +130,8 @@ TEST(ConvLayout, OihwAndOhwiConvertBothWays) {
     for (int64_t b = 0; b < i; ++b)
       for (int64_t c = 0; c < kh; ++c)
         for (int64_t d = 0; d < kw; ++d)
-          ASSERT_EQ(ohwi.data<float>()[((a * kh + c) * kw + d) * i + b], oihw.data<float>()[((a * i + b) * kh + c) * kw + d]);
+          ASSERT_EQ(ohwi.data<float>()[((a * kh + c) * kw + d) * i + b],
+                    oihw.data<float>()[((a * i + b) * kh + c) * kw + d]);
   const Tensor back = ohwi_to_oihw(ohwi);
   ASSERT_EQ(back.shape(), oihw.shape());
   for (int64_t e = 0; e < oihw.numel(); ++e) ASSERT_EQ(back.data<float>()[e], oihw.data<float>()[e]);
@@ -167,7 +168,8 @@ TEST_P(ConvCuda, MatchesTheCpuTwin) {
     Tensor dy = testing::random_tensor(p.y_shape(), 23);
     const Tensor initial = testing::random_tensor(p.w_shape(), 24);
     // bf16: the host copies are rounded to the values the GPU sees.
-    const Tensor gx = testing::upload(x, pc.dtype), gw = testing::upload(w, pc.dtype), gdy = testing::upload(dy, pc.dtype);
+    const Tensor gx = testing::upload(x, pc.dtype), gw = testing::upload(w, pc.dtype),
+                 gdy = testing::upload(dy, pc.dtype);
 
     Tensor y = Tensor::empty(p.y_shape()), dx = Tensor::empty(p.x_shape()), dw = initial.clone();
     conv2d_forward(cpu, x, w, y, p.g);
