@@ -3,7 +3,8 @@
 
 InsightFace's formulation: normalise, linear, margin on the target logits by gather/scatter,
 cross-entropy; autograd does the backward (the true chain rule through the margin, as cuface does).
-One training step = forward + backward (dL/dx and dL/dW). Prints the time per step and the peak
+One training step = forward + backward (dL/dx and dL/dW). Prints the time per step (wall, and the
+process CPU time of all threads, fairer on a shared machine) and the peak
 memory the step adds over what is live before it (x, labels, W and its gradient): on CUDA from
 torch.cuda.max_memory_allocated, on the CPU from the process's peak resident set (VmHWM after a reset
 through /proc/self/clear_refs, with big buffers mmap-ed so that freed memory leaves the resident set).
@@ -91,14 +92,16 @@ def main():
             step()
             synchronize()
             extra = extra_megabytes(args.device, step)
-            steps, start = 0, time.perf_counter()
+            steps, start, cpu_start = 0, time.perf_counter(), time.process_time()
             while time.perf_counter() - start < args.seconds or steps < 3:
                 step()
                 synchronize()
                 steps += 1
             elapsed = (time.perf_counter() - start) / steps
+            cpu = (time.process_time() - cpu_start) / steps  # all threads, as bench_margin's CPU column
             print(f"pytorch {torch.__version__} {args.device} {dtype} N={args.rows} D={args.dim} C={classes}: "
-                  f"{elapsed * 1e3:.1f} ms/step, extra peak {extra:.1f} MB ({steps} steps, {args.threads} threads)")
+                  f"{elapsed * 1e3:.1f} ms/step wall, {cpu * 1e3:.1f} ms/step CPU time, extra peak {extra:.1f} MB "
+                  f"({steps} steps, {args.threads} threads)")
 
 
 if __name__ == "__main__":
