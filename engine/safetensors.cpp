@@ -51,6 +51,7 @@ struct Entry {
   DType dtype;
   Shape shape;
   uint64_t begin, end;
+  bool int64 = false;  // stored as I64 (PyTorch's BN num_batches_tracked), read into I32
 };
 
 std::string offsets_str(const Entry& e) {
@@ -69,15 +70,18 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   e.name = name;
   const json& dtype = value["dtype"];
   if (!dtype.is_string()) fail(path, what + ": \"dtype\" is not a string");
-  if (!parse_safetensors_dtype(dtype.get<std::string>(), &e.dtype))
-    fail(path, what + " has dtype " + dtype.dump() + "; cuface reads F32, BF16, F16, U8 and I32");
+  e.int64 = dtype.get<std::string>() == "I64";
+  if (e.int64)
+    e.dtype = DType::I32;
+  else if (!parse_safetensors_dtype(dtype.get<std::string>(), &e.dtype))
+    fail(path, what + " has dtype " + dtype.dump() + "; cuface reads F32, BF16, F16, U8, I32 and I64");
 
   const json& shape = value["shape"];
   if (!shape.is_array()) fail(path, what + ": \"shape\" is not an array");
   if (shape.size() > size_t(Shape::kMaxRank))
     fail(path, what + " has " + std::to_string(shape.size()) +
                    " dimensions; cuface tensors have at most 4 (reshape it before saving)");
-  uint64_t bytes = dtype_size(e.dtype);
+  uint64_t bytes = e.int64 ? 8 : dtype_size(e.dtype);
   for (const json& dim : shape) {
     if (!dim.is_number_unsigned())
       fail(path, what + ": shape " + shape.dump() + " has a size that is not a non-negative integer");
@@ -95,7 +99,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const json& 
   e.end = offsets[1].get<uint64_t>();
   if (e.end < e.begin) fail(path, what + ": data_offsets " + offsets.dump() + " end before they begin");
   if (e.end - e.begin != bytes)
-    fail(path, what + ": shape " + shape.dump() + " of " + safetensors_dtype(e.dtype) + " needs " +
+    fail(path, what + ": shape " + shape.dump() + " of " + (e.int64 ? "I64" : safetensors_dtype(e.dtype)) + " needs " +
                    std::to_string(bytes) + " bytes but data_offsets " + offsets.dump() + " hold " +
                    std::to_string(e.end - e.begin));
   return e;
@@ -224,7 +228,17 @@ SafetensorsFile load_safetensors(const std::string& path) {
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype, Device::CPU);
     in.seekg(std::streamoff(8 + header_bytes + e.begin));
-    in.read(static_cast<char*>(t.raw()), std::streamsize(t.bytes()));
+    if (e.int64) {
+      std::vector<int64_t> values(size_t(t.numel()));
+      in.read(reinterpret_cast<char*>(values.data()), std::streamsize(values.size() * 8));
+      for (size_t i = 0; i < values.size(); ++i) {
+        if (values[i] < INT32_MIN || values[i] > INT32_MAX)
+          fail(path, "I64 tensor '" + e.name + "' holds " + std::to_string(values[i]) + ", beyond 32 bits");
+        t.data<int32_t>()[i] = int32_t(values[i]);
+      }
+    } else {
+      in.read(static_cast<char*>(t.raw()), std::streamsize(t.bytes()));
+    }
     if (!in) fail(path, "reading tensor '" + e.name + "' failed");
     file.tensors.emplace(e.name, std::move(t));
   }

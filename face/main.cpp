@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   app.fallthrough(false);
 
   cuface::cli::add_info_command(app);
+  cuface::cli::add_eval_fr_command(app);
+  cuface::cli::add_eval_attr_command(app);
 
   // CLI11 reports an unknown subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {

@@ -6,5 +6,7 @@
 namespace cuface::cli {
 
 void add_info_command(CLI::App& app);
+void add_eval_fr_command(CLI::App& app);
+void add_eval_attr_command(CLI::App& app);
 
 }  // namespace cuface::cli

@@ -218,5 +218,28 @@ TEST(Safetensors, RejectsOffsetsThatDoNotTileTheData) {
                   "1 bytes after the last tensor");
 }
 
+// PyTorch state dicts hold BatchNorm's num_batches_tracked as an I64 scalar: read into I32.
+TEST(Safetensors, ReadsI64IntoI32AndRejectsValuesBeyond32Bits) {
+  const std::string header = R"({"n": {"dtype": "I64", "shape": [2], "data_offsets": [0, 16]}})";
+  auto write_values = [&](const std::string& name, int64_t a, int64_t b) {
+    const std::string path = temp_path(name);
+    std::ofstream out(path, std::ios::binary);
+    const uint64_t length = header.size();
+    out.write(reinterpret_cast<const char*>(&length), 8);
+    out << header;
+    out.write(reinterpret_cast<const char*>(&a), 8);
+    out.write(reinterpret_cast<const char*>(&b), 8);
+    return path;
+  };
+  const std::string good = write_values("i64.st", 7, -3);
+  SafetensorsFile file = load_safetensors(good);
+  const Tensor& n = file.tensors.at("n");
+  ASSERT_EQ(n.dtype(), DType::I32);
+  EXPECT_EQ(n.data<int32_t>()[0], 7);
+  EXPECT_EQ(n.data<int32_t>()[1], -3);
+  std::filesystem::remove(good);
+  expect_rejected(write_values("i64big.st", 1, int64_t(1) << 40), "beyond 32 bits");
+}
+
 }  // namespace
 }  // namespace cuface

@@ -1,0 +1,181 @@
+// `cuface eval-fr`: face verification accuracy of embeddings on a pairs list, an InsightFace .bin, or
+// repeated random pair sets. The embeddings are precomputed (.npy + .txt); a model plugs in through
+// eval::embed_pairs (face/eval/verification.h), which embeds just the images the pairs name.
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <sstream>
+
+#include "engine/error.h"
+#include "face/cli/commands.h"
+#include "face/eval/insightface_bin.h"
+#include "face/eval/pair_sampler.h"
+#include "face/eval/report.h"
+#include "face/eval/verification.h"
+
+namespace cuface::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct EvalFrOptions {
+  fs::path embeddings, labels, pairs, bin, images = ".", roc, plot, report;
+  int folds = 0;  // 0: the pairs file's own folds when it has at least two, else 10
+  int64_t sample = 0;
+  int repeat = 5;
+  uint64_t seed = 1;
+};
+
+// An InsightFace .bin names no files: row 2i and 2i+1 of the embeddings are pair i's images.
+eval::PairEmbeddings bin_pairs(const EvalFrOptions& o) {
+  const eval::VerificationBin bin = eval::read_verification_bin(o.bin);
+  eval::PairEmbeddings out;
+  out.matrix = eval::read_npy(o.embeddings);
+  if (out.matrix.size(0) != int64_t(bin.images.size()))
+    throw Error(o.embeddings.string() + " has " + std::to_string(out.matrix.size(0)) + " rows but " + o.bin.string() +
+                " holds " + std::to_string(bin.images.size()) + " images (one row per image, in the file's order)");
+  for (size_t i = 0; i < bin.pairs(); ++i) out.rows.push_back({int64_t(2 * i), int64_t(2 * i + 1)});
+  out.same = bin.same;
+  return out;
+}
+
+// --sample K --repeat R: R random sets of K pairs among the embedded images, people told apart by
+// the folder of each image; every figure is reported as mean +- std (population) over the repeats.
+void run_sampled(const EvalFrOptions& o) {
+  const fs::path list = o.labels.empty() ? eval::embedding_list_path(o.embeddings) : o.labels;
+  eval::Embeddings embeddings = eval::read_embeddings(o.embeddings, list);
+  std::vector<std::string> people;
+  for (const std::string& path : embeddings.paths) people.push_back(fs::path(path).parent_path().string());
+  const std::vector<int> identity = eval::identity_numbers(people);
+  const int folds = o.folds > 0 ? o.folds : 10;
+
+  // Scalars summarised over repeats, by report key.
+  std::vector<std::string> keys{"accuracy_mean", "threshold", "best_accuracy", "gap", "auc"};
+  std::map<std::string, std::vector<double>> values;
+  nlohmann::json repeats = nlohmann::json::array();
+  for (int r = 0; r < o.repeat; ++r) {
+    const eval::SampledPairs sampled = eval::sample_pairs(identity, o.sample, o.seed, uint64_t(r));
+    const eval::VerificationResult result =
+        eval::evaluate_verification({embeddings.matrix, sampled.rows, sampled.same}, folds);
+    nlohmann::json report = eval::verification_json(result);
+    report.erase("definitions");
+    for (const std::string& key : keys) values[key].push_back(report[key].get<double>());
+    for (const eval::TarAtFar& t : result.tar_at_far)
+      if (t.supported) values["tar_at_far_" + (std::ostringstream() << t.far_target).str()].push_back(t.tar);
+    std::printf("repeat %d/%d: %d-fold accuracy %.3f%%, best balanced accuracy %.3f%%, gap %.4f, AUC %.6f\n", r + 1,
+                o.repeat, folds, 100 * result.kfold.accuracy_mean, 100 * result.best.accuracy, result.gap, result.auc);
+    repeats.push_back(std::move(report));
+  }
+
+  nlohmann::json summary = nlohmann::json::object();
+  for (const auto& [key, v] : values) {
+    if (int(v.size()) != o.repeat) continue;  // a TAR@FAR some repeats could not support
+    double mean = 0, variance = 0;
+    for (double x : v) mean += x / double(v.size());
+    for (double x : v) variance += (x - mean) * (x - mean) / double(v.size());
+    summary[key] = {{"mean", mean}, {"std", std::sqrt(variance)}};
+    std::printf("%-22s %.6f +- %.6f\n", key.c_str(), mean, std::sqrt(variance));
+  }
+  if (!o.report.empty())
+    eval::write_json(o.report, {{"embeddings", o.embeddings.string()},
+                                {"sample", o.sample},
+                                {"repeat", o.repeat},
+                                {"seed", o.seed},
+                                {"folds", folds},
+                                {"summary", summary},
+                                {"repeats", repeats}});
+  std::printf("eval-fr: %s, %d x %lld sampled pairs: accuracy %.3f%% +- %.3f%%\n", o.embeddings.string().c_str(),
+              o.repeat, (long long)o.sample, 100 * summary["accuracy_mean"]["mean"].get<double>(),
+              100 * summary["accuracy_mean"]["std"].get<double>());
+}
+
+void run_eval_fr(const EvalFrOptions& o) {
+  if (o.sample > 0) return run_sampled(o);
+  eval::PairEmbeddings input;
+  int file_folds = 0;
+  std::string source;
+  if (!o.bin.empty()) {
+    input = bin_pairs(o);
+    source = o.bin.string();
+  } else {
+    const eval::PairList pairs = eval::read_pairs(o.pairs);
+    file_folds = pairs.folds;
+    const fs::path list = o.labels.empty() ? eval::embedding_list_path(o.embeddings) : o.labels;
+    input = eval::lookup_pairs(pairs, o.images, eval::read_embeddings(o.embeddings, list), list.string());
+    source = o.pairs.string();
+  }
+  const int folds = o.folds > 0 ? o.folds : file_folds >= 2 ? file_folds : 10;
+
+  const eval::VerificationResult result = eval::evaluate_verification(input, folds);
+  std::fputs(eval::verification_summary(result).c_str(), stdout);
+
+  if (!o.roc.empty()) eval::write_roc_csv(o.roc, result.roc);
+  if (!o.plot.empty()) eval::write_roc_svg(o.plot, result.roc, "ROC: " + fs::path(source).filename().string(), result.tar_at_far);
+  if (!o.report.empty()) {
+    nlohmann::json report = eval::verification_json(result);
+    report["source"] = source;
+    report["embeddings"] = o.embeddings.string();
+    eval::write_json(o.report, report);
+  }
+  const eval::TarAtFar& at_1e3 = result.tar_at_far[2];
+  char tar[32] = "not supported";
+  if (at_1e3.supported) std::snprintf(tar, sizeof tar, "%.3f%%", 100 * at_1e3.tar);
+  std::printf("eval-fr: %s, %lld pairs: accuracy %.3f%% +- %.3f%%, TAR@FAR=1e-3 %s, AUC %.5f\n", source.c_str(),
+              (long long)result.pairs, 100 * result.kfold.accuracy_mean, 100 * result.kfold.accuracy_std, tar,
+              result.auc);
+}
+
+}  // namespace
+
+void add_eval_fr_command(CLI::App& app) {
+  auto options = std::make_shared<EvalFrOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval-fr",
+      "Face verification accuracy: the LFW k-fold protocol (as InsightFace), the original project's best "
+      "balanced accuracy and gap, TAR at FAR 1e-1..1e-3 (lower where the pairs allow), ROC and AUC");
+  cmd->add_option("--embeddings", options->embeddings,
+                  "Precomputed embeddings: a float32 [images x dim] .npy, its rows named by the .txt beside it")
+      ->required()
+      ->check(CLI::ExistingFile);
+  CLI::Option* labels =
+      cmd->add_option("--labels", options->labels, "The image path of each embedding row (default: EMB.txt beside EMB.npy)")
+          ->check(CLI::ExistingFile);
+  CLI::Option* pairs = cmd->add_option("--pairs", options->pairs,
+                                       "Pairs: LFW pairs.txt ('folds n' header, 'name i j' / 'name1 i name2 j') "
+                                       "or 'pathA pathB 0|1' lines")
+                           ->check(CLI::ExistingFile);
+  CLI::Option* bin = cmd->add_option("--bin", options->bin,
+                                     "An InsightFace verification .bin (lfw.bin, cfp_fp.bin, ...); embedding row "
+                                     "2i and 2i+1 are pair i")
+                         ->check(CLI::ExistingFile);
+  CLI::Option* sample =
+      cmd->add_option("--sample", options->sample,
+                      "Instead of a pairs list: evaluate random sets of K pairs (half same-person) among the embedded "
+                      "images, the person being each image's folder")
+          ->check(CLI::Range(int64_t(4), int64_t(1) << 40));
+  cmd->add_option("--repeat", options->repeat, "With --sample: how many random sets (mean +- std reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--seed", options->seed, "With --sample: random seed (set r draws from Philox stream r of it)")->capture_default_str();
+  pairs->excludes(bin)->excludes(sample);
+  bin->excludes(pairs)->excludes(sample)->excludes(labels);
+  sample->excludes(pairs)->excludes(bin);
+  cmd->add_option("--images", options->images, "Image root the pair paths are relative to")->capture_default_str();
+  cmd->add_option("--folds", options->folds,
+                  "Folds of the k-fold protocol (default: the pairs file's folds, else 10)")
+      ->check(CLI::Range(2, 1 << 30));
+  cmd->add_option("--roc", options->roc, "Write the ROC (cosine threshold, FAR, TAR) as CSV")->excludes(sample);
+  cmd->add_option("--plot", options->plot, "Write the ROC as an SVG chart with a log-scale FAR axis")->excludes(sample);
+  cmd->add_option("--report", options->report, "Write every figure as JSON");
+  cmd->callback([options] {
+    if (options->pairs.empty() && options->bin.empty() && options->sample == 0)
+      throw CLI::RequiredError("eval-fr needs --pairs FILE, --bin FILE or --sample K");
+    run_eval_fr(*options);
+  });
+}
+
+}  // namespace cuface::cli
