@@ -28,7 +28,7 @@ using namespace cuface;
 struct ConvShape {
   std::string name;
   int64_t in, out, kernel, stride, padding, size;  // size: input height = width
-  int count;                                        // how many ResNet-50 convolutions have this shape
+  int count;                                       // how many ResNet-50 convolutions have this shape
   int64_t out_size() const { return (size + 2 * padding - kernel) / stride + 1; }
   double flops(int64_t batch) const {
     return 2.0 * double(batch * out_size() * out_size() * out) * double(kernel * kernel * in);
@@ -107,8 +107,8 @@ ConvBench make_conv(Context& ctx, const ConvShape& s, const Setup& setup) {
 }
 
 void report(benchmark::State& state, double flops_per_iteration) {
-  state.counters["GFLOP/s"] = benchmark::Counter(flops_per_iteration * 1e-9 * double(state.iterations()),
-                                                 benchmark::Counter::kIsRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_iteration * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
 void conv_forward(benchmark::State& state, ConvShape s, Setup setup) {

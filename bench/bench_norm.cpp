@@ -94,8 +94,18 @@ const Case kCases[] = {
     {"dropout", 2, [](Context& ctx, Operands& o) { dropout(ctx, o.x, o.y, 0.4f, 7, 3); }},
 };
 
+// One context per device for the whole program (creating cuDNN and cuBLAS handles per case would
+// cost more than the cases); main releases them before static destruction begins.
+std::unique_ptr<Context> contexts[2];
+
+Context& context_for(Device device) {
+  std::unique_ptr<Context>& ctx = contexts[device == Device::CUDA ? 1 : 0];
+  if (!ctx) ctx = std::make_unique<Context>(device);
+  return *ctx;
+}
+
 void run(benchmark::State& state, Device device, Shape shape, DType dtype, const Case* c) {
-  Context ctx(device);
+  Context& ctx = context_for(device);
   Operands o = make_operands(ctx, shape, dtype);
   c->op(ctx, o);  // warm-up: workspace and caches
   ctx.synchronize();
@@ -145,5 +155,6 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  for (auto& ctx : contexts) ctx.reset();
   return 0;
 }

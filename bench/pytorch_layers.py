@@ -8,6 +8,8 @@ resnet50_all_convs_fwd_bwd.
 
   bench/pytorch_layers.py                      # CPU, batch 8, 2 threads
   bench/pytorch_layers.py --device cuda        # batch 256, fp32 (no TF32) and bf16
+  bench/pytorch_layers.py --threads 1 --cpu-time   # per-core speed, robust on a busy machine
+                                                   # (compare with bench_layers' CPU column)
 """
 import argparse
 import statistics
@@ -43,26 +45,26 @@ RESNET50_CONVS = [
 ]
 
 
-def time_ms(fn, device, min_time, repetitions=3):
+def time_ms(fn, device, min_time, clock, repetitions=3):
     """Median over `repetitions` runs of the mean time of fn() over at least min_time seconds."""
     fn()  # warm-up (cuDNN's algorithm search, allocator)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     results = []
     for _ in range(repetitions):
         sync()
-        iterations, start = 0, time.perf_counter()
+        iterations, start = 0, clock()
         while True:
             fn()
             iterations += 1
             sync()
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             if elapsed >= min_time:
                 break
         results.append(1e3 * elapsed / iterations)
     return statistics.median(results)
 
 
-def bench(device, dtype, batch, min_time):
+def bench(device, dtype, batch, min_time, clock):
     total_ms = 0.0
     total_flops = 0.0
     tag = f"{device}_{str(dtype).replace('torch.', '')}_b{batch}"
@@ -76,8 +78,9 @@ def bench(device, dtype, batch, min_time):
         dy = torch.randn_like(y).contiguous(memory_format=torch.channels_last)
         out = y.shape[-1]
         flops = 2.0 * batch * out * out * cout * k * k * cin
-        forward = time_ms(lambda: conv(x), device, min_time)
-        backward = time_ms(lambda: torch.autograd.grad(y, [x, conv.weight], dy, retain_graph=True), device, min_time)
+        forward = time_ms(lambda: conv(x), device, min_time, clock)
+        backward = time_ms(lambda: torch.autograd.grad(y, [x, conv.weight], dy, retain_graph=True), device, min_time,
+                           clock)
         print(f"{name:<24} {forward:9.3f} {flops / forward * 1e-6:8.1f} {backward:9.3f} {2 * flops / backward * 1e-6:8.1f}",
               flush=True)
         total_ms += count * (forward + backward)
@@ -91,17 +94,20 @@ def main():
     parser.add_argument("--batch", type=int, help="default: 8 on the CPU, 256 on CUDA")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (torch.set_num_threads)")
     parser.add_argument("--min-time", type=float, default=0.2, help="seconds per timed run")
+    parser.add_argument("--cpu-time", action="store_true", help="time by the process's CPU time, not the wall clock")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads")
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads, "
+          f"{'CPU' if args.cpu_time else 'wall-clock'} time")
     if args.device == "cpu":
-        bench("cpu", torch.float32, args.batch or 8, args.min_time)
+        bench("cpu", torch.float32, args.batch or 8, args.min_time, clock)
     else:
         torch.backends.cudnn.benchmark = True
         torch.backends.cudnn.allow_tf32 = False  # fp32 means fp32, as cuface's Precision::FP32
         print(torch.cuda.get_device_name())
         for dtype in (torch.float32, torch.bfloat16):
-            bench("cuda", dtype, args.batch or 256, args.min_time)
+            bench("cuda", dtype, args.batch or 256, args.min_time, time.perf_counter)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ struct Conv2dGeometry {
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_h = 0, pad_w = 0;
   Conv2dGeometry() = default;
-  Conv2dGeometry(int64_t stride, int64_t padding) : stride_h(stride), stride_w(stride), pad_h(padding), pad_w(padding) {}
+  Conv2dGeometry(int64_t stride, int64_t padding)
+      : stride_h(stride), stride_w(stride), pad_h(padding), pad_w(padding) {}
 };
 
 // The output shape for input shape x [N, H, W, C] and filter shape w [O, KH, KW, C]; throws with a

@@ -15,31 +15,35 @@ Shape max_pool2d_output_shape(const Shape& x, const Pool2dGeometry& g) {
 }
 
 // Activations: f32, or bf16 on CUDA; x and y share device and dtype.
-static void check_activations(const Tensor& x, const Tensor& y, const std::string& name) {
-  CUFACE_CHECK(x.defined() && y.defined(), name + ": an operand is an undefined tensor");
-  const std::string operands = " (" + x.str() + ", " + y.str() + ")";
-  CUFACE_CHECK(x.device() == y.device() && x.dtype() == y.dtype(), name + ": operands differ in device or dtype" + operands);
+static void check_activations(const Tensor& x, const Tensor& y, const char* what) {
+  CUFACE_CHECK(x.defined() && y.defined(), std::string(what) + ": an operand is an undefined tensor");
+  // Built only when a check fails.
+  const auto operands = [&] { return std::string(" (") + x.str() + ", " + y.str() + ")"; };
+  CUFACE_CHECK(x.device() == y.device() && x.dtype() == y.dtype(),
+               std::string(what) + ": operands differ in device or dtype" + operands());
   if (x.is_cuda())
-    CUFACE_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::BF16, name + ": CUDA tensors must be f32 or bf16" + operands);
+    CUFACE_CHECK(x.dtype() == DType::F32 || x.dtype() == DType::BF16,
+                 std::string(what) + ": CUDA tensors must be f32 or bf16" + operands());
   else
-    CUFACE_CHECK(x.dtype() == DType::F32, name + ": CPU tensors must be f32" + operands);
+    CUFACE_CHECK(x.dtype() == DType::F32, std::string(what) + ": CPU tensors must be f32" + operands());
 }
 
 void check_max_pool2d(const Tensor& x, const Tensor& y, const Tensor& argmax, const Pool2dGeometry& geometry,
                       const char* what) {
-  const std::string name(what);
-  check_activations(x, y, name);
+  check_activations(x, y, what);
   check_shape(y, max_pool2d_output_shape(x.shape(), geometry), what);
   CUFACE_CHECK(argmax.defined() && argmax.dtype() == DType::I32 && argmax.device() == y.device(),
-               name + ": argmax must be an i32 tensor on the device of y, got " + (argmax.defined() ? argmax.str() : "none"));
+               std::string(what) + ": argmax must be an i32 tensor on the device of y, got " +
+                   (argmax.defined() ? argmax.str() : "none"));
   check_shape(argmax, y.shape(), what);
-  CUFACE_CHECK(x.size(1) * x.size(2) <= INT32_MAX, name + ": the image is too large for i32 argmax indices");
+  CUFACE_CHECK(x.size(1) * x.size(2) <= INT32_MAX,
+               std::string(what) + ": the image is too large for i32 argmax indices");
 }
 
 void check_global_avg_pool(const Tensor& x, const Tensor& y, const char* what) {
-  const std::string name(what);
-  check_activations(x, y, name);
-  CUFACE_CHECK(x.rank() == 4 && x.size(1) * x.size(2) > 0, name + ": expects x [N, H, W, C] with H, W > 0, got " + x.str());
+  check_activations(x, y, what);
+  CUFACE_CHECK(x.rank() == 4 && x.size(1) * x.size(2) > 0,
+               std::string(what) + ": expects x [N, H, W, C] with H, W > 0, got " + x.str());
   check_shape(y, Shape{x.size(0), x.size(3)}, what);
 }
 

@@ -10,7 +10,10 @@ namespace cuface {
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel, int64_t stride, int64_t padding, bool bias,
                uint64_t seed)
-    : in_channels_(in_channels), out_channels_(out_channels), kernel_(kernel), geometry_(stride, padding),
+    : in_channels_(in_channels),
+      out_channels_(out_channels),
+      kernel_(kernel),
+      geometry_(stride, padding),
       has_bias_(bias) {
   CUFACE_CHECK(in_channels > 0 && out_channels > 0 && kernel > 0 && stride > 0 && padding >= 0,
                "Conv2d: needs positive channels, kernel and stride and a non-negative padding");
@@ -53,8 +56,9 @@ Tensor Conv2d::forward(Context& ctx, const Tensor& x) {
 
 Tensor Conv2d::backward(Context& ctx, const Tensor& dy) {
   CUFACE_CHECK(ready_for_backward_, "Conv2d: backward needs a training-mode forward first");
-  CUFACE_CHECK(frozen_ || x_.defined(), "Conv2d: unfrozen after forward, so the input needed for the weight gradient "
-                                        "was not saved");
+  CUFACE_CHECK(frozen_ || x_.defined(),
+               "Conv2d: unfrozen after forward, so the input needed for the weight gradient "
+               "was not saved");
   if (!frozen_) {
     conv2d_backward_filter(ctx, x_, dy, weight_.grad, geometry_);
     if (has_bias_) accumulate_bias_grad(ctx, dy, bias_.grad);

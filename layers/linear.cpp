@@ -39,8 +39,9 @@ Tensor Linear::forward(Context& ctx, const Tensor& x) {
 
 Tensor Linear::backward(Context& ctx, const Tensor& dy) {
   CUFACE_CHECK(ready_for_backward_, "Linear: backward needs a training-mode forward first");
-  CUFACE_CHECK(frozen_ || x_.defined(), "Linear: unfrozen after forward, so the input needed for the weight gradient "
-                                        "was not saved");
+  CUFACE_CHECK(frozen_ || x_.defined(),
+               "Linear: unfrozen after forward, so the input needed for the weight gradient "
+               "was not saved");
   CUFACE_CHECK(dy.rank() == 2 && dy.size(1) == out_features_,
                "Linear: expects dy [N, " + std::to_string(out_features_) + "], got " + dy.str());
   if (!frozen_) {

@@ -12,10 +12,11 @@
 // dW^ is written over the W^ buffer once dx^ has consumed it, so besides W and its gradient the
 // head holds one [C, D] and one [N, C] buffer.
 //
-// Precision: with ctx.precision() == BF16 on a GPU, x^ and W^ enter the forward GEMM as bf16 (written
-// directly in bf16 by the normalisation) and the cosines are fp32; backward recomputes W^ in fp32 and
-// runs its two GEMMs on fp32 operands under the context's precision, so bf16 never costs more memory
-// than fp32. Everything from the cosines on (margin, softmax, loss) is fp32.
+// Precision: with ctx.precision() == BF16 on a GPU, x^ and W^ enter the forward GEMM as bf16 (W^
+// written directly in bf16 by the normalisation, x^ cast) and the cosines are fp32. The fp32 W^ is
+// not kept: backward recomputes it (one pass over W) and gives its two GEMMs fp32 operands, which
+// kernels/gemm.h converts to bf16 copies in the context's workspace under BF16. Everything from the
+// cosines on (margin, softmax, loss, normalisation backward) is fp32.
 //
 // Partial FC (sample_rate r < 1): each step uses the K = max(ceil(r C), N) centres chosen by
 // kernels/partial_fc.h (all positives plus random negatives from Philox(seed, step)), gathers those

@@ -64,7 +64,7 @@ __global__ void prelu_slope_finalize_kernel(const float* partial, int slabs, int
   }
 }
 
-// Calls body.template operator()<T>() with T = float or bf16, as the tensor's dtype says.
+// Calls body(T{}) with T = float or bf16, as the tensor's dtype says; body launches the kernel for T.
 template <class Body>
 void with_element_type(const Tensor& t, Body body) {
   if (t.dtype() == DType::BF16)

@@ -78,7 +78,7 @@ void accumulate_bias_grad(Context& ctx, const Tensor& dy, Tensor& db) {
                                                                    partial);
   CUDA_CHECK_LAUNCH();
   bias_grad_final_kernel<<<grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx)>>>(partial, row_blocks, channels,
-                                                                                     db.data<float>());
+                                                                                      db.data<float>());
   CUDA_CHECK_LAUNCH();
 }
 

@@ -88,8 +88,10 @@ std::map<ConvKey, std::unique_ptr<ConvPlan>>& plans() {
 
 // The plan for x [N, H, W, C], filter [O, KH, KW, C] and output y; the caller holds plans_mutex.
 ConvPlan& plan_for(Context& ctx, const Shape& x, const Shape& w, const Shape& y, DType dtype, const Conv2dGeometry& g) {
-  const ConvKey key{ctx.gpu_index(), {x[0], x[1], x[2], x[3], w[0], w[1], w[2], g.stride_h, g.stride_w, g.pad_h, g.pad_w},
-                    dtype, ctx.precision()};
+  const ConvKey key{ctx.gpu_index(),
+                    {x[0], x[1], x[2], x[3], w[0], w[1], w[2], g.stride_h, g.stride_w, g.pad_h, g.pad_w},
+                    dtype,
+                    ctx.precision()};
   std::unique_ptr<ConvPlan>& slot = plans()[key];
   if (slot) return *slot;
   auto plan = std::make_unique<ConvPlan>();
@@ -141,17 +143,16 @@ void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, Tensor& y, c
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &count));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> results(static_cast<size_t>(count));
-    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.y,
-                                                       y.raw(), count, &returned, results.data(),
-                                                       ctx.cuda().workspace_bytes(kMaxWorkspaceBytes),
-                                                       kMaxWorkspaceBytes));
+    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+        handle, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.y, y.raw(), count, &returned, results.data(),
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
     plan.forward = fastest<cudnnConvolutionFwdAlgo_t>(results, returned, plan.exact_fp32, "forward");
   }
   const float alpha = 1.0f, beta = 0.0f;
   CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
   CUDNN_CHECK(cudnnConvolutionForward(handle, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.forward.algo,
-                                      ctx.cuda().workspace_bytes(plan.forward.workspace), plan.forward.workspace,
-                                      &beta, plan.y, y.raw()));
+                                      ctx.cuda().workspace_bytes(plan.forward.workspace), plan.forward.workspace, &beta,
+                                      plan.y, y.raw()));
 }
 
 void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dGeometry& geometry) {
@@ -162,21 +163,20 @@ void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tenso
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &count));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(static_cast<size_t>(count));
-    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(handle, plan.w, w.raw(), plan.y, dy.raw(), plan.conv,
-                                                            plan.x, dx.raw(), count, &returned, results.data(),
-                                                            ctx.cuda().workspace_bytes(kMaxWorkspaceBytes),
-                                                            kMaxWorkspaceBytes));
+    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+        handle, plan.w, w.raw(), plan.y, dy.raw(), plan.conv, plan.x, dx.raw(), count, &returned, results.data(),
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
     plan.backward_data = fastest<cudnnConvolutionBwdDataAlgo_t>(results, returned, plan.exact_fp32, "backward-data");
   }
   const float alpha = 1.0f, beta = 0.0f;
   CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data.math));
-  CUDNN_CHECK(cudnnConvolutionBackwardData(handle, &alpha, plan.w, w.raw(), plan.y, dy.raw(), plan.conv,
-                                           plan.backward_data.algo,
-                                           ctx.cuda().workspace_bytes(plan.backward_data.workspace),
-                                           plan.backward_data.workspace, &beta, plan.x, dx.raw()));
+  CUDNN_CHECK(cudnnConvolutionBackwardData(
+      handle, &alpha, plan.w, w.raw(), plan.y, dy.raw(), plan.conv, plan.backward_data.algo,
+      ctx.cuda().workspace_bytes(plan.backward_data.workspace), plan.backward_data.workspace, &beta, plan.x, dx.raw()));
 }
 
-void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Tensor& dw, const Conv2dGeometry& geometry) {
+void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Tensor& dw,
+                            const Conv2dGeometry& geometry) {
   std::lock_guard<std::mutex> lock(plans_mutex);
   ConvPlan& plan = plan_for(ctx, x.shape(), dw.shape(), dy.shape(), x.dtype(), geometry);
   cudnnHandle_t handle = ctx.cuda().cudnn;
@@ -189,10 +189,9 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &count));
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(static_cast<size_t>(count));
-    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle, plan.x, x.raw(), plan.y, dy.raw(), plan.conv,
-                                                              plan.w, scratch.raw(), count, &returned, results.data(),
-                                                              ctx.cuda().workspace_bytes(kMaxWorkspaceBytes),
-                                                              kMaxWorkspaceBytes));
+    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+        handle, plan.x, x.raw(), plan.y, dy.raw(), plan.conv, plan.w, scratch.raw(), count, &returned, results.data(),
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
     plan.backward_filter =
         fastest<cudnnConvolutionBwdFilterAlgo_t>(results, returned, plan.exact_fp32, "backward-filter");
   }

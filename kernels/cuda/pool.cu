@@ -22,8 +22,8 @@ struct PoolDims {
 };
 
 PoolDims pool_dims(const Tensor& input, const Tensor& output, const Pool2dGeometry& g) {
-  return {input.size(0), input.size(1), input.size(2), input.size(3), output.size(1), output.size(2),
-          g.kernel, g.stride, g.padding};
+  return {input.size(0),  input.size(1), input.size(2), input.size(3), output.size(1),
+          output.size(2), g.kernel,      g.stride,      g.padding};
 }
 
 template <class T>
@@ -90,8 +90,10 @@ __global__ void global_avg_pool_backward_kernel(const T* dy, T* dx, int64_t pixe
 // Runs `launch(T*)` with the tensors' element type.
 template <class Launch>
 void with_type(const Tensor& t, Launch launch) {
-  if (t.dtype() == DType::BF16) launch(bf16{});
-  else launch(float{});
+  if (t.dtype() == DType::BF16)
+    launch(bf16{});
+  else
+    launch(float{});
   CUDA_CHECK_LAUNCH();
 }
 }  // namespace
@@ -102,8 +104,8 @@ void max_pool2d_forward(Context& ctx, const Tensor& x, Tensor& y, Tensor& argmax
   const PoolDims d = pool_dims(x, y, geometry);
   with_type(x, [&](auto zero) {
     using T = decltype(zero);
-    max_pool_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-        x.data<T>(), y.data<T>(), argmax.data<int32_t>(), d, total);
+    max_pool_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.data<T>(), y.data<T>(),
+                                                                                      argmax.data<int32_t>(), d, total);
   });
 }
 

@@ -79,7 +79,9 @@ TEST_P(BiasCuda, MatchesTheCpuTwin) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, BiasCuda, ::testing::Values(DType::F32, DType::BF16),
-                         [](const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); });
+                         [](const ::testing::TestParamInfo<DType>& info) {
+                           return std::string(dtype_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace cuface

@@ -18,7 +18,8 @@ Conv2dGeometry geometry(int64_t stride_h, int64_t stride_w, int64_t pad_h, int64
 }
 
 // Odd sizes on purpose: no extent is a multiple of a vector width, batch 1 and 3, every code path
-// (direct 1x1 GEMM, im2col with and without stride and padding, taps outside the image).
+// (direct 1x1 GEMM, im2col with and without stride and padding, taps outside the image, column
+// slabs of one or several kernel rows).
 const std::vector<ConvProblem> kProblems = {
     //  N   H   W   C   O  KH  KW  geometry
     {3, 5, 7, 13, 6, 1, 1, Conv2dGeometry(1, 0)},   // 1x1 stride 1: the direct GEMM, no im2col
@@ -29,6 +30,10 @@ const std::vector<ConvProblem> kProblems = {
     {3, 11, 13, 3, 8, 7, 7, Conv2dGeometry(2, 3)},  // the 7x7 stride-2 stem
     {2, 7, 9, 4, 3, 3, 5, geometry(2, 1, 0, 2)},    // non-square kernel, stride and padding
     {1, 3, 2, 2, 3, 5, 5, Conv2dGeometry(1, 2)},    // kernel larger than the image
+    // Deep enough (KW * C > 256) to be built in slabs of kernel rows: 3 slabs of one row; then
+    // slabs of 2, 2 and 1 rows with a vertical stride.
+    {2, 5, 6, 90, 7, 3, 3, Conv2dGeometry(1, 1)},
+    {1, 9, 6, 70, 5, 5, 3, geometry(2, 1, 2, 1)},
 };
 
 // Element-wise: the Higham bound for the number of summed terms (conv_pool_reference.h). Norm-wise:
@@ -45,8 +50,8 @@ TEST(ConvCpu, ForwardMatchesFloat64Reference) {
     Tensor y = Tensor::empty(p.y_shape());
     testing::poison(y);
     conv2d_forward(ctx, x, w, y, p.g);
-    testing::expect_matches_reference(y, testing::conv2d_forward_reference(p, x, w), p.kh * p.kw * p.c + 2,
-                                      kNormBound, "forward " + p.str());
+    testing::expect_matches_reference(y, testing::conv2d_forward_reference(p, x, w), p.kh * p.kw * p.c + 2, kNormBound,
+                                      "forward " + p.str());
   }
 }
 
@@ -125,7 +130,8 @@ TEST(ConvLayout, OihwAndOhwiConvertBothWays) {
     for (int64_t b = 0; b < i; ++b)
       for (int64_t c = 0; c < kh; ++c)
         for (int64_t d = 0; d < kw; ++d)
-          ASSERT_EQ(ohwi.data<float>()[((a * kh + c) * kw + d) * i + b], oihw.data<float>()[((a * i + b) * kh + c) * kw + d]);
+          ASSERT_EQ(ohwi.data<float>()[((a * kh + c) * kw + d) * i + b],
+                    oihw.data<float>()[((a * i + b) * kh + c) * kw + d]);
   const Tensor back = ohwi_to_oihw(ohwi);
   ASSERT_EQ(back.shape(), oihw.shape());
   for (int64_t e = 0; e < oihw.numel(); ++e) ASSERT_EQ(back.data<float>()[e], oihw.data<float>()[e]);
@@ -162,7 +168,8 @@ TEST_P(ConvCuda, MatchesTheCpuTwin) {
     Tensor dy = testing::random_tensor(p.y_shape(), 23);
     const Tensor initial = testing::random_tensor(p.w_shape(), 24);
     // bf16: the host copies are rounded to the values the GPU sees.
-    const Tensor gx = testing::upload(x, pc.dtype), gw = testing::upload(w, pc.dtype), gdy = testing::upload(dy, pc.dtype);
+    const Tensor gx = testing::upload(x, pc.dtype), gw = testing::upload(w, pc.dtype),
+                 gdy = testing::upload(dy, pc.dtype);
 
     Tensor y = Tensor::empty(p.y_shape()), dx = Tensor::empty(p.x_shape()), dw = initial.clone();
     conv2d_forward(cpu, x, w, y, p.g);

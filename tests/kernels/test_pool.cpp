@@ -18,8 +18,8 @@ struct PoolCase {
 // ResNet's 3x3/2/1 first; then overlapping and non-overlapping windows, stride larger than the
 // kernel, the identity, odd channel counts and batch 1 and 3.
 const std::vector<PoolCase> kCases = {
-    {{3, 7, 6, 5}, {3, 2, 1}}, {{1, 8, 9, 13}, {3, 2, 1}}, {{2, 6, 6, 3}, {2, 2, 0}}, {{1, 5, 7, 4}, {3, 1, 1}},
-    {{3, 11, 9, 2}, {5, 3, 2}}, {{2, 4, 5, 3}, {1, 1, 0}}, {{1, 7, 7, 6}, {2, 3, 1}},
+    {{3, 7, 6, 5}, {3, 2, 1}},  {{1, 8, 9, 13}, {3, 2, 1}}, {{2, 6, 6, 3}, {2, 2, 0}}, {{1, 5, 7, 4}, {3, 1, 1}},
+    {{3, 11, 9, 2}, {5, 3, 2}}, {{2, 4, 5, 3}, {1, 1, 0}},  {{1, 7, 7, 6}, {2, 3, 1}},
 };
 
 std::string describe(const PoolCase& c) {
@@ -53,9 +53,10 @@ TEST(MaxPoolCpu, ForwardAndBackwardMatchTheReference) {
     Tensor dx = Tensor::empty(c.x);
     testing::poison(dx);
     max_pool2d_backward(ctx, dy, argmax, dx, c.g);
-    const int64_t windows_per_pixel = ((c.g.kernel + c.g.stride - 1) / c.g.stride) * ((c.g.kernel + c.g.stride - 1) / c.g.stride);
-    testing::expect_matches_reference(dx, max_pool_backward_reference(c.x, dy, argmax_ref), windows_per_pixel + 1,
-                                      1e-6, "max pool backward " + describe(c));
+    const int64_t windows_per_pixel =
+        ((c.g.kernel + c.g.stride - 1) / c.g.stride) * ((c.g.kernel + c.g.stride - 1) / c.g.stride);
+    testing::expect_matches_reference(dx, max_pool_backward_reference(c.x, dy, argmax_ref), windows_per_pixel + 1, 1e-6,
+                                      "max pool backward " + describe(c));
   }
 }
 
@@ -65,7 +66,7 @@ TEST(MaxPoolCpu, TiesAndNaN) {
   const Pool2dGeometry g{3, 2, 1};
   Tensor x = Tensor::zeros({1, 5, 5, 2});
   for (int64_t i = 0; i < 25; ++i) x.data<float>()[2 * i] = 1.0f;  // channel 0 all equal
-  x.data<float>()[(2 * 5 + 3) * 2 + 1] = NAN;                       // channel 1: a NaN at (2, 3)
+  x.data<float>()[(2 * 5 + 3) * 2 + 1] = NAN;                      // channel 1: a NaN at (2, 3)
   Tensor y = Tensor::empty({1, 3, 3, 2}), argmax = Tensor::empty({1, 3, 3, 2}, DType::I32);
   max_pool2d_forward(ctx, x, y, argmax, g);
   const auto [y_ref, argmax_ref] = testing::max_pool2d_reference(x, g);
@@ -106,15 +107,17 @@ TEST(GlobalAvgPoolCpu, ForwardAndBackwardMatchTheReference) {
     // |sum error| <= gamma(pixels) * sum |x|; the division adds one rounding.
     Tensor magnitude = x.clone();
     for (int64_t i = 0; i < x.numel(); ++i) magnitude.data<float>()[i] = std::abs(x.data<float>()[i]);
-    testing::expect_matches_reference(y, {testing::global_avg_pool_reference(x), testing::global_avg_pool_reference(magnitude)},
-                                      pixels + 1, 1e-6, "global average pool " + shape.str());
+    testing::expect_matches_reference(
+        y, {testing::global_avg_pool_reference(x), testing::global_avg_pool_reference(magnitude)}, pixels + 1, 1e-6,
+        "global average pool " + shape.str());
 
     const Tensor dy = testing::random_tensor({shape[0], shape[3]}, 4);
     Tensor dx = Tensor::empty(shape);
     testing::poison(dx);
     global_avg_pool_backward(ctx, dy, dx);
     for (int64_t i = 0; i < dx.numel(); ++i) {
-      const double want = double(dy.data<float>()[(i / (pixels * shape[3])) * shape[3] + i % shape[3]]) / double(pixels);
+      const double want =
+          double(dy.data<float>()[(i / (pixels * shape[3])) * shape[3] + i % shape[3]]) / double(pixels);
       ASSERT_NEAR(dx.data<float>()[i], want, std::ldexp(std::abs(want), -22)) << shape.str() << " element " << i;
     }
   }
@@ -178,7 +181,9 @@ TEST_P(PoolCuda, GlobalAvgPoolMatchesTheCpuTwin) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, PoolCuda, ::testing::Values(DType::F32, DType::BF16),
-                         [](const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); });
+                         [](const ::testing::TestParamInfo<DType>& info) {
+                           return std::string(dtype_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace cuface

@@ -14,9 +14,7 @@ namespace {
 struct LayerCase {
   int64_t n, h, w, in, out, kernel, stride, padding;
   bool bias;
-  testing::ConvProblem problem() const {
-    return {n, h, w, in, out, kernel, kernel, Conv2dGeometry(stride, padding)};
-  }
+  testing::ConvProblem problem() const { return {n, h, w, in, out, kernel, kernel, Conv2dGeometry(stride, padding)}; }
 };
 
 const std::vector<LayerCase> kLayerCases = {
@@ -41,9 +39,11 @@ TEST(Conv2dLayer, GradientsMatchFiniteDifferences) {
   Context ctx(Device::CPU);
   for (const LayerCase& c : kLayerCases) {
     Conv2d conv(c.in, c.out, c.kernel, c.stride, c.padding, c.bias, 7);
-    const testing::GradCheckResult r = testing::check_layer_gradients(ctx, conv, testing::random_tensor(c.problem().x_shape(), 1));
+    const testing::GradCheckResult r =
+        testing::check_layer_gradients(ctx, conv, testing::random_tensor(c.problem().x_shape(), 1));
     EXPECT_LT(r.input_error, kGradcheckBound) << describe(c);
-    for (const auto& [name, error] : r.parameter_errors) EXPECT_LT(error, kGradcheckBound) << describe(c) << " " << name;
+    for (const auto& [name, error] : r.parameter_errors)
+      EXPECT_LT(error, kGradcheckBound) << describe(c) << " " << name;
     EXPECT_EQ(r.parameter_errors.size(), c.bias ? 2u : 1u);
   }
 }
@@ -97,9 +97,11 @@ TEST(Conv2dLayer, AccumulatesFreezesAndSkipsTheInputGradient) {
   conv.forward(ctx, x);
   conv.backward(ctx, dy);
   for (int64_t i = 0; i < once_w.numel(); ++i)
-    ASSERT_NEAR(conv.weight().grad.data<float>()[i], 2 * once_w.data<float>()[i], 1e-5 * (1 + std::abs(once_w.data<float>()[i])));
+    ASSERT_NEAR(conv.weight().grad.data<float>()[i], 2 * once_w.data<float>()[i],
+                1e-5 * (1 + std::abs(once_w.data<float>()[i])));
   for (int64_t i = 0; i < once_b.numel(); ++i)
-    ASSERT_NEAR(conv.bias()->grad.data<float>()[i], 2 * once_b.data<float>()[i], 1e-5 * (1 + std::abs(once_b.data<float>()[i])));
+    ASSERT_NEAR(conv.bias()->grad.data<float>()[i], 2 * once_b.data<float>()[i],
+                1e-5 * (1 + std::abs(once_b.data<float>()[i])));
 
   conv.zero_grad(ctx);
   conv.set_frozen(true);
@@ -168,7 +170,8 @@ TEST(Conv2dLayer, WeightOihwRoundTrip) {
     for (int64_t i = 0; i < 3; ++i)
       for (int64_t kh = 0; kh < 3; ++kh)
         for (int64_t kw = 0; kw < 3; ++kw)
-          ASSERT_EQ(ohwi.data<float>()[((o * 3 + kh) * 3 + kw) * 3 + i], oihw.data<float>()[((o * 3 + i) * 3 + kh) * 3 + kw]);
+          ASSERT_EQ(ohwi.data<float>()[((o * 3 + kh) * 3 + kw) * 3 + i],
+                    oihw.data<float>()[((o * 3 + i) * 3 + kh) * 3 + kw]);
   EXPECT_EQ(testing::to_doubles(conv.weight_oihw()), testing::to_doubles(oihw));
   EXPECT_THROW(conv.set_weight_oihw(Tensor::zeros({5, 3, 3, 2})), Error);
 }
@@ -182,8 +185,8 @@ TEST(Conv2dLayer, MatchesPyTorch) {
     int64_t kernel, stride, padding;
     bool bias;
   };
-  for (const Case& c : {Case{"conv3x3s2", 3, 2, 1, true}, Case{"conv7x7s2", 7, 2, 3, false},
-                        Case{"conv1x1s2", 1, 2, 0, false}}) {
+  for (const Case& c :
+       {Case{"conv3x3s2", 3, 2, 1, true}, Case{"conv7x7s2", 7, 2, 3, false}, Case{"conv1x1s2", 1, 2, 0, false}}) {
     const std::string name(c.name);
     const Tensor weight = get(name + ".weight");
     Conv2d conv(weight.size(1), weight.size(0), c.kernel, c.stride, c.padding, c.bias);

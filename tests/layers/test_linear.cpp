@@ -30,9 +30,11 @@ TEST(LinearLayer, GradientsMatchFiniteDifferences) {
   Context ctx(Device::CPU);
   for (const LinearCase& c : kCases) {
     Linear linear(c.in, c.out, c.bias, 3);
-    const testing::GradCheckResult r = testing::check_layer_gradients(ctx, linear, testing::random_tensor({c.batch, c.in}, 1));
+    const testing::GradCheckResult r =
+        testing::check_layer_gradients(ctx, linear, testing::random_tensor({c.batch, c.in}, 1));
     EXPECT_LT(r.input_error, kGradcheckBound) << describe(c);
-    for (const auto& [name, error] : r.parameter_errors) EXPECT_LT(error, kGradcheckBound) << describe(c) << " " << name;
+    for (const auto& [name, error] : r.parameter_errors)
+      EXPECT_LT(error, kGradcheckBound) << describe(c) << " " << name;
     EXPECT_EQ(r.parameter_errors.size(), c.bias ? 2u : 1u);
   }
 }
@@ -65,9 +67,11 @@ TEST(LinearLayer, AccumulatesAndFreezes) {
   linear.forward(ctx, x);
   linear.backward(ctx, dy);
   for (int64_t i = 0; i < once.numel(); ++i)
-    ASSERT_NEAR(linear.weight().grad.data<float>()[i], 2 * once.data<float>()[i], 1e-6 * (1 + std::abs(once.data<float>()[i])));
+    ASSERT_NEAR(linear.weight().grad.data<float>()[i], 2 * once.data<float>()[i],
+                1e-6 * (1 + std::abs(once.data<float>()[i])));
   for (int64_t i = 0; i < once_b.numel(); ++i)
-    ASSERT_NEAR(linear.bias()->grad.data<float>()[i], 2 * once_b.data<float>()[i], 1e-6 * (1 + std::abs(once_b.data<float>()[i])));
+    ASSERT_NEAR(linear.bias()->grad.data<float>()[i], 2 * once_b.data<float>()[i],
+                1e-6 * (1 + std::abs(once_b.data<float>()[i])));
   linear.zero_grad(ctx);
   linear.set_frozen(true);
   linear.forward(ctx, x);

@@ -33,9 +33,9 @@ constexpr double kGradcheckBound = 1e-4;
 
 TEST(MaxPool2dLayer, GradientsMatchFiniteDifferences) {
   Context ctx(Device::CPU);
-  for (const auto& [shape, g] : {std::pair{Shape{2, 7, 6, 3}, Pool2dGeometry{3, 2, 1}},
-                                 std::pair{Shape{1, 5, 8, 4}, Pool2dGeometry{2, 2, 0}},
-                                 std::pair{Shape{3, 6, 5, 2}, Pool2dGeometry{3, 1, 1}}}) {
+  for (const auto& [shape, g] :
+       {std::pair{Shape{2, 7, 6, 3}, Pool2dGeometry{3, 2, 1}}, std::pair{Shape{1, 5, 8, 4}, Pool2dGeometry{2, 2, 0}},
+        std::pair{Shape{3, 6, 5, 2}, Pool2dGeometry{3, 1, 1}}}) {
     MaxPool2d pool(g.kernel, g.stride, g.padding);
     const testing::GradCheckResult r = testing::check_layer_gradients(ctx, pool, separated_tensor(shape, 1));
     EXPECT_LT(r.input_error, kGradcheckBound) << shape.str();
@@ -126,7 +126,9 @@ TEST_P(PoolingLayersCuda, MatchTheCpuLayers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, PoolingLayersCuda, ::testing::Values(DType::F32, DType::BF16),
-                         [](const ::testing::TestParamInfo<DType>& info) { return std::string(dtype_name(info.param)); });
+                         [](const ::testing::TestParamInfo<DType>& info) {
+                           return std::string(dtype_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace cuface
