@@ -11,6 +11,7 @@
 namespace cuface {
 // Readable parameter names in test output.
 inline void PrintTo(Device device, std::ostream* out) { *out << device_name(device); }
+inline void PrintTo(DType dtype, std::ostream* out) { *out << dtype_name(dtype); }
 }  // namespace cuface
 
 namespace cuface::testing {

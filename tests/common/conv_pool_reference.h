@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/reference.h"
+#include "engine/context.h"
 #include "engine/safetensors.h"
 #include "kernels/conv.h"
 #include "kernels/pool.h"
@@ -213,6 +214,25 @@ inline LinearReference linear_reference(const Tensor& x, const Tensor& w, const 
       }
     }
   return r;
+}
+
+// ---- GPU against CPU: the precisions and their norm-wise bounds ----------------------------------
+
+// fp32 must agree to rounding (1e-5); TF32 rounds the inputs to 10 mantissa bits (5e-3); bf16 rounds
+// activations and weight copies to 8 bits (2e-2).
+struct PrecisionCase {
+  Precision precision;
+  DType dtype;  // of the activations
+  double bound;
+};
+inline void PrintTo(const PrecisionCase& c, std::ostream* out) { *out << precision_name(c.precision); }
+inline auto precision_cases() {
+  return ::testing::Values(PrecisionCase{Precision::FP32, DType::F32, 1e-5},
+                           PrecisionCase{Precision::TF32, DType::F32, 5e-3},
+                           PrecisionCase{Precision::BF16, DType::BF16, 2e-2});
+}
+inline std::string precision_case_name(const ::testing::TestParamInfo<PrecisionCase>& info) {
+  return precision_name(info.param.precision);
 }
 
 // ---- PyTorch's results (scripts/make_conv_fixture.py) ---------------------------------------------

@@ -140,13 +140,7 @@ TEST(ConvLayout, OihwAndOhwiConvertBothWays) {
 
 // ---- CUDA against the CPU twin --------------------------------------------------------------------
 
-struct PrecisionCase {
-  Precision precision;
-  DType dtype;
-  double bound;  // norm-wise relative error against the CPU
-};
-
-class ConvCuda : public ::testing::TestWithParam<PrecisionCase> {};
+class ConvCuda : public ::testing::TestWithParam<testing::PrecisionCase> {};
 
 // The CPU problems plus shapes whose channel counts suit the tensor-core kernels.
 std::vector<ConvProblem> gpu_problems() {
@@ -160,7 +154,7 @@ std::vector<ConvProblem> gpu_problems() {
 
 TEST_P(ConvCuda, MatchesTheCpuTwin) {
   CUFACE_REQUIRE_GPU();
-  const PrecisionCase pc = GetParam();
+  const testing::PrecisionCase pc = GetParam();
   Context cpu(Device::CPU), gpu(Device::CUDA);
   gpu.set_precision(pc.precision);
   for (const ConvProblem& p : gpu_problems()) {
@@ -194,13 +188,7 @@ TEST_P(ConvCuda, MatchesTheCpuTwin) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Precisions, ConvCuda,
-                         ::testing::Values(PrecisionCase{Precision::FP32, DType::F32, 1e-5},
-                                           PrecisionCase{Precision::TF32, DType::F32, 5e-3},
-                                           PrecisionCase{Precision::BF16, DType::BF16, 2e-2}),
-                         [](const ::testing::TestParamInfo<PrecisionCase>& info) {
-                           return std::string(precision_name(info.param.precision));
-                         });
+INSTANTIATE_TEST_SUITE_P(Precisions, ConvCuda, testing::precision_cases(), testing::precision_case_name);
 
 }  // namespace
 }  // namespace cuface

@@ -205,17 +205,11 @@ TEST(Conv2dLayer, MatchesPyTorch) {
 
 // ---- CUDA against CPU, through the layer (bf16: bf16 activations, f32 master weights) -------------
 
-struct PrecisionCase {
-  Precision precision;
-  DType dtype;
-  double bound;
-};
-
-class Conv2dLayerCuda : public ::testing::TestWithParam<PrecisionCase> {};
+class Conv2dLayerCuda : public ::testing::TestWithParam<testing::PrecisionCase> {};
 
 TEST_P(Conv2dLayerCuda, MatchesTheCpuLayer) {
   CUFACE_REQUIRE_GPU();
-  const PrecisionCase pc = GetParam();
+  const testing::PrecisionCase pc = GetParam();
   Context cpu(Device::CPU), gpu(Device::CUDA);
   gpu.set_precision(pc.precision);
   for (const LayerCase& c : kLayerCases) {
@@ -240,13 +234,7 @@ TEST_P(Conv2dLayerCuda, MatchesTheCpuLayer) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Precisions, Conv2dLayerCuda,
-                         ::testing::Values(PrecisionCase{Precision::FP32, DType::F32, 1e-5},
-                                           PrecisionCase{Precision::TF32, DType::F32, 5e-3},
-                                           PrecisionCase{Precision::BF16, DType::BF16, 2e-2}),
-                         [](const ::testing::TestParamInfo<PrecisionCase>& info) {
-                           return std::string(precision_name(info.param.precision));
-                         });
+INSTANTIATE_TEST_SUITE_P(Precisions, Conv2dLayerCuda, testing::precision_cases(), testing::precision_case_name);
 
 }  // namespace
 }  // namespace cuface

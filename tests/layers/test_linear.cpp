@@ -119,17 +119,11 @@ TEST(LinearLayer, MatchesPyTorch) {
   EXPECT_LT(testing::relative_error(linear.bias()->grad, get("linear.dbias")), 1e-4);
 }
 
-struct PrecisionCase {
-  Precision precision;
-  DType dtype;
-  double bound;
-};
-
-class LinearLayerCuda : public ::testing::TestWithParam<PrecisionCase> {};
+class LinearLayerCuda : public ::testing::TestWithParam<testing::PrecisionCase> {};
 
 TEST_P(LinearLayerCuda, MatchesTheCpuLayer) {
   CUFACE_REQUIRE_GPU();
-  const PrecisionCase pc = GetParam();
+  const testing::PrecisionCase pc = GetParam();
   Context cpu(Device::CPU), gpu(Device::CUDA);
   gpu.set_precision(pc.precision);
   std::vector<LinearCase> cases = kCases;
@@ -152,13 +146,7 @@ TEST_P(LinearLayerCuda, MatchesTheCpuLayer) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Precisions, LinearLayerCuda,
-                         ::testing::Values(PrecisionCase{Precision::FP32, DType::F32, 1e-5},
-                                           PrecisionCase{Precision::TF32, DType::F32, 5e-3},
-                                           PrecisionCase{Precision::BF16, DType::BF16, 2e-2}),
-                         [](const ::testing::TestParamInfo<PrecisionCase>& info) {
-                           return std::string(precision_name(info.param.precision));
-                         });
+INSTANTIATE_TEST_SUITE_P(Precisions, LinearLayerCuda, testing::precision_cases(), testing::precision_case_name);
 
 }  // namespace
 }  // namespace cuface
