@@ -21,6 +21,10 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--batch", options->batch, "Images per step")->capture_default_str();
   cmd->add_option("--people", options->max_identities, "Use at most this many people (0: all)")->capture_default_str();
   cmd->add_option("--workers", options->workers, "Loader and packer threads")->capture_default_str();
+  cmd->add_option("--margin", options->margin, "arcface | cosface | combined")->capture_default_str();
+  cmd->add_option("--margin-s", options->margin_s, "Margin head scale")->capture_default_str();
+  cmd->add_option("--margin-m", options->margin_m, "Margin m")->capture_default_str();
+  cmd->add_option("--input-size", options->input_size, "Input side in pixels")->capture_default_str();
   cmd->add_option("--seed", options->seed, "Seed of the split and of training")->capture_default_str();
   cmd->callback([options] {
     DemoResult r = run_demo(*options);

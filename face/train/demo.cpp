@@ -197,6 +197,10 @@ DemoResult run_demo(const DemoOptions& options) {
   config.input_size = options.input_size;
   config.batch = options.batch;
   config.steps = options.steps;
+  config.margin = options.margin;
+  config.margin_s = options.margin_s;
+  config.margin_m = options.margin_m;
+  config.margin_m_set = true;
   config.lr = 0.1;
   config.warmup = options.steps / 10;
   config.lr_schedule = "cosine";

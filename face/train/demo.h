@@ -21,6 +21,10 @@ struct DemoOptions {
   int input_size = 112;
   int64_t max_identities = 0;           // 0: all eligible LFW people (tests use fewer)
   int64_t valid_pairs = 2000;
+  // A few hundred classes and a tiny network train best with a gentler margin than ArcFace's
+  // defaults for 85k identities (s = 64, m = 0.5): a smaller scale keeps the softmax from saturating.
+  std::string margin = "cosface";
+  float margin_s = 16.0f, margin_m = 0.1f;
   int workers = 2;
   uint64_t seed = 1;
   bool quiet = false;                   // no per-step lines (tests)

@@ -400,7 +400,7 @@ TrainSummary Run::loop() {
     }
     if (config_.valid_every > 0 && step_ % config_.valid_every == 0 && step_ < total_steps_) validate_now();
     if (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) save_checkpoint(next);
-    if (schedule_->should_stop()) {
+    if (schedule_->should_stop() && step_ < total_steps_) {
       summary.stopped_because = "learning rate below --min-lr";
       break;
     }
