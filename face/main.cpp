@@ -12,7 +12,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough(false);
 
+  cuface::cli::set_command_line(argc, argv);
   cuface::cli::add_info_command(app);
+  cuface::cli::add_pack_command(app);
   cuface::cli::add_eval_fr_command(app);
   cuface::cli::add_eval_attr_command(app);
 

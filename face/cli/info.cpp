@@ -1,13 +1,18 @@
-// `cuface info`: what this build and machine offer (backend, GPUs, library versions).
+// `cuface info`: what this build and machine offer (backend, GPUs, library versions); with a PACK,
+// that pack's counts, classes and label histograms.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <memory>
 
 #include "engine/allocator.h"
 #include "face/cli/commands.h"
+#include "face/pack/pack.h"
 
 #if CUFACE_HAS_CUDA
 #include <cudnn.h>
@@ -44,9 +49,86 @@ static void print_build_info() {
               NLOHMANN_JSON_VERSION_PATCH, CLI11_VERSION);
 }
 
+// Label counts of a pack: from its sidecar, or by reading every record of a lone shard.
+struct LabelCounts {
+  std::vector<int64_t> per_class;
+  std::map<std::string, int64_t> gender, age;  // "unknown", "male", "female"; age value -> count
+};
+
+static LabelCounts count_labels(const Pack& pack) {
+  LabelCounts counts;
+  const nlohmann::json& meta = pack.metadata();
+  if (!meta.empty()) {
+    counts.per_class = meta.at("images_per_class").get<std::vector<int64_t>>();
+    counts.gender = meta.at("gender_counts").get<std::map<std::string, int64_t>>();
+    counts.age = meta.at("age_counts").get<std::map<std::string, int64_t>>();
+    return counts;
+  }
+  counts.per_class.assign(size_t(pack.classes()), 0);
+  for (int64_t i = 0; i < pack.size(); ++i) {
+    const RecordLabels labels = pack.record(i).labels;
+    if (labels.identity >= 0) ++counts.per_class[size_t(labels.identity)];
+    ++counts.gender[labels.gender == 0 ? "male" : labels.gender == 1 ? "female" : "unknown"];
+    ++counts.age[labels.age < 0 ? "unknown" : std::to_string(labels.age)];
+  }
+  return counts;
+}
+
+static void print_pack_info(const std::string& name) {
+  const Pack pack(name);
+  const nlohmann::json& meta = pack.metadata();
+  std::printf("pack %s: %lld records in %zu shard(s), %lld identity classes\n", name.c_str(), (long long)pack.size(),
+              pack.shards().size(), (long long)pack.classes());
+  if (!meta.empty()) {
+    std::printf("images: %dx%d %s%s; from %s (%s); %lld skipped, %lld dropped by --min-per-class %d\n",
+                meta.value("image_size", 0), meta.value("image_size", 0), meta.value("encoding", "?").c_str(),
+                meta.value("aligned", false) ? ", aligned to the ArcFace template" : ", centre-cropped",
+                meta.value("input", "?").c_str(), meta.value("input_format", "?").c_str(),
+                (long long)meta.value("skipped", 0), (long long)meta.value("dropped_below_min_per_class", 0),
+                meta.value("min_per_class", 1));
+    std::printf("created %s by: %s\n", meta.value("created", "?").c_str(), meta.value("command", "?").c_str());
+  }
+  LabelCounts counts = count_labels(pack);
+  if (!counts.per_class.empty()) {
+    std::vector<int64_t> sorted = counts.per_class;
+    std::sort(sorted.begin(), sorted.end());
+    int64_t total = 0;
+    for (int64_t c : sorted) total += c;
+    std::printf("images per identity: min %lld, median %lld, mean %.1f, max %lld\n", (long long)sorted.front(),
+                (long long)sorted[sorted.size() / 2], double(total) / double(sorted.size()), (long long)sorted.back());
+    // Histogram of class sizes in powers of two.
+    std::map<int64_t, int64_t> buckets;
+    for (int64_t c : sorted) {
+      int64_t bucket = 1;
+      while (bucket * 2 <= c) bucket *= 2;
+      ++buckets[c == 0 ? 0 : bucket];
+    }
+    for (const auto& [bucket, n] : buckets)
+      std::printf("  %6lld-%-6lld images: %lld identities\n", (long long)bucket,
+                  (long long)(bucket ? bucket * 2 - 1 : 0), (long long)n);
+  }
+  std::printf("gender:");
+  for (const auto& [label, n] : counts.gender) std::printf(" %s %lld", label.c_str(), (long long)n);
+  std::printf("\nage:");
+  std::map<int, int64_t> decades;
+  int64_t unknown_age = 0;
+  for (const auto& [label, n] : counts.age) {
+    if (label == "unknown") unknown_age += n;
+    else decades[std::stoi(label) / 10 * 10] += n;
+  }
+  for (const auto& [decade, n] : decades) std::printf(" %d-%d: %lld", decade, decade + 9, (long long)n);
+  std::printf(" unknown: %lld\n", (long long)unknown_age);
+}
+
 void add_info_command(CLI::App& app) {
-  CLI::App* cmd = app.add_subcommand("info", "Show the build, the backends and GPUs found, and library versions");
-  cmd->callback([] { print_build_info(); });
+  auto pack = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "info", "Show the build, the backends and GPUs found, and library versions; or a PACK's counts and labels");
+  cmd->add_option("PACK", *pack, "A pack PREFIX (or its .json, or one .cfpk shard) to describe");
+  cmd->callback([pack] {
+    if (pack->empty()) print_build_info();
+    else print_pack_info(*pack);
+  });
 }
 
 }  // namespace cuface::cli

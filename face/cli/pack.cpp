@@ -1,0 +1,105 @@
+// `cuface pack`: turn a folder tree, list file, UTKFace folder or MXNet RecordIO into shards
+// (docs/pack-format.md), and `cuface pack --verify` to check every record of a pack or shard.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include "engine/error.h"
+#include "face/cli/commands.h"
+#include "face/cli/progress.h"
+#include "face/pack/packer.h"
+#include "face/pack/verify.h"
+
+namespace cuface::cli {
+
+namespace {
+
+struct PackArguments {
+  PackOptions options;
+  std::string encoding = "jpeg";
+  std::string labels = "identity";
+  std::string verify;
+  std::string command;
+};
+
+void run_verify(const PackArguments& args) {
+  const Pack pack(args.verify);
+  Progress progress("verifying", "records");
+  const VerifyResult result = verify_pack(pack, args.options.jobs, [&](int64_t done, int64_t total) {
+    progress.update(done, total);
+  });
+  progress.finish();
+  if (result.first_bad >= 0) throw Error("verify failed: " + result.error);
+  std::printf("%s: %lld records in %zu shard(s) verified: every CRC matches and every image decodes (%.1f s)\n",
+              args.verify.c_str(), (long long)result.records, pack.shards().size(), progress.seconds());
+}
+
+void run_pack(PackArguments& args) {
+  PackOptions& options = args.options;
+  if (options.input.empty()) throw Error("pack: INPUT is required (or --verify SHARD)");
+  if (args.encoding == "jpeg") options.encoding = Encoding::Jpeg;
+  else if (args.encoding == "raw") options.encoding = Encoding::Raw;
+  else throw Error("--encoding must be jpeg or raw, got '" + args.encoding + "'");
+  if (args.labels == "identity") options.tree_label = TreeLabel::Identity;
+  else if (args.labels == "gender") options.tree_label = TreeLabel::Gender;
+  else if (args.labels == "age") options.tree_label = TreeLabel::Age;
+  else throw Error("--labels must be identity, gender or age, got '" + args.labels + "'");
+  options.command = args.command;
+
+  // Reasons are counted and the first few shown in full; the rest would flood a terminal.
+  std::map<std::string, int64_t> reasons;
+  int64_t shown = 0;
+  options.on_skip = [&](const std::string& message) {
+    const size_t colon = message.find(": ");
+    ++reasons[colon == std::string::npos ? message : message.substr(colon + 2, 40)];
+    if (shown++ < 20) std::fprintf(stderr, "\nskipped %s", message.c_str());
+    if (shown == 21) std::fprintf(stderr, "\n(further skipped images are only counted)");
+  };
+  Progress progress("packing", "images");
+  options.progress = [&](int64_t done, int64_t total) { progress.update(done, total); };
+  const PackSummary summary = pack_images(options);
+  progress.finish();
+  if (shown) std::fprintf(stderr, "\n");
+  for (const auto& [reason, count] : reasons) std::fprintf(stderr, "  %lld skipped: %s\n", (long long)count, reason.c_str());
+  std::printf("packed %lld images of %lld classes into %zu shard(s) %s-*.cfpk + %s in %.1f s (%.0f images/s); "
+              "%lld skipped, %lld dropped by --min-per-class\n",
+              (long long)summary.packed, (long long)summary.classes, summary.shard_files.size(), options.out.c_str(),
+              summary.sidecar.c_str(), summary.seconds, summary.seconds > 0 ? summary.packed / summary.seconds : 0.0,
+              (long long)summary.skipped, (long long)summary.dropped);
+}
+
+}  // namespace
+
+void add_pack_command(CLI::App& app) {
+  auto args = std::make_shared<PackArguments>();
+  CLI::App* cmd = app.add_subcommand(
+      "pack",
+      "Pack face images into shards (PREFIX-NNNNN-of-NNNNN.cfpk + PREFIX.json) for training, or --verify a pack");
+  PackOptions& o = args->options;
+  cmd->add_option("INPUT", o.input, "Folder tree root/<label>/<images>, list file, UTKFace folder, or train.rec");
+  cmd->add_option("--format", o.format, "Input kind: tree, list (lines 'path identity [gender age]'), utkface, rec")
+      ->check(CLI::IsMember({"tree", "list", "utkface", "rec"}));
+  cmd->add_option("--out", o.out, "Output PREFIX (what --train-sets takes later)");
+  cmd->add_option("--align", o.landmarks,
+                  "Landmark file (LFW landmarks5.txt format): warp each face onto the ArcFace 5-point template");
+  cmd->add_option("--size", o.size, "Output side in pixels (112 or 224)")->capture_default_str();
+  cmd->add_option("--min-per-class", o.min_per_class, "Drop identities with fewer images")->capture_default_str();
+  cmd->add_option("--shards", o.shards, "Number of shard files")->capture_default_str();
+  cmd->add_option("--jobs", o.jobs, "Decode/encode threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--encoding", args->encoding, "Stored pixels: jpeg (compact) or raw (fastest to load)")
+      ->capture_default_str();
+  cmd->add_option("--quality", o.quality, "JPEG quality of re-encoded images")->capture_default_str();
+  cmd->add_option("--labels", args->labels, "What tree folder names are: identity, gender or age")
+      ->capture_default_str();
+  cmd->add_flag("--strict", o.strict, "Fail on the first unreadable image instead of skipping it");
+  cmd->add_option("--verify", args->verify, "Check every record's CRC and decode every image of a pack or shard");
+  cmd->callback([args] {
+    args->command = command_line();
+    if (!args->verify.empty()) run_verify(*args);
+    else run_pack(*args);
+  });
+}
+
+}  // namespace cuface::cli

@@ -1,0 +1,247 @@
+#include "face/pack/packer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/error.h"
+#include "face/image/align.h"
+#include "face/image/warp.h"
+#include "face/pack/pack.h"
+#include "face/pack/shard_writer.h"
+
+namespace cuface {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// One image ready to be written, or the reason it is skipped.
+struct Prepared {
+  bool ok = false;
+  std::string error;
+  Encoding encoding = Encoding::Raw;
+  int width = 0, height = 0;
+  std::vector<uint8_t> bytes;
+};
+
+// The landmarks of `path`: exact match, else the longest tail of its folders that the file names
+// (so "lfw/images/Name/Name_0001.jpg" finds "Name/Name_0001.jpg").
+const Landmarks* find_landmarks(const std::unordered_map<std::string, Landmarks>& table, const std::string& path) {
+  for (size_t start = 0; start != std::string::npos;) {
+    auto it = table.find(path.substr(start));
+    if (it != table.end()) return &it->second;
+    start = path.find('/', start);
+    if (start != std::string::npos) ++start;
+  }
+  return nullptr;
+}
+
+Prepared prepare(const SourceItem& item, const SourceReader& reader, const PackOptions& options,
+                 const std::unordered_map<std::string, Landmarks>& landmarks) {
+  Prepared out;
+  std::vector<uint8_t> bytes;
+  Image image;
+  if (!reader.read(item, bytes, out.error) || !decode_image(bytes.data(), bytes.size(), image, out.error)) return out;
+
+  Affine map;
+  bool warp = true;
+  if (!options.landmarks.empty()) {
+    const Landmarks* points = find_landmarks(landmarks, item.path);
+    if (!points) {
+      out.error = "no landmarks in " + options.landmarks;
+      return out;
+    }
+    if (!alignment_map(*points, options.size, map)) {
+      out.error = "degenerate landmarks";
+      return out;
+    }
+  } else if (image.width == options.size && image.height == options.size) {
+    warp = false;  // already the right size (e.g. InsightFace's aligned 112 x 112 crops)
+  } else {
+    map = centre_crop_map(image.width, image.height, options.size);
+  }
+
+  out.width = out.height = options.size;
+  if (!warp && options.encoding == Encoding::Jpeg && sniff_encoding(bytes.data(), bytes.size(), out.encoding)) {
+    out.bytes = std::move(bytes);  // stored as it came: no second lossy encoding
+  } else {
+    const Image result = warp ? warp_to_size(image, map, options.size) : std::move(image);
+    out.encoding = options.encoding;
+    out.bytes = options.encoding == Encoding::Raw ? result.pixels : encode_jpeg(result, options.quality);
+  }
+  out.ok = true;
+  return out;
+}
+
+// Dense identity numbers: names sorted numerically when all are integers, else as strings.
+std::map<std::string, int32_t> number_identities(const std::vector<std::string>& names) {
+  std::vector<std::string> sorted = names;
+  const bool numeric = std::all_of(sorted.begin(), sorted.end(), [](const std::string& s) {
+    return !s.empty() && s.size() < 10 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+  });
+  if (numeric)
+    std::sort(sorted.begin(), sorted.end(), [](const std::string& a, const std::string& b) { return std::stol(a) < std::stol(b); });
+  else
+    std::sort(sorted.begin(), sorted.end());
+  std::map<std::string, int32_t> numbers;
+  for (const std::string& name : sorted) numbers.emplace(name, int32_t(numbers.size()));
+  return numbers;
+}
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  return text;
+}
+
+void write_json_atomically(const std::string& path, const nlohmann::json& value) {
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary);
+    out << value.dump(1) << "\n";
+    if (!out) throw Error("cannot write " + temporary);
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) throw Error("cannot rename " + temporary + " to " + path);
+}
+
+}  // namespace
+
+PackSummary pack_images(const PackOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  if (options.size < 16 || options.size > 1024)
+    throw Error("--size " + std::to_string(options.size) + ": expected a side between 16 and 1024 (112 or 224)");
+  if (options.shards < 1 || options.shards > 99999) throw Error("--shards must be between 1 and 99999");
+  if (options.min_per_class < 1) throw Error("--min-per-class must be at least 1");
+  if (options.quality < 1 || options.quality > 100) throw Error("--quality must be between 1 and 100");
+  if (options.out.empty()) throw Error("--out PREFIX is required");
+  const fs::path out_folder = fs::path(options.out).parent_path();
+  if (!out_folder.empty() && !fs::is_directory(out_folder))
+    throw Error("--out " + options.out + ": folder " + out_folder.string() + " does not exist");
+
+  PackSummary summary;
+  SourceListing listing = list_sources(options.format, options.input, options.tree_label);
+  summary.listed = int64_t(listing.items.size()) + int64_t(listing.problems.size());
+  for (const std::string& problem : listing.problems) {
+    if (options.strict) throw Error(problem + " (--strict)");
+    ++summary.skipped;
+    if (options.on_skip) options.on_skip(problem);
+  }
+  std::unordered_map<std::string, Landmarks> landmarks;
+  if (!options.landmarks.empty()) landmarks = read_landmarks(options.landmarks);
+
+  // Identities with enough images, numbered densely.
+  std::map<std::string, int64_t> counts;
+  for (const SourceItem& item : listing.items)
+    if (!item.identity.empty()) ++counts[item.identity];
+  std::vector<std::string> kept_names;
+  for (const auto& [name, count] : counts)
+    if (count >= options.min_per_class) kept_names.push_back(name);
+  const std::map<std::string, int32_t> identity = number_identities(kept_names);
+  std::vector<SourceItem> items;
+  for (SourceItem& item : listing.items) {
+    if (!item.identity.empty() && !identity.count(item.identity)) {
+      ++summary.dropped;
+      continue;
+    }
+    items.push_back(std::move(item));
+  }
+  summary.classes = int64_t(identity.size());
+
+  std::vector<std::unique_ptr<ShardWriter>> writers;
+  for (int s = 0; s < options.shards; ++s)
+    writers.push_back(std::make_unique<ShardWriter>(shard_path(options.out, s, options.shards), s, options.shards));
+
+  const SourceReader reader(listing);
+  const int jobs = options.jobs > 0 ? options.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
+  const int64_t chunk = int64_t(jobs) * 32;
+  std::vector<int64_t> images_per_class(identity.size(), 0);
+  std::map<int, int64_t> gender_counts, age_counts;
+  std::vector<Prepared> prepared;
+  int64_t written = 0;
+  for (int64_t begin = 0; begin < int64_t(items.size()); begin += chunk) {
+    const int64_t end = std::min<int64_t>(begin + chunk, int64_t(items.size()));
+    prepared.assign(size_t(end - begin), Prepared{});
+#pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
+    for (int64_t i = begin; i < end; ++i) {
+      try {
+        prepared[size_t(i - begin)] = prepare(items[size_t(i)], reader, options, landmarks);
+      } catch (const std::exception& e) {  // encoder failures; decoding itself never throws
+        prepared[size_t(i - begin)].error = e.what();
+      }
+    }
+    for (int64_t i = begin; i < end; ++i) {
+      const SourceItem& item = items[size_t(i)];
+      Prepared& p = prepared[size_t(i - begin)];
+      if (!p.ok) {
+        if (options.strict) throw Error(item.path + ": " + p.error + " (--strict)");
+        ++summary.skipped;
+        if (options.on_skip) options.on_skip(item.path + ": " + p.error);
+        continue;
+      }
+      RecordLabels labels;
+      labels.identity = item.identity.empty() ? -1 : identity.at(item.identity);
+      labels.gender = item.gender;
+      labels.age = item.age;
+      writers[size_t(written % options.shards)]->add(labels, item.path, p.encoding, p.width, p.height, 3,
+                                                     p.bytes.data(), p.bytes.size());
+      ++written;
+      if (labels.identity >= 0) ++images_per_class[size_t(labels.identity)];
+      ++gender_counts[labels.gender];
+      ++age_counts[labels.age];
+    }
+    if (options.progress) options.progress(end, int64_t(items.size()));
+  }
+  summary.packed = written;
+
+  nlohmann::json shards = nlohmann::json::array();
+  for (auto& writer : writers) {
+    writer->finish();
+    summary.shard_files.push_back(writer->path());
+    shards.push_back({{"file", fs::path(writer->path()).filename().string()}, {"records", writer->records()}});
+  }
+  std::vector<std::string> by_number(identity.size());
+  for (const auto& [name, number] : identity) by_number[size_t(number)] = name;
+  nlohmann::json genders = nlohmann::json::object(), ages = nlohmann::json::object();
+  for (const auto& [gender, count] : gender_counts)
+    genders[gender == 0 ? "male" : gender == 1 ? "female" : "unknown"] = count;
+  for (const auto& [age, count] : age_counts) ages[age < 0 ? "unknown" : std::to_string(age)] = count;
+  const nlohmann::json sidecar = {
+      {"format", "cuface-pack"},
+      {"version", kPackVersion},
+      {"records", summary.packed},
+      {"classes", summary.classes},
+      {"identity_names", by_number},
+      {"images_per_class", images_per_class},
+      {"gender_counts", genders},
+      {"age_counts", ages},
+      {"image_size", options.size},
+      {"encoding", encoding_name(options.encoding)},
+      {"aligned", !options.landmarks.empty()},
+      {"input", options.input},
+      {"input_format", options.format},
+      {"listed", summary.listed},
+      {"skipped", summary.skipped},
+      {"dropped_below_min_per_class", summary.dropped},
+      {"min_per_class", options.min_per_class},
+      {"command", options.command},
+      {"created", utc_now()},
+      {"shards", shards},
+  };
+  summary.sidecar = sidecar_path(options.out);
+  write_json_atomically(summary.sidecar, sidecar);
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return summary;
+}
+
+}  // namespace cuface

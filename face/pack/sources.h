@@ -1,0 +1,64 @@
+// What `cuface pack` reads: the listing of an input (folder tree, list file, UTKFace folder or MXNet
+// RecordIO) as items with labels, and the bytes of each item.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "face/image/align.h"
+
+namespace cuface {
+
+class RecordIOFile;
+
+struct SourceItem {
+  std::string path;      // relative to the listing's root ("Name/Name_0001.jpg"), or "train.rec:KEY"
+  std::string identity;  // class name before dense numbering; empty when the input has no identities
+  int8_t gender = -1;
+  int16_t age = -1;
+  uint64_t recordio_offset = 0;  // RecordIO inputs: where the record starts in the .rec
+};
+
+struct SourceListing {
+  std::string root;      // folder the relative paths are under
+  std::string recordio;  // the .rec file of a RecordIO input, else empty
+  std::vector<SourceItem> items;
+  std::vector<std::string> problems;  // "path: reason" for entries that could not be listed
+};
+
+// Which label a folder tree's folder names carry.
+enum class TreeLabel { Identity, Gender, Age };
+
+// root/<label>/<image files>: identity = folder name; or with TreeLabel::Gender the folder names are
+// 0/1, male/female or m/f, with TreeLabel::Age non-negative integers (years or age classes).
+SourceListing list_tree(const std::string& root, TreeLabel label);
+// Text lines "path identity [gender age]" (tab-separated when paths contain spaces; '#' comments);
+// relative paths are under the list file's folder; identity -1 means none, gender/age -1 unknown.
+SourceListing list_file(const std::string& list_path);
+// A folder of UTKFace images named AGE_GENDER_RACE_DATE*.jpg (no identities).
+SourceListing list_utkface(const std::string& folder);
+// train.rec (+ train.idx beside it), or a folder holding them.
+SourceListing list_recordio(const std::string& rec_or_folder);
+// Dispatch on `--format` (tree, list, utkface, rec); throws cuface::Error for an unknown format.
+SourceListing list_sources(const std::string& format, const std::string& input, TreeLabel tree_label);
+
+// Reads items' encoded bytes: files from the root, RecordIO payloads from the mapped .rec.
+class SourceReader {
+ public:
+  explicit SourceReader(const SourceListing& listing);
+  ~SourceReader();
+  // Returns false with the reason when the item cannot be read; never throws for bad data.
+  bool read(const SourceItem& item, std::vector<uint8_t>& bytes, std::string& error) const;
+
+ private:
+  std::string root_;
+  std::unique_ptr<RecordIOFile> recordio_;
+};
+
+// The LFW landmark file format: "relative/path.jpg x1 y1 x2 y2 x3 y3 x4 y4 x5 y5" per line, points in
+// the order of face/image/align.h. Throws cuface::Error naming a malformed line.
+std::unordered_map<std::string, Landmarks> read_landmarks(const std::string& path);
+
+}  // namespace cuface

@@ -1,0 +1,130 @@
+// Image decoding and encoding: every format of the shared data, progressive JPEG, round trips.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "data.h"
+#include "face/image/image.h"
+
+namespace cuface {
+namespace {
+
+using testing::fixture;
+using testing::shared_data;
+
+Image decode_file(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file(path);
+  Image image;
+  std::string error;
+  EXPECT_TRUE(decode_image(bytes.data(), bytes.size(), image, error)) << path << ": " << error;
+  return image;
+}
+
+bool is_grey(const Image& image) {
+  for (size_t i = 0; i < image.pixels.size(); i += 3)
+    if (image.pixels[i] != image.pixels[i + 1] || image.pixels[i] != image.pixels[i + 2]) return false;
+  return true;
+}
+
+double psnr(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  double squared = 0;
+  for (size_t i = 0; i < a.size(); ++i) squared += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+  return 10 * std::log10(255.0 * 255.0 / (squared / double(a.size())));
+}
+
+TEST(Decode, LfwGreyscaleJpegBecomesThreeEqualChannels) {
+  CUFACE_REQUIRE_SHARED_DATA("lfw");
+  const Image image = decode_file(shared_data("lfw/images/Aaron_Eckhart/Aaron_Eckhart_0001.jpg"));
+  EXPECT_EQ(image.width, 250);
+  EXPECT_EQ(image.height, 250);
+  EXPECT_EQ(image.channels, 3);
+  EXPECT_TRUE(is_grey(image));
+}
+
+TEST(Decode, UtkfaceColourJpeg) {
+  CUFACE_REQUIRE_SHARED_DATA("utkface");
+  const Image image = decode_file(shared_data("utkface/100_0_0_20170112213500903.jpg.chip.jpg"));
+  EXPECT_EQ(image.width, 200);
+  EXPECT_EQ(image.height, 200);
+  EXPECT_FALSE(is_grey(image));
+}
+
+TEST(Decode, OrlPgm) {
+  CUFACE_REQUIRE_SHARED_DATA("orl");
+  const Image image = decode_file(shared_data("orl/s1/1.pgm"));
+  EXPECT_EQ(image.width, 92);
+  EXPECT_EQ(image.height, 112);
+  EXPECT_TRUE(is_grey(image));
+  // P5 stores the pixels after the header verbatim: compare with the file's last bytes.
+  const std::vector<uint8_t> bytes = read_file(shared_data("orl/s1/1.pgm"));
+  const size_t start = bytes.size() - 92 * 112;
+  for (int i = 0; i < 92 * 112; i += 97) EXPECT_EQ(image.pixels[size_t(i) * 3], bytes[start + size_t(i)]);
+}
+
+TEST(Decode, YaleGifWithoutExtension) {
+  CUFACE_REQUIRE_SHARED_DATA("yale");
+  const Image image = decode_file(shared_data("yale/subject01.happy"));
+  EXPECT_EQ(image.width, 320);
+  EXPECT_EQ(image.height, 243);
+}
+
+TEST(Decode, ProgressiveJpegGivesTheBaselinePixels) {
+  // jpegtran rewrote the baseline file's DCT coefficients losslessly as a progressive scan script.
+  const Image baseline = decode_file(fixture("image/synthetic_baseline.jpg"));
+  const Image progressive = decode_file(fixture("image/synthetic_progressive.jpg"));
+  ASSERT_EQ(baseline.width, 72);
+  ASSERT_EQ(progressive.height, 56);
+  const Image original = decode_file(fixture("image/synthetic.ppm"));
+  EXPECT_GT(psnr(progressive.pixels, original.pixels), 28.0);  // a faithful decode of the source
+  EXPECT_EQ(progressive.pixels, baseline.pixels);               // the same coefficients, the same pixels
+}
+
+TEST(Decode, RejectsNonImagesWithAReason) {
+  Image image;
+  std::string error;
+  EXPECT_FALSE(decode_image(nullptr, 0, image, error));
+  EXPECT_EQ(error, "empty file");
+  const std::string text = "this is a README, not an image";
+  EXPECT_FALSE(decode_image(reinterpret_cast<const uint8_t*>(text.data()), text.size(), image, error));
+  EXPECT_NE(error.find("not a decodable image"), std::string::npos) << error;
+  std::vector<uint8_t> jpeg = read_file(fixture("image/synthetic_baseline.jpg"));
+  jpeg.resize(20);  // header cut before the frame
+  EXPECT_FALSE(decode_image(jpeg.data(), jpeg.size(), image, error));
+  EXPECT_FALSE(error.empty());
+}
+
+TEST(Encode, JpegRoundTripIsClose) {
+  const Image original = decode_file(fixture("image/synthetic.ppm"));
+  for (int quality : {75, 90, 95}) {
+    const std::vector<uint8_t> jpeg = encode_jpeg(original, quality);
+    Encoding encoding;
+    ASSERT_TRUE(sniff_encoding(jpeg.data(), jpeg.size(), encoding));
+    EXPECT_EQ(encoding, Encoding::Jpeg);
+    Image decoded;
+    std::string error;
+    ASSERT_TRUE(decode_image(jpeg.data(), jpeg.size(), decoded, error)) << error;
+    EXPECT_GT(psnr(decoded.pixels, original.pixels), 27.0) << "quality " << quality;
+  }
+}
+
+TEST(Encode, PngRoundTripIsExact) {
+  const Image original = decode_file(fixture("image/synthetic.ppm"));
+  const std::vector<uint8_t> png = encode_png(original);
+  Encoding encoding;
+  ASSERT_TRUE(sniff_encoding(png.data(), png.size(), encoding));
+  EXPECT_EQ(encoding, Encoding::Png);
+  Image decoded;
+  std::string error;
+  ASSERT_TRUE(decode_image(png.data(), png.size(), decoded, error)) << error;
+  EXPECT_EQ(decoded.pixels, original.pixels);
+}
+
+TEST(Encode, SniffKnowsOnlyJpegAndPng) {
+  CUFACE_REQUIRE_SHARED_DATA("orl");
+  const std::vector<uint8_t> pgm = read_file(shared_data("orl/s1/1.pgm"));
+  Encoding encoding;
+  EXPECT_FALSE(sniff_encoding(pgm.data(), pgm.size(), encoding));
+}
+
+}  // namespace
+}  // namespace cuface
