@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   cuface::cli::add_pack_command(app);
   cuface::cli::add_eval_fr_command(app);
   cuface::cli::add_eval_attr_command(app);
+  cuface::cli::add_selfcheck_command(app);
 
   // CLI11 reports an unknown subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {

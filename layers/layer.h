@@ -22,6 +22,9 @@ struct Parameter {
   Tensor grad;           // same shape as value; undefined for buffers
   bool trainable = true; // false for buffers (BN running statistics, counters)
   bool decay = true;     // weight decay applies (not to BN parameters and biases)
+  // Stored as [out, kh, kw, in] (convolution weights, NHWC); PyTorch checkpoints hold [out, in, kh, kw].
+  // Checkpoint code converts with oihw_to_ohwi / ohwi_to_oihw from kernels/conv.h.
+  bool ohwi = false;
 };
 
 // A parameter with its full dotted name inside the model ("layer1.0.conv1.weight").

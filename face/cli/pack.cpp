@@ -80,9 +80,12 @@ void add_pack_command(CLI::App& app) {
       "pack",
       "Pack face images into shards (PREFIX-NNNNN-of-NNNNN.cfpk + PREFIX.json) for training, or --verify a pack");
   PackOptions& o = args->options;
-  cmd->add_option("INPUT", o.input, "Folder tree root/<label>/<images>, list file, UTKFace folder, or train.rec");
-  cmd->add_option("--format", o.format, "Input kind: tree, list (lines 'path identity [gender age]'), utkface, rec")
-      ->check(CLI::IsMember({"tree", "list", "utkface", "rec"}));
+  cmd->add_option("INPUT", o.input,
+                  "Folder tree root/<label>/<images>, list file, UTKFace folder, train.rec, or the original's NAME.idx");
+  cmd->add_option("--format", o.format,
+                  "Input kind: tree, list (lines 'path identity [gender age]'), utkface, rec (MXNet RecordIO), "
+                  "legacy (the original project's .bin + .idx)")
+      ->check(CLI::IsMember({"tree", "list", "utkface", "rec", "legacy"}));
   cmd->add_option("--out", o.out, "Output PREFIX (what --train-sets takes later)");
   cmd->add_option("--align", o.landmarks,
                   "Landmark file (LFW landmarks5.txt format): warp each face onto the ArcFace 5-point template");
@@ -109,7 +112,7 @@ void add_pack_command(CLI::App& app) {
   cmd->add_option("--encoding", args->encoding, "Stored pixels: jpeg (compact) or raw (fastest to load)")
       ->capture_default_str();
   cmd->add_option("--quality", o.quality, "JPEG quality of re-encoded images")->capture_default_str();
-  cmd->add_option("--labels", args->labels, "What tree folder names are: identity, gender or age")
+  cmd->add_option("--labels", args->labels, "What tree folder names (or legacy .idx labels) are: identity, gender or age")
       ->capture_default_str();
   cmd->add_flag("--strict", o.strict,
                 "Fail on the first unreadable image (with --detect: or one without a face) instead of skipping it");

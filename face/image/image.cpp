@@ -2,6 +2,8 @@
 // here, in this one file, so the program depends on no stb shared library at run time.
 #include "face/image/image.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -41,6 +43,48 @@ const char* encoding_name(Encoding encoding) {
   return "unknown";
 }
 
+// stb_image 2.27 (Debian 12's libstb) trusts the 16 code counts of a JPEG DHT segment: when they
+// sum past the 256 symbols its tables hold, it writes beyond them (fixed upstream in 2.28). Every
+// FF C4 pair in the file is checked as a DHT segment, not only the ones a marker walk would reach,
+// so no disagreement between this scan and stb's parser can let one through. (FF C4 cannot occur in
+// entropy-coded data; inside other segments a chance FF C4 is checked too, and only refused when
+// its "counts" would overflow stb.)
+static bool huffman_tables_fit(const uint8_t* p, size_t n) {
+  for (size_t i = 0; i + 4 <= n; ++i) {
+    if (p[i] != 0xFF || p[i + 1] != 0xC4) continue;
+    const size_t end = std::min(n, i + 2 + ((size_t(p[i + 2]) << 8) | p[i + 3]));
+    for (size_t table = i + 4; table < end;) {  // each table: class/id byte, 16 counts, symbols
+      size_t symbols = 0;
+      for (size_t k = 1; k <= 16 && table + k < n; ++k) symbols += p[table + k];
+      if (symbols > 256) return false;
+      table += 17 + symbols;
+    }
+  }
+  return true;
+}
+
+// The maxval of a binary PGM/PPM header ("P5"/"P6", width, height, maxval; '#' comments), or -1
+// when the bytes are not one. stb 2.27 reads 16-bit samples (maxval > 255) in the wrong byte order.
+static long pnm_maxval(const uint8_t* p, size_t n) {
+  if (n < 2 || p[0] != 'P' || (p[1] != '5' && p[1] != '6')) return -1;
+  size_t i = 2;
+  long value = -1;
+  for (int field = 0; field < 3; ++field) {
+    for (;;) {  // whitespace and comments
+      while (i < n && std::isspace(p[i])) ++i;
+      if (i < n && p[i] == '#') {
+        while (i < n && p[i] != '\n' && p[i] != '\r') ++i;
+      } else {
+        break;
+      }
+    }
+    value = 0;
+    if (i >= n || !std::isdigit(p[i])) return -1;
+    while (i < n && std::isdigit(p[i]) && value < (1L << 24)) value = value * 10 + (p[i++] - '0');
+  }
+  return value;
+}
+
 bool decode_image(const uint8_t* bytes, size_t size, Image& out, std::string& error) {
   if (size == 0) {
     error = "empty file";
@@ -48,6 +92,14 @@ bool decode_image(const uint8_t* bytes, size_t size, Image& out, std::string& er
   }
   if (size > size_t(INT32_MAX)) {
     error = "file larger than 2 GiB";
+    return false;
+  }
+  if (bytes[0] == 0xFF && !huffman_tables_fit(bytes, size)) {  // what stb would parse as JPEG starts with FF
+    error = "corrupt JPEG (Huffman table with more than 256 codes)";
+    return false;
+  }
+  if (pnm_maxval(bytes, size) > 255) {
+    error = "16-bit PGM/PPM is not supported";
     return false;
   }
   int width = 0, height = 0, channels = 0;
@@ -59,16 +111,36 @@ bool decode_image(const uint8_t* bytes, size_t size, Image& out, std::string& er
     error = "implausible size " + std::to_string(width) + "x" + std::to_string(height);
     return false;
   }
+  // The file's own channels (req_comp 0), expanded to RGB here: stb 2.27's own channel conversion
+  // of 16-bit images reads past its buffer (fixed upstream in 2.28); this path never runs it.
   std::unique_ptr<uint8_t, void (*)(void*)> pixels(
-      stbi_load_from_memory(bytes, int(size), &width, &height, &channels, 3), stbi_image_free);
+      stbi_load_from_memory(bytes, int(size), &width, &height, &channels, 0), stbi_image_free);
   if (!pixels) {
     error = std::string("decode failed (") + stbi_failure_reason() + ")";
+    return false;
+  }
+  if (channels < 1 || channels > 4) {
+    error = "unsupported channel count " + std::to_string(channels);
     return false;
   }
   out.width = width;
   out.height = height;
   out.channels = 3;
-  out.pixels.assign(pixels.get(), pixels.get() + size_t(width) * height * 3);
+  const size_t count = size_t(width) * height;
+  if (channels == 3) {
+    out.pixels.assign(pixels.get(), pixels.get() + count * 3);
+    return true;
+  }
+  out.pixels.resize(count * 3);
+  const uint8_t* in = pixels.get();
+  uint8_t* rgb = out.pixels.data();
+  for (size_t i = 0; i < count; ++i, in += channels, rgb += 3) {
+    if (channels <= 2) {  // grey (+ alpha): three equal channels
+      rgb[0] = rgb[1] = rgb[2] = in[0];
+    } else {              // RGBA: alpha dropped
+      rgb[0] = in[0], rgb[1] = in[1], rgb[2] = in[2];
+    }
+  }
   return true;
 }
 

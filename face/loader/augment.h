@@ -4,7 +4,7 @@
 // (seed, epoch, record) and not on which worker thread made it.
 #pragma once
 #include "face/image/image.h"
-#include "face/loader/philox_placeholder.h"
+#include "engine/philox.h"
 
 namespace cuface {
 

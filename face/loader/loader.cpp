@@ -15,6 +15,7 @@ struct Loader::State {
   LoaderOptions options;
   std::unique_ptr<PackSet> packs;
   int64_t records = 0;
+  int64_t epoch_samples = 0;
   int64_t per_rank = 0;  // samples per rank per epoch
   int64_t steps = 0;     // batches per epoch
 
@@ -56,7 +57,13 @@ struct Loader::State {
   std::shared_ptr<const std::vector<int64_t>> permutation(int64_t epoch) {
     auto it = permutations.find(epoch);
     if (it != permutations.end()) return it->second;
-    auto order = std::make_shared<const std::vector<int64_t>>(philox_permutation(records, options.seed, uint64_t(epoch)));
+    auto order = std::make_shared<const std::vector<int64_t>>(
+        options.sampler ? options.sampler(epoch) : philox_permutation(records, options.seed, uint64_t(epoch)));
+    if (int64_t(order->size()) != epoch_samples)
+      throw Error("loader: the sampler gave " + std::to_string(order->size()) + " samples for epoch " +
+                  std::to_string(epoch) + ", expected " + std::to_string(epoch_samples));
+    for (int64_t r : *order)
+      if (r < 0 || r >= records) throw Error("loader: the sampler gave record " + std::to_string(r) + ", out of range");
     permutations.erase(permutations.begin(), permutations.lower_bound(epoch - 1));
     permutations.emplace(epoch, order);
     return order;
@@ -65,7 +72,7 @@ struct Loader::State {
   void fill(const Slot& slot, int64_t batch, int row, const std::vector<int64_t>& order, Image& decoded) {
     const int64_t epoch = batch / steps, step = batch % steps;
     const int64_t position = (step * options.batch_size + row) * options.world_size + options.rank;
-    const int64_t record = order[size_t(position % records)];
+    const int64_t record = order[size_t(position % epoch_samples)];
     std::string error;
     if (options.check_crc && !packs->check(record, error)) throw Error(packs->describe(record) + ": " + error);
     const RecordView view = packs->record(record);
@@ -99,7 +106,14 @@ struct Loader::State {
         batch = claim_batch;
         row = claim_row;
         slot = &slots[size_t(batch % int64_t(slots.size()))];
-        order = permutation(batch / steps);
+        try {
+          order = permutation(batch / steps);
+        } catch (...) {
+          error = std::current_exception();
+          batch_ready.notify_all();
+          work_ready.notify_all();
+          return;
+        }
         if (++claim_row == slot->rows) {
           ++claim_batch;
           claim_row = 0;
@@ -134,7 +148,8 @@ Loader::Loader(const LoaderOptions& options) : state_(std::make_shared<State>())
   s.records = s.packs->size();
   if (s.records == 0) throw Error("loader: the packs hold no records");
   if (s.records > INT32_MAX) throw Error("loader: more than 2^31 records");
-  s.per_rank = (s.records + o.world_size - 1) / o.world_size;
+  s.epoch_samples = o.samples_per_epoch > 0 ? o.samples_per_epoch : s.records;
+  s.per_rank = (s.epoch_samples + o.world_size - 1) / o.world_size;
   s.steps = o.drop_last ? s.per_rank / o.batch_size : (s.per_rank + o.batch_size - 1) / o.batch_size;
   if (s.steps == 0)
     throw Error("loader: batch size " + std::to_string(o.batch_size) + " exceeds the " + std::to_string(s.per_rank) +

@@ -1,7 +1,8 @@
 // The prefetching loader: memory-mapped packs in, batches of u8 NHWC images (pinned host memory)
 // and labels out, in a fixed order that depends only on the seed.
 //
-// Order. Epoch e visits the records in philox_permutation(N, seed, e). With world_size W, rank r
+// Order. Epoch e visits the records in philox_permutation(N, seed, e) (or the sequence of
+// LoaderOptions::sampler). With world_size W, rank r
 // takes positions r, r + W, r + 2W, ... of that permutation, so ranks see disjoint records; when W
 // does not divide N the permutation is extended by wrapping around (every rank gets ceil(N / W)
 // samples, a few records twice), as PyTorch's DistributedSampler does. A rank's samples are cut
@@ -23,6 +24,7 @@
 // workers at any point of an epoch.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -45,6 +47,12 @@ struct LoaderOptions {
   int world_size = 1;
   bool drop_last = true;
   bool check_crc = true;           // verify each record's CRC before use (about 2 GB/s)
+  // Hook for other orders (class-balanced batches, curricula): returns epoch e's sequence of record
+  // indices, the same for the same e on every rank; it replaces the shuffled permutation. Ranks
+  // and batches are cut from it as from the permutation. Its length is samples_per_epoch (0: the
+  // number of records).
+  std::function<std::vector<int64_t>(int64_t epoch)> sampler;
+  int64_t samples_per_epoch = 0;
 };
 
 // The next batch next() will return: epoch and step (batch) within the epoch.

@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <thread>
@@ -13,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <omp.h>
 
+#include "engine/atomic_file.h"
 #include "engine/error.h"
 #include "face/image/align.h"
 #include "face/image/warp.h"
@@ -115,16 +115,6 @@ std::string utc_now() {
   char text[32];
   std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   return text;
-}
-
-void write_json_atomically(const std::string& path, const nlohmann::json& value) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary);
-    out << value.dump(1) << "\n";
-    if (!out) throw Error("cannot write " + temporary);
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) throw Error("cannot rename " + temporary + " to " + path);
 }
 
 // The sidecar's "detected": null, {"mode": "align"} or {"mode": "crop", "pad": P}.
@@ -268,7 +258,7 @@ PackSummary pack_images(const PackOptions& options) {
       {"shards", shards},
   };
   summary.sidecar = sidecar_path(options.out);
-  write_json_atomically(summary.sidecar, sidecar);
+  write_file_atomically(summary.sidecar, sidecar.dump(1) + "\n");
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }

@@ -15,7 +15,7 @@ namespace cuface {
 
 struct PackOptions {
   std::string input;
-  std::string format = "tree";  // tree | list | utkface | rec
+  std::string format = "tree";  // tree | list | utkface | rec | legacy
   TreeLabel tree_label = TreeLabel::Identity;
   std::string out;              // PREFIX
   std::string landmarks;        // --align FILE; empty: centre crop (or --detect)

@@ -1,52 +1,31 @@
 #include "face/pack/recordio.h"
 
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "engine/error.h"
 
 namespace cuface {
 
-RecordIOFile::RecordIOFile(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error("cannot open " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || st.st_size == 0) {
-    ::close(fd);
-    throw Error(path + " is empty or unreadable");
-  }
-  bytes_ = size_t(st.st_size);
-  void* map = ::mmap(nullptr, bytes_, PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) throw Error("cannot map " + path + ": " + std::strerror(errno));
-  map_ = static_cast<const uint8_t*>(map);
-}
-
-RecordIOFile::~RecordIOFile() { ::munmap(const_cast<uint8_t*>(map_), bytes_); }
-
 bool RecordIOFile::read(uint64_t offset, std::vector<uint8_t>& payload, std::string& error) const {
+  const uint8_t* data = file_.data();
+  const size_t size = file_.size();
   payload.clear();
   for (bool first = true;; first = false) {
-    if (offset > bytes_ || bytes_ - offset < 8) {
+    if (offset > size || size - offset < 8) {
       error = "record header at byte " + std::to_string(offset) + " runs past the end of the file";
       return false;
     }
     uint32_t magic, lrecord;
-    std::memcpy(&magic, map_ + offset, 4);
-    std::memcpy(&lrecord, map_ + offset + 4, 4);
+    std::memcpy(&magic, data + offset, 4);
+    std::memcpy(&lrecord, data + offset + 4, 4);
     if (magic != kRecordIOMagic) {
       error = "no RecordIO magic at byte " + std::to_string(offset);
       return false;
     }
     const uint32_t cflag = lrecord >> 29, length = lrecord & ((1u << 29) - 1);
-    if (bytes_ - offset - 8 < length) {
+    if (size - offset - 8 < length) {
       error = "record at byte " + std::to_string(offset) + " claims " + std::to_string(length) +
               " bytes past the end of the file";
       return false;
@@ -55,7 +34,7 @@ bool RecordIOFile::read(uint64_t offset, std::vector<uint8_t>& payload, std::str
       error = "broken multi-part record at byte " + std::to_string(offset);
       return false;
     }
-    payload.insert(payload.end(), map_ + offset + 8, map_ + offset + 8 + length);
+    payload.insert(payload.end(), data + offset + 8, data + offset + 8 + length);
     offset += 8 + (uint64_t(length) + 3) / 4 * 4;
     if (cflag == 0 || cflag == 3) return true;
     const uint8_t* m = reinterpret_cast<const uint8_t*>(&kRecordIOMagic);
@@ -78,7 +57,7 @@ bool parse_image_record(const std::vector<uint8_t>& payload, ImageRecord& record
     return false;
   }
   record.labels.resize(record.flag);
-  std::memcpy(record.labels.data(), payload.data() + kHeader, size_t(record.flag) * 4);
+  if (record.flag > 0) std::memcpy(record.labels.data(), payload.data() + kHeader, size_t(record.flag) * 4);
   record.image_offset = kHeader + size_t(record.flag) * 4;
   return true;
 }

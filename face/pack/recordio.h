@@ -17,26 +17,23 @@
 #include <utility>
 #include <vector>
 
+#include "face/pack/mapped_file.h"
+
 namespace cuface {
 
 constexpr uint32_t kRecordIOMagic = 0xced7230a;
 
 class RecordIOFile {
  public:
-  explicit RecordIOFile(const std::string& path);  // memory-maps the .rec; throws cuface::Error
-  ~RecordIOFile();
-  RecordIOFile(const RecordIOFile&) = delete;
-  RecordIOFile& operator=(const RecordIOFile&) = delete;
+  explicit RecordIOFile(const std::string& path) : file_(path) {}  // throws cuface::Error
 
   // The reassembled payload of the record whose first part starts at byte `offset`. Returns false
   // with the reason when the framing is broken (bad magic, length past the end of the file, ...).
   bool read(uint64_t offset, std::vector<uint8_t>& payload, std::string& error) const;
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_.path(); }
 
  private:
-  std::string path_;
-  const uint8_t* map_ = nullptr;
-  size_t bytes_ = 0;
+  MappedFile file_;
 };
 
 struct ImageRecord {

@@ -1,12 +1,6 @@
 #include "face/pack/shard.h"
 
-#include <cerrno>
 #include <cstring>
-
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "engine/error.h"
 #include "face/pack/crc32.h"
@@ -22,51 +16,29 @@ T get(const uint8_t* p) {
 }
 }  // namespace
 
-Shard::Shard(const std::string& path) : path_(path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw Error("cannot open shard " + path + ": " + std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    throw Error("cannot stat shard " + path + ": " + std::strerror(errno));
-  }
-  file_bytes_ = size_t(st.st_size);
-  if (file_bytes_ < kShardHeaderBytes) {
-    ::close(fd);
+Shard::Shard(const std::string& path)
+    : file_(path, /*random_access=*/true), map_(file_.data()), file_bytes_(file_.size()) {
+  if (file_bytes_ < kShardHeaderBytes)
     throw Error(path + " is not a cuface shard (only " + std::to_string(file_bytes_) + " bytes)");
-  }
-  void* map = ::mmap(nullptr, file_bytes_, PROT_READ, MAP_SHARED, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) throw Error("cannot map shard " + path + ": " + std::strerror(errno));
-  map_ = static_cast<const uint8_t*>(map);
-  ::madvise(map, file_bytes_, MADV_RANDOM);  // the loader reads records in a shuffled order
-
-  try {
-    if (std::memcmp(map_, kShardMagic, sizeof kShardMagic) != 0) throw Error(path + " is not a cuface shard (bad magic)");
-    const uint32_t version = get<uint32_t>(map_ + 8);
-    if (version != kPackVersion)
-      throw Error(path + ": pack format version " + std::to_string(version) + ", this cuface reads version " +
-                  std::to_string(kPackVersion));
-    if (get<uint32_t>(map_ + 60) != crc32(map_, 60)) throw Error(path + ": shard header is corrupt (CRC mismatch)");
-    count_ = int64_t(get<uint64_t>(map_ + 16));
-    index_offset_ = get<uint64_t>(map_ + 24);
-    shard_index_ = get<uint32_t>(map_ + 32);
-    shard_count_ = get<uint32_t>(map_ + 36);
-    const uint64_t expected = index_offset_ + uint64_t(count_) * 8 + 4;
-    if (count_ < 0 || index_offset_ < kShardHeaderBytes || index_offset_ % kRecordAlignment != 0 ||
-        uint64_t(count_) > file_bytes_ / 8 || expected != file_bytes_)
-      throw Error(path + " is truncated or damaged: its header promises " + std::to_string(expected) +
-                  " bytes, the file has " + std::to_string(file_bytes_));
-    const uint8_t* index = map_ + index_offset_;
-    if (get<uint32_t>(index + count_ * 8) != crc32(index, size_t(count_) * 8))
-      throw Error(path + ": record index is corrupt (CRC mismatch)");
-  } catch (...) {
-    ::munmap(const_cast<uint8_t*>(map_), file_bytes_);
-    throw;
-  }
+  if (std::memcmp(map_, kShardMagic, sizeof kShardMagic) != 0) throw Error(path + " is not a cuface shard (bad magic)");
+  const uint32_t version = get<uint32_t>(map_ + 8);
+  if (version != kPackVersion)
+    throw Error(path + ": pack format version " + std::to_string(version) + ", this cuface reads version " +
+                std::to_string(kPackVersion));
+  if (get<uint32_t>(map_ + 60) != crc32(map_, 60)) throw Error(path + ": shard header is corrupt (CRC mismatch)");
+  count_ = int64_t(get<uint64_t>(map_ + 16));
+  index_offset_ = get<uint64_t>(map_ + 24);
+  shard_index_ = get<uint32_t>(map_ + 32);
+  shard_count_ = get<uint32_t>(map_ + 36);
+  const uint64_t expected = index_offset_ + uint64_t(count_) * 8 + 4;
+  if (count_ < 0 || index_offset_ < kShardHeaderBytes || index_offset_ % kRecordAlignment != 0 ||
+      uint64_t(count_) > file_bytes_ / 8 || expected != file_bytes_)
+    throw Error(path + " is truncated or damaged: its header promises " + std::to_string(expected) +
+                " bytes, the file has " + std::to_string(file_bytes_));
+  const uint8_t* index = map_ + index_offset_;
+  if (get<uint32_t>(index + count_ * 8) != crc32(index, size_t(count_) * 8))
+    throw Error(path + ": record index is corrupt (CRC mismatch)");
 }
-
-Shard::~Shard() { ::munmap(const_cast<uint8_t*>(map_), file_bytes_); }
 
 bool Shard::frame(int64_t i, const uint8_t*& body, uint32_t& body_bytes, uint32_t& crc, std::string& error) const {
   if (i < 0 || i >= count_) {
@@ -94,7 +66,7 @@ RecordView Shard::record(int64_t i) const {
   const uint8_t* body;
   uint32_t body_bytes, crc;
   std::string error;
-  if (!frame(i, body, body_bytes, crc, error)) throw Error(path_ + " record " + std::to_string(i) + ": " + error);
+  if (!frame(i, body, body_bytes, crc, error)) throw Error(path() + " record " + std::to_string(i) + ": " + error);
   RecordView r;
   r.labels.identity = get<int32_t>(body + 0);
   r.labels.gender = get<int8_t>(body + 4);
@@ -105,16 +77,16 @@ RecordView Shard::record(int64_t i) const {
   r.channels = body[12];
   const uint16_t source_bytes = get<uint16_t>(body + 14);
   if (kRecordFixedBytes + source_bytes > body_bytes)
-    throw Error(path_ + " record " + std::to_string(i) + ": source path runs past the record");
+    throw Error(path() + " record " + std::to_string(i) + ": source path runs past the record");
   r.source = std::string_view(reinterpret_cast<const char*>(body + kRecordFixedBytes), source_bytes);
   r.data = body + kRecordFixedBytes + source_bytes;
   r.size = body_bytes - kRecordFixedBytes - source_bytes;
   if (encoding > uint8_t(Encoding::Png))
-    throw Error(path_ + " record " + std::to_string(i) + ": unknown encoding " + std::to_string(encoding));
+    throw Error(path() + " record " + std::to_string(i) + ": unknown encoding " + std::to_string(encoding));
   r.encoding = Encoding(encoding);
   if (r.encoding == Encoding::Raw &&
       (r.channels != 3 || size_t(r.width) * r.height * r.channels != r.size || r.size == 0))
-    throw Error(path_ + " record " + std::to_string(i) + ": raw pixel data does not match " + std::to_string(r.width) +
+    throw Error(path() + " record " + std::to_string(i) + ": raw pixel data does not match " + std::to_string(r.width) +
                 "x" + std::to_string(r.height) + "x" + std::to_string(r.channels));
   return r;
 }
@@ -134,7 +106,7 @@ bool Shard::check(int64_t i, std::string& error) const {
 }
 
 std::string Shard::describe(int64_t i) const {
-  std::string text = path_ + " record " + std::to_string(i);
+  std::string text = path() + " record " + std::to_string(i);
   try {
     const RecordView r = record(i);
     text += " (" + std::string(r.source) + ")";

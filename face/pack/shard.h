@@ -6,18 +6,18 @@
 #include <string>
 
 #include "face/pack/format.h"
+#include "face/pack/mapped_file.h"
 
 namespace cuface {
 
 class Shard {
  public:
   explicit Shard(const std::string& path);  // throws cuface::Error naming the file
-  ~Shard();
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
 
   int64_t size() const { return count_; }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_.path(); }
   uint32_t shard_index() const { return shard_index_; }
   uint32_t shard_count() const { return shard_count_; }
 
@@ -30,9 +30,9 @@ class Shard {
 
  private:
   bool frame(int64_t i, const uint8_t*& body, uint32_t& body_bytes, uint32_t& crc, std::string& error) const;
-  std::string path_;
-  const uint8_t* map_ = nullptr;
-  size_t file_bytes_ = 0;
+  MappedFile file_;
+  const uint8_t* map_;
+  size_t file_bytes_;
   int64_t count_ = 0;
   uint64_t index_offset_ = 0;
   uint32_t shard_index_ = 0, shard_count_ = 1;

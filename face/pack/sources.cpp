@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "face/image/image.h"
+#include "face/pack/mapped_file.h"
 #include "face/pack/recordio.h"
 
 namespace cuface {
@@ -163,7 +164,8 @@ SourceListing list_recordio(const std::string& rec_or_folder) {
   idx.replace_extension(".idx");
   SourceListing listing;
   listing.root = rec.parent_path().string();
-  listing.recordio = rec.string();
+  listing.container = SourceContainer::RecordIO;
+  listing.container_path = rec.string();
   const auto index = read_recordio_index(idx.string());
   RecordIOFile file(rec.string());
 
@@ -204,7 +206,46 @@ SourceListing list_recordio(const std::string& rec_or_folder) {
     SourceItem item;
     item.path = path;
     item.identity = std::to_string(int64_t(identity));
-    item.recordio_offset = it->second;
+    item.offset = it->second;
+    listing.items.push_back(std::move(item));
+  }
+  return listing;
+}
+
+SourceListing list_legacy(const std::string& input, TreeLabel label) {
+  fs::path stem = input;
+  if (stem.extension() == ".idx" || stem.extension() == ".bin") stem.replace_extension();
+  const std::string idx = stem.string() + ".idx";
+  std::ifstream in(idx);
+  if (!in) throw Error("cannot open legacy index " + idx + " (expected NAME.idx beside NAME.bin)");
+  SourceListing listing;
+  listing.root = stem.parent_path().string();
+  listing.container = SourceContainer::LegacyBin;
+  listing.container_path = stem.string() + ".bin";
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find_first_not_of(" \t") == std::string::npos) continue;
+    std::vector<std::string> fields;
+    std::istringstream parts(line);
+    for (std::string f; std::getline(parts, f, '\t');) fields.push_back(f);
+    long start, end, value;
+    const std::string where = idx + ":" + std::to_string(number);
+    if (fields.size() != 4 || !parse_int(fields[2], start) || !parse_int(fields[3], end) || start < 0 || end < start)
+      throw Error(where + ": expected 'path<TAB>label<TAB>start<TAB>end'");
+    SourceItem item;
+    item.path = fields[0];
+    item.offset = uint64_t(start);
+    item.size = uint64_t(end - start);
+    if (label == TreeLabel::Identity) {
+      item.identity = fields[1];
+    } else if (label == TreeLabel::Gender) {
+      if (!parse_gender(fields[1], item.gender)) throw Error(where + ": label '" + fields[1] + "' is not a gender");
+    } else {
+      if (!parse_int(fields[1], value) || value < 0 || value > 32767)
+        throw Error(where + ": label '" + fields[1] + "' is not an age");
+      item.age = int16_t(value);
+    }
     listing.items.push_back(std::move(item));
   }
   return listing;
@@ -215,11 +256,13 @@ SourceListing list_sources(const std::string& format, const std::string& input, 
   if (format == "list") return list_file(input);
   if (format == "utkface") return list_utkface(input);
   if (format == "rec") return list_recordio(input);
-  throw Error("unknown input format '" + format + "' (expected tree, list, utkface or rec)");
+  if (format == "legacy") return list_legacy(input, tree_label);
+  throw Error("unknown input format '" + format + "' (expected tree, list, utkface, rec or legacy)");
 }
 
 SourceReader::SourceReader(const SourceListing& listing) : root_(listing.root) {
-  if (!listing.recordio.empty()) recordio_ = std::make_unique<RecordIOFile>(listing.recordio);
+  if (listing.container == SourceContainer::RecordIO) recordio_ = std::make_unique<RecordIOFile>(listing.container_path);
+  if (listing.container == SourceContainer::LegacyBin) bin_ = std::make_unique<MappedFile>(listing.container_path);
 }
 
 SourceReader::~SourceReader() = default;
@@ -227,8 +270,17 @@ SourceReader::~SourceReader() = default;
 bool SourceReader::read(const SourceItem& item, std::vector<uint8_t>& bytes, std::string& error) const {
   if (recordio_) {
     ImageRecord record;
-    if (!recordio_->read(item.recordio_offset, bytes, error) || !parse_image_record(bytes, record, error)) return false;
+    if (!recordio_->read(item.offset, bytes, error) || !parse_image_record(bytes, record, error)) return false;
     bytes.erase(bytes.begin(), bytes.begin() + std::ptrdiff_t(record.image_offset));
+    return true;
+  }
+  if (bin_) {
+    if (item.offset > bin_->size() || item.size > bin_->size() - item.offset) {
+      error = "bytes " + std::to_string(item.offset) + ".." + std::to_string(item.offset + item.size) + " lie past the end of " +
+              bin_->path();
+      return false;
+    }
+    bytes.assign(bin_->data() + item.offset, bin_->data() + item.offset + item.size);
     return true;
   }
   const fs::path path = fs::path(item.path).is_absolute() ? fs::path(item.path) : fs::path(root_) / item.path;

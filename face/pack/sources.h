@@ -1,5 +1,5 @@
-// What `cuface pack` reads: the listing of an input (folder tree, list file, UTKFace folder or MXNet
-// RecordIO) as items with labels, and the bytes of each item.
+// What `cuface pack` reads: the listing of an input (folder tree, list file, UTKFace folder, MXNet
+// RecordIO, or the original project's .bin/.idx pair) as items with labels, and each item's bytes.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -11,6 +11,7 @@
 
 namespace cuface {
 
+class MappedFile;
 class RecordIOFile;
 
 struct SourceItem {
@@ -18,12 +19,17 @@ struct SourceItem {
   std::string identity;  // class name before dense numbering; empty when the input has no identities
   int8_t gender = -1;
   int16_t age = -1;
-  uint64_t recordio_offset = 0;  // RecordIO inputs: where the record starts in the .rec
+  uint64_t offset = 0;   // RecordIO: where the record starts in the .rec; legacy: first image byte in the .bin
+  uint64_t size = 0;     // legacy: the image's bytes in the .bin
 };
 
+// Where item bytes come from: files under the root, or one container file.
+enum class SourceContainer { Files, RecordIO, LegacyBin };
+
 struct SourceListing {
-  std::string root;      // folder the relative paths are under
-  std::string recordio;  // the .rec file of a RecordIO input, else empty
+  std::string root;  // folder the relative paths are under
+  SourceContainer container = SourceContainer::Files;
+  std::string container_path;  // the .rec or .bin file
   std::vector<SourceItem> items;
   std::vector<std::string> problems;  // "path: reason" for entries that could not be listed
 };
@@ -41,7 +47,11 @@ SourceListing list_file(const std::string& list_path);
 SourceListing list_utkface(const std::string& folder);
 // train.rec (+ train.idx beside it), or a folder holding them.
 SourceListing list_recordio(const std::string& rec_or_folder);
-// Dispatch on `--format` (tree, list, utkface, rec); throws cuface::Error for an unknown format.
+// The original project's pack: NAME.bin (JPEG files back to back) and NAME.idx, lines
+// "path<TAB>label<TAB>start<TAB>end" with the image at bytes [start, end) of the .bin. INPUT is
+// NAME.idx, NAME.bin or NAME; the label is an identity, a gender or an age as `label` says.
+SourceListing list_legacy(const std::string& input, TreeLabel label);
+// Dispatch on `--format` (tree, list, utkface, rec, legacy); throws cuface::Error for an unknown one.
 SourceListing list_sources(const std::string& format, const std::string& input, TreeLabel tree_label);
 
 // Reads items' encoded bytes: files from the root, RecordIO payloads from the mapped .rec.
@@ -55,6 +65,7 @@ class SourceReader {
  private:
   std::string root_;
   std::unique_ptr<RecordIOFile> recordio_;
+  std::unique_ptr<MappedFile> bin_;
 };
 
 // The LFW landmark file format: "relative/path.jpg x1 y1 x2 y2 x3 y3 x4 y4 x5 y5" per line, points in

@@ -40,10 +40,15 @@ inline double relative_error(const std::vector<double>& a, const std::vector<dou
 
 inline double relative_error(const Tensor& a, const Tensor& b) { return relative_error(to_doubles(a), to_doubles(b)); }
 
-// Fills a tensor with NaN so a test can prove that a kernel writes every output element.
+// Fills an f32 or bf16 tensor with NaN so a test can prove that a kernel writes every output element.
 inline void poison(Tensor& t) {
-  Tensor host = Tensor::empty(t.shape(), DType::F32, Device::CPU);
-  for (int64_t i = 0; i < host.numel(); ++i) host.data<float>()[i] = NAN;
+  Tensor host = Tensor::empty(t.shape(), t.dtype(), Device::CPU);
+  for (int64_t i = 0; i < host.numel(); ++i) {
+    if (t.dtype() == DType::BF16)
+      host.data<bf16>()[i] = to_bf16(NAN);
+    else
+      host.data<float>()[i] = NAN;
+  }
   t.copy_from(host);
 }
 

@@ -1,9 +1,6 @@
-// Helpers for the data tests: the shared real data (skipped when absent), temporary folders, and
-// small synthetic packs.
+// Helpers for the data tests: the shared real data (skipped when absent) and small synthetic packs.
 #pragma once
 #include <gtest/gtest.h>
-
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -15,6 +12,7 @@
 #include "face/image/image.h"
 #include "face/pack/pack.h"
 #include "face/pack/shard_writer.h"
+#include "scratch_dir.h"
 
 namespace cuface::testing {
 
@@ -31,24 +29,6 @@ inline std::string fixture(const std::string& relative) {
   if (!std::filesystem::exists(::cuface::testing::shared_data(sub)))                         \
   GTEST_SKIP() << "shared face data not found at " << ::cuface::testing::shared_data(sub) \
                << " (a fresh clone has no ../shared/data)"
-
-// A fresh folder under the system temp directory, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "cuface-test-XXXXXX").string();
-    path_ = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string operator/(const std::string& name) const { return (fs::path(path_) / name).string(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 inline void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 

@@ -21,7 +21,7 @@ namespace cuface {
 namespace {
 
 using testing::shared_data;
-using testing::TempDir;
+using testing::ScratchDir;
 
 #define CUFACE_REQUIRE_DETECTOR()                                                                 \
   if (!face_detection_available())                                                                \
@@ -91,15 +91,15 @@ TEST(FaceDetector, MissingModelIsAClearError) {
 
 TEST(FaceDetector, DamagedModelIsAClearError) {
   if (!face_detection_available()) GTEST_SKIP() << "cuface was built without dlib";
-  TempDir dir;
+  ScratchDir dir;
   for (const std::string& content : {std::string(""), std::string("not a dlib model at all, just text\n")}) {
-    testing::write_text(dir / "model.dat", content);
+    dir.write("model.dat", content);
     try {
-      FaceDetector detector(dir / "model.dat");
+      FaceDetector detector((dir / "model.dat").string());
       FAIL() << "constructed a detector from a damaged model";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("cannot read landmark model " + (dir / "model.dat")), std::string::npos)
-          << e.what();
+      const std::string expected = "cannot read landmark model " + (dir / "model.dat").string();
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
     }
   }
 }
@@ -237,11 +237,11 @@ struct Outcome {
   std::string out, err;
 };
 
-Outcome cuface(const TempDir& dir, const std::string& args) {
-  const std::string command =
-      std::string(CUFACE_BINARY) + " " + args + " > " + (dir / "stdout") + " 2> " + (dir / "stderr");
+Outcome cuface(const ScratchDir& dir, const std::string& args) {
+  const std::string command = std::string(CUFACE_BINARY) + " " + args + " > " + (dir / "stdout").string() +
+                              " 2> " + (dir / "stderr").string();
   const int raw = std::system(command.c_str());
-  const auto slurp = [](const std::string& path) {
+  const auto slurp = [](const std::filesystem::path& path) {
     std::ifstream in(path);
     return std::string(std::istreambuf_iterator<char>(in), {});
   };
@@ -251,7 +251,7 @@ Outcome cuface(const TempDir& dir, const std::string& args) {
 // Two LFW faces and a blank image: the blank one is skipped by name (an error with --strict).
 TEST(PackCommand, DetectSkipsImagesWithoutAFaceByName) {
   CUFACE_REQUIRE_SHARED_DATA("lfw");
-  TempDir dir;
+  ScratchDir dir;
   testing::fs::create_directories(dir / "tree/Aaron_Eckhart");
   testing::fs::create_directories(dir / "tree/Aaron_Guiel");
   testing::fs::copy_file(shared_data("lfw/images/Aaron_Eckhart/Aaron_Eckhart_0001.jpg"),
@@ -260,14 +260,15 @@ TEST(PackCommand, DetectSkipsImagesWithoutAFaceByName) {
                          dir / "tree/Aaron_Guiel/Aaron_Guiel_0001.jpg");
   Image blank(120, 90);
   std::fill(blank.pixels.begin(), blank.pixels.end(), uint8_t(200));
-  testing::write_bytes(dir / "tree/Aaron_Guiel/blank.png", encode_png(blank));
+  testing::write_bytes((dir / "tree/Aaron_Guiel/blank.png").string(), encode_png(blank));
 
-  const Outcome without = cuface(dir, "pack " + (dir / "tree") + " --pad 0.3 --out " + (dir / "faces"));
+  const Outcome without =
+      cuface(dir, "pack " + (dir / "tree").string() + " --pad 0.3 --out " + (dir / "faces").string());
   EXPECT_EQ(without.status, 2);
   EXPECT_NE(without.err.find("--pad requires --detect"), std::string::npos) << without.err;
 
-  const std::string detect = "pack " + (dir / "tree") + " --detect --jobs 2 --size 112";
-  const std::string args = detect + " --out " + (dir / "faces");
+  const std::string detect = "pack " + (dir / "tree").string() + " --detect --jobs 2 --size 112";
+  const std::string args = detect + " --out " + (dir / "faces").string();
   const Outcome run = cuface(dir, args);
   if (!face_detection_available()) {
     EXPECT_NE(run.status, 0);
@@ -280,14 +281,14 @@ TEST(PackCommand, DetectSkipsImagesWithoutAFaceByName) {
   EXPECT_NE(run.err.find("Aaron_Guiel/blank.png: no face found"), std::string::npos) << run.err;
   EXPECT_NE(run.out.find("packed 2 images of 2 classes"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("1 skipped"), std::string::npos) << run.out;
-  const Pack pack(dir / "faces");
+  const Pack pack((dir / "faces").string());
   EXPECT_EQ(pack.size(), 2);
   EXPECT_TRUE(pack.metadata().at("aligned").get<bool>());
   EXPECT_EQ(pack.metadata().at("detected").at("mode"), "align");
 
-  const Outcome crop = cuface(dir, detect + " --detect-mode crop --pad 0.3 --out " + (dir / "boxes"));
+  const Outcome crop = cuface(dir, detect + " --detect-mode crop --pad 0.3 --out " + (dir / "boxes").string());
   ASSERT_EQ(crop.status, 0) << crop.err;
-  const Pack boxes(dir / "boxes");
+  const Pack boxes((dir / "boxes").string());
   EXPECT_EQ(boxes.size(), 2);
   EXPECT_FALSE(boxes.metadata().at("aligned").get<bool>());
   EXPECT_EQ(boxes.metadata().at("detected").at("mode"), "crop");

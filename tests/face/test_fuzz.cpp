@@ -3,6 +3,7 @@
 // unnoticed. Seeded, so a failure reproduces.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <random>
 
 #include "data.h"
@@ -16,10 +17,18 @@ namespace cuface {
 namespace {
 
 using testing::shared_data;
-using testing::TempDir;
+using testing::ScratchDir;
+
+// CUFACE_FUZZ_SCALE=N multiplies the iteration counts, for long runs under ASan/UBSan:
+//   CUFACE_FUZZ_SCALE=100 ./build-asan/tests/test_face --gtest_filter='Fuzz*'
+int scaled(int iterations) {
+  const char* scale = std::getenv("CUFACE_FUZZ_SCALE");
+  return iterations * (scale ? std::max(1, std::atoi(scale)) : 1);
+}
 
 // Decodes `bytes` cut at many lengths and with 1-3 flipped bits at many places.
 void fuzz_decoder(const std::vector<uint8_t>& bytes, uint64_t seed, int flips) {
+  flips = scaled(flips);
   Image image;
   std::string error;
   ASSERT_TRUE(decode_image(bytes.data(), bytes.size(), image, error)) << "the intact file must decode: " << error;
@@ -81,7 +90,7 @@ std::vector<bool> covered_bytes(const std::string& path, size_t size) {
 }
 
 TEST(Fuzz, DamagedShardsAreRejectedOrReportedNeverCrash) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string path = shard_path(dir / "p", 0, 1);
   {
     ShardWriter writer(path, 0, 1);
@@ -101,7 +110,7 @@ TEST(Fuzz, DamagedShardsAreRejectedOrReportedNeverCrash) {
 
   std::mt19937_64 rng(11);
   int detected = 0, mutations = 0;
-  for (int iteration = 0; iteration < 400; ++iteration) {
+  for (int iteration = 0; iteration < scaled(400); ++iteration) {
     std::vector<uint8_t> mutated = bytes;
     bool touches_covered = false;
     if (iteration % 8 == 0) {
@@ -143,7 +152,7 @@ TEST(Fuzz, DamagedShardsAreRejectedOrReportedNeverCrash) {
 }
 
 TEST(Fuzz, DamagedRecordIOFilesGiveErrors) {
-  TempDir dir;
+  ScratchDir dir;
   const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
   testing::RecordIOWriter writer;
   std::vector<uint64_t> offsets;
@@ -151,7 +160,7 @@ TEST(Fuzz, DamagedRecordIOFilesGiveErrors) {
     offsets.push_back(writer.write(testing::image_record_payload(0, float(id % 5), {}, id, jpeg)));
   const std::vector<uint8_t> bytes = writer.bytes();
   std::mt19937_64 rng(13);
-  for (int iteration = 0; iteration < 300; ++iteration) {
+  for (int iteration = 0; iteration < scaled(300); ++iteration) {
     std::vector<uint8_t> mutated = bytes;
     if (iteration % 5 == 0) mutated.resize(1 + rng() % (bytes.size() - 1));
     else

@@ -93,6 +93,34 @@ TEST(Decode, RejectsNonImagesWithAReason) {
   EXPECT_FALSE(error.empty());
 }
 
+// Regressions for stb_image 2.27 (Debian 12) memory errors found by the fuzz test under ASan.
+TEST(Decode, SixteenBitPgmIsRefusedNotMisread) {
+  // stb 2.27 reads 16-bit PNM samples in the wrong byte order (and its RGB conversion of them
+  // overflows its buffer): refused with a reason. 8-bit PGM (ORL) is unaffected.
+  std::string pgm = "P5\n# comment\n3 2\n65535\n";
+  for (int i = 0; i < 6; ++i) pgm += {char(0x12), char(0x34)};
+  Image image;
+  std::string error;
+  EXPECT_FALSE(decode_image(reinterpret_cast<const uint8_t*>(pgm.data()), pgm.size(), image, error));
+  EXPECT_EQ(error, "16-bit PGM/PPM is not supported");
+  std::string pgm8 = "P5 3 2 255\n";
+  for (int i = 0; i < 6; ++i) pgm8 += char(40 * i);
+  ASSERT_TRUE(decode_image(reinterpret_cast<const uint8_t*>(pgm8.data()), pgm8.size(), image, error)) << error;
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(image.pixels[size_t(i) * 3 + 1], 40 * i);
+}
+
+TEST(Decode, HuffmanTableWithTooManyCodesIsRefused) {
+  std::vector<uint8_t> jpeg = read_file(fixture("image/synthetic_baseline.jpg"));
+  size_t dht = 0;
+  while (dht + 1 < jpeg.size() && !(jpeg[dht] == 0xFF && jpeg[dht + 1] == 0xC4)) ++dht;
+  ASSERT_LT(dht + 21, jpeg.size());
+  for (int k = 0; k < 16; ++k) jpeg[dht + 5 + size_t(k)] = 0x20;  // 16 x 32 = 512 codes
+  Image image;
+  std::string error;
+  EXPECT_FALSE(decode_image(jpeg.data(), jpeg.size(), image, error));
+  EXPECT_NE(error.find("Huffman"), std::string::npos) << error;
+}
+
 TEST(Encode, JpegRoundTripIsClose) {
   const Image original = decode_file(fixture("image/synthetic.ppm"));
   for (int quality : {75, 90, 95}) {

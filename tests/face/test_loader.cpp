@@ -17,7 +17,7 @@
 namespace cuface {
 namespace {
 
-using testing::TempDir;
+using testing::ScratchDir;
 
 LoaderOptions pattern_options(const std::string& prefix, int batch, int workers) {
   LoaderOptions o;
@@ -55,7 +55,7 @@ std::vector<Snapshot> take(Loader& loader, int count) {
 }
 
 TEST(Loader, EveryRecordExactlyOncePerEpochAcrossWorkersAndRanks) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 60, 7, 8);
   const int world = 3;
   std::vector<std::unique_ptr<Loader>> ranks;
@@ -97,7 +97,7 @@ TEST(Loader, EveryRecordExactlyOncePerEpochAcrossWorkersAndRanks) {
 }
 
 TEST(Loader, SameSeedSameBatchesWhateverTheWorkers) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 50, 5, 8);
   LoaderOptions o = pattern_options(dir / "p", 8, 1);
   o.augment.flip = true;
@@ -116,7 +116,7 @@ TEST(Loader, SameSeedSameBatchesWhateverTheWorkers) {
 }
 
 TEST(Loader, FlipMirrorsExactlyAndAboutHalfTheTime) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 64, 4, 8);
   LoaderOptions o = pattern_options(dir / "p", 16, 2);
   o.augment.flip = true;
@@ -139,7 +139,7 @@ TEST(Loader, FlipMirrorsExactlyAndAboutHalfTheTime) {
 }
 
 TEST(Loader, ResumeFromAPositionGivesTheSameBatches) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 40, 4, 8);
   LoaderOptions o = pattern_options(dir / "p", 6, 3);  // 6 steps per epoch
   o.augment.flip = true;
@@ -160,8 +160,31 @@ TEST(Loader, ResumeFromAPositionGivesTheSameBatches) {
   EXPECT_THROW(resumed.seek(saved), Error);  // batches still held
 }
 
+TEST(Loader, ASamplerReplacesThePermutation) {
+  ScratchDir dir;
+  testing::write_pattern_pack(dir / "p", 12, 3, 8);
+  LoaderOptions o = pattern_options(dir / "p", 4, 2);
+  o.samples_per_epoch = 8;  // e.g. a class-balanced epoch: records of identity e % 3, repeated
+  o.sampler = [](int64_t epoch) {
+    std::vector<int64_t> order;
+    for (int k = 0; k < 8; ++k) order.push_back(int64_t(epoch % 3 + 3 * (k % 4)));
+    return order;
+  };
+  Loader loader(o);
+  EXPECT_EQ(loader.steps_per_epoch(), 2);
+  for (int64_t epoch = 0; epoch < 3; ++epoch)
+    for (int step = 0; step < 2; ++step) {
+      const Batch b = loader.next();
+      for (int i = 0; i < 4; ++i) EXPECT_EQ(b.record.data<int32_t>()[i], epoch % 3 + 3 * i);
+      EXPECT_EQ(b.identity.data<int32_t>()[0], epoch % 3);
+    }
+  o.sampler = [](int64_t) { return std::vector<int64_t>{0, 1, 2}; };  // wrong length
+  Loader wrong(o);
+  EXPECT_THROW(wrong.next(), Error);
+}
+
 TEST(Loader, StoredImagesOfAnotherSizeAreResized) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 12, 3, 16);
   LoaderOptions o = pattern_options(dir / "p", 4, 2);
   o.image_size = 8;
@@ -174,7 +197,7 @@ TEST(Loader, StoredImagesOfAnotherSizeAreResized) {
 }
 
 TEST(Loader, WorkerErrorsReachTheConsumerNamingTheRecord) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 20, 4, 8);
   const std::string path = shard_path(dir / "p", 0, 1);
   std::vector<uint8_t> bytes = read_file(path);
@@ -198,7 +221,7 @@ TEST(Loader, WorkerErrorsReachTheConsumerNamingTheRecord) {
 }
 
 TEST(Loader, UndecodableImageIsAnError) {
-  TempDir dir;
+  ScratchDir dir;
   {
     ShardWriter writer(shard_path(dir / "p", 0, 1), 0, 1);
     const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
@@ -219,7 +242,7 @@ TEST(Loader, UndecodableImageIsAnError) {
 }
 
 TEST(Loader, ShutsDownMidEpochAndBatchesOutliveIt) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 200, 4, 8);
   Batch kept;
   {
@@ -232,7 +255,7 @@ TEST(Loader, ShutsDownMidEpochAndBatchesOutliveIt) {
 }
 
 TEST(Loader, HoldingEveryBufferIsAnErrorNotAHang) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 40, 4, 8);
   Loader loader(pattern_options(dir / "p", 4, 2));  // prefetch 3
   std::vector<Batch> held;
@@ -243,7 +266,7 @@ TEST(Loader, HoldingEveryBufferIsAnErrorNotAHang) {
 }
 
 TEST(Loader, BadOptionsAreRefused) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 10, 2, 8);
   LoaderOptions o = pattern_options(dir / "p", 11, 1);  // drop_last with 10 records
   EXPECT_THROW(Loader{o}, Error);
@@ -257,7 +280,7 @@ TEST(Loader, BadOptionsAreRefused) {
 
 TEST(Loader, RealLfwJpegPackDecodesInto112Batches) {
   CUFACE_REQUIRE_SHARED_DATA("lfw");
-  TempDir dir;
+  ScratchDir dir;
   testing::fs::create_directory(dir / "tree");
   for (const char* person : {"Aaron_Peirsol", "Abdullah_Gul", "Adam_Sandler", "Adrien_Brody"})
     testing::fs::create_directory_symlink(testing::shared_data(std::string("lfw/images/") + person),
@@ -293,7 +316,7 @@ TEST(Loader, RealLfwJpegPackDecodesInto112Batches) {
 class Upload : public testing::BackendTest {};
 
 TEST_P(Upload, PipelinedBatchesMatchTheDefinition) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 30, 5, 8);
   LoaderOptions o = pattern_options(dir / "p", 4, 2);
   o.drop_last = false;  // 30 = 7 x 4 + 2: a short last batch on the way
@@ -322,7 +345,7 @@ TEST_P(Upload, PipelinedBatchesMatchTheDefinition) {
 }
 
 TEST_P(Upload, OriginalScaleIsAnOption) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 8, 2, 8);
   Loader loader(pattern_options(dir / "p", 4, 1));
   const Batch b = loader.next();

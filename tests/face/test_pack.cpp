@@ -13,7 +13,7 @@
 namespace cuface {
 namespace {
 
-using testing::TempDir;
+using testing::ScratchDir;
 
 // Bit-at-a-time CRC-32, the textbook definition the table-driven version must equal.
 uint32_t crc32_bitwise(const uint8_t* p, size_t n) {
@@ -36,7 +36,7 @@ TEST(Crc32, MatchesTheStandardCheckValueAndTheBitwiseDefinition) {
 }
 
 TEST(Shard, RecordsRoundTrip) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string path = dir / "a.cfpk";
   const Image small = testing::pattern_image(5, 4);
   const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
@@ -73,7 +73,7 @@ TEST(Shard, RecordsRoundTrip) {
 }
 
 TEST(Shard, UnfinishedWriterLeavesNoFile) {
-  TempDir dir;
+  ScratchDir dir;
   const std::string path = dir / "a.cfpk";
   {
     ShardWriter writer(path, 0, 1);
@@ -86,7 +86,7 @@ TEST(Shard, UnfinishedWriterLeavesNoFile) {
 }
 
 TEST(Shard, TruncatedShardIsRejected) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 10, 3, 8);
   const std::string path = shard_path(dir / "p", 0, 1);
   const std::vector<uint8_t> bytes = read_file(path);
@@ -106,7 +106,7 @@ TEST(Shard, TruncatedShardIsRejected) {
 }
 
 TEST(Shard, ForeignAndDamagedHeadersAreRejected) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_text(dir / "readme.cfpk", std::string(200, 'x'));
   try {
     Shard shard(dir / "readme.cfpk");
@@ -132,7 +132,7 @@ TEST(Shard, ForeignAndDamagedHeadersAreRejected) {
 }
 
 TEST(Shard, VerifyNamesTheFirstCorruptRecord) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 10, 3, 8);
   const std::string path = shard_path(dir / "p", 0, 1);
   std::vector<uint8_t> bytes = read_file(path);
@@ -162,7 +162,7 @@ TEST(Shard, VerifyNamesTheFirstCorruptRecord) {
 
 TEST(Shard, VerifyDecodesImages) {
   // A JPEG record whose bytes are intact (CRC matches) but do not decode.
-  TempDir dir;
+  ScratchDir dir;
   {
     ShardWriter writer(shard_path(dir / "p", 0, 1), 0, 1);
     const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
@@ -177,7 +177,7 @@ TEST(Shard, VerifyDecodesImages) {
 }
 
 TEST(Pack, SidecarOrLoneShardOrAClearError) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "p", 7, 4, 8);
   EXPECT_EQ(Pack(dir / "p").size(), 7);
   EXPECT_EQ(Pack(dir / "p").classes(), 4);
@@ -195,7 +195,7 @@ TEST(Pack, SidecarOrLoneShardOrAClearError) {
 }
 
 TEST(PackSet, LaterPacksIdentitiesAreShifted) {
-  TempDir dir;
+  ScratchDir dir;
   testing::write_pattern_pack(dir / "a", 6, 3, 8);
   testing::write_pattern_pack(dir / "b", 10, 5, 8);
   const PackSet set({dir / "a", dir / "b"});

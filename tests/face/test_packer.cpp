@@ -21,7 +21,7 @@ namespace {
 
 using testing::fs::path;
 using testing::shared_data;
-using testing::TempDir;
+using testing::ScratchDir;
 
 Image decode_bytes(const uint8_t* data, size_t size) {
   Image image;
@@ -53,7 +53,7 @@ PackOptions options_for(const std::string& input, const std::string& format, con
 }
 
 // The first `count` LFW identity folders, linked into a fresh tree.
-void link_lfw_identities(const TempDir& dir, int count) {
+void link_lfw_identities(const ScratchDir& dir, int count) {
   testing::fs::create_directory(dir / "tree");
   std::vector<path> people;
   for (const auto& entry : testing::fs::directory_iterator(shared_data("lfw/images"))) people.push_back(entry.path());
@@ -63,7 +63,7 @@ void link_lfw_identities(const TempDir& dir, int count) {
 
 TEST(Packer, LfwTreeAlignedRawWithMinPerClass) {
   CUFACE_REQUIRE_SHARED_DATA("lfw");
-  TempDir dir;
+  ScratchDir dir;
   link_lfw_identities(dir, 20);
   PackOptions o = options_for(dir / "tree", "tree", dir / "lfw");
   o.landmarks = shared_data("lfw/landmarks5.txt");
@@ -113,7 +113,7 @@ TEST(Packer, LfwTreeAlignedRawWithMinPerClass) {
 
 TEST(Packer, OrlTreeCentreCropJpeg) {
   CUFACE_REQUIRE_SHARED_DATA("orl");
-  TempDir dir;
+  ScratchDir dir;
   PackOptions o = options_for(shared_data("orl"), "tree", dir / "orl");
   o.size = 112;
   const PackSummary summary = pack_images(o);
@@ -133,7 +133,7 @@ TEST(Packer, OrlTreeCentreCropJpeg) {
 
 TEST(Packer, YaleGifsFromAListFile) {
   CUFACE_REQUIRE_SHARED_DATA("yale");
-  TempDir dir;
+  ScratchDir dir;
   std::string list = "# path identity [gender age]\n";
   int lines = 0;
   for (const auto& entry : testing::fs::directory_iterator(shared_data("yale"))) {
@@ -168,7 +168,7 @@ TEST(Packer, YaleGifsFromAListFile) {
 
 TEST(Packer, UtkfaceNamesGiveAgeAndGenderAndSourceBytesAreKept) {
   CUFACE_REQUIRE_SHARED_DATA("utkface");
-  TempDir dir;
+  ScratchDir dir;
   testing::fs::create_directory(dir / "utk");
   std::vector<path> files;
   for (const auto& entry : testing::fs::directory_iterator(shared_data("utkface"))) files.push_back(entry.path());
@@ -199,7 +199,7 @@ TEST(Packer, UtkfaceNamesGiveAgeAndGenderAndSourceBytesAreKept) {
 
 TEST(Packer, RecordIOAsInsightFaceWritesIt) {
   CUFACE_REQUIRE_SHARED_DATA("lfw");
-  TempDir dir;
+  ScratchDir dir;
   const char* people[3] = {"Aaron_Peirsol", "Abdullah_Gul", "Adam_Sandler"};
   std::vector<std::vector<uint8_t>> images;
   std::vector<float> labels;
@@ -257,12 +257,48 @@ TEST(Packer, RecordIOAsInsightFaceWritesIt) {
   }
 }
 
+TEST(Packer, TheOriginalProjectsBinAndIdx) {
+  // NAME.bin: JPEG files back to back; NAME.idx: "path<TAB>label<TAB>start<TAB>end" (end exclusive).
+  CUFACE_REQUIRE_SHARED_DATA("utkface");
+  ScratchDir dir;
+  std::vector<path> files;
+  for (const auto& entry : testing::fs::directory_iterator(shared_data("utkface"))) files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  std::vector<uint8_t> bin;
+  std::string idx;
+  std::vector<std::vector<uint8_t>> images;
+  for (size_t i = 0; i < 6; ++i) {
+    images.push_back(read_file(files[i * 11].string()));
+    idx += files[i * 11].filename().string() + "\t" + std::to_string(i % 2) + "\t" + std::to_string(bin.size()) + "\t" +
+           std::to_string(bin.size() + images.back().size()) + "\n";
+    bin.insert(bin.end(), images.back().begin(), images.back().end());
+  }
+  testing::write_bytes(dir / "gender.bin", bin);
+  testing::write_text(dir / "gender.idx", idx + "broken.jpg\t1\t0\t" + std::to_string(bin.size() + 10) + "\n");
+  PackOptions o = options_for(dir / "gender.idx", "legacy", dir / "out");
+  o.tree_label = TreeLabel::Gender;
+  o.size = 200;  // UTKFace's own size: the bytes are kept
+  const PackSummary summary = pack_images(o);
+  EXPECT_EQ(summary.packed, 6);
+  EXPECT_EQ(summary.skipped, 1);  // the range past the end of the .bin
+  const Pack pack(dir / "out");
+  for (int i = 0; i < 6; ++i) {
+    const RecordView r = pack.record(i);
+    EXPECT_EQ(r.labels.gender, i % 2);
+    EXPECT_EQ(r.labels.identity, -1);
+    EXPECT_EQ(std::vector<uint8_t>(r.data, r.data + r.size), images[size_t(i)]);
+  }
+  testing::write_text(dir / "bad.idx", "a.jpg\t1\t5\n");
+  testing::write_bytes(dir / "bad.bin", bin);
+  EXPECT_THROW(pack_images(options_for(dir / "bad", "legacy", dir / "bad_out")), Error);
+}
+
 TEST(Packer, UnreadableImagesAreSkippedOrWithStrictFatal) {
   CUFACE_REQUIRE_SHARED_DATA("orl");
-  TempDir dir;
+  ScratchDir dir;
   testing::write_text(dir / "notes.pgm", "P5 not really");
-  testing::write_text(dir / "list.txt", shared_data("orl/s1/1.pgm") + " a\n" + (dir / "missing.jpg") + " a\n" +
-                                            (dir / "notes.pgm") + " b\n" + shared_data("orl/s2/1.pgm") + " b 0 41\n");
+  testing::write_text(dir / "list.txt", shared_data("orl/s1/1.pgm") + " a\n" + (dir / "missing.jpg").string() + " a\n" +
+                                            (dir / "notes.pgm").string() + " b\n" + shared_data("orl/s2/1.pgm") + " b 0 41\n");
   PackOptions o = options_for(dir / "list.txt", "list", dir / "out");
   std::vector<std::string> skipped;
   o.on_skip = [&](const std::string& message) { skipped.push_back(message); };
@@ -274,7 +310,7 @@ TEST(Packer, UnreadableImagesAreSkippedOrWithStrictFatal) {
   EXPECT_NE(skipped[1].find("notes.pgm"), std::string::npos) << skipped[1];
   EXPECT_EQ(Pack(dir / "out").metadata().at("skipped").get<int>(), 2);
 
-  TempDir strict_dir;
+  ScratchDir strict_dir;
   o.out = strict_dir / "strict";
   o.strict = true;
   try {
@@ -287,7 +323,7 @@ TEST(Packer, UnreadableImagesAreSkippedOrWithStrictFatal) {
 }
 
 TEST(Packer, BadInputsGiveClearErrors) {
-  TempDir dir;
+  ScratchDir dir;
   PackOptions o = options_for(dir / "nowhere", "tree", dir / "x");
   EXPECT_THROW(pack_images(o), Error);
   o.format = "zip";

@@ -1,0 +1,110 @@
+// Batch normalisation over every axis but the last (channel) axis: x is [N, H, W, C] (BatchNorm2d,
+// statistics over N, H, W) or [N, C] (BatchNorm1d, statistics over N), seen as `rows` x C with the
+// channels contiguous. With M = rows and, per channel c:
+//
+//   mean = sum_m x[m] / M,   var = sum_m (x[m] - mean)^2 / M    (biased: used to normalise)
+//   invstd = 1 / sqrt(var + eps),   xhat = (x - mean) * invstd
+//   y = gamma * xhat + beta           (then max(y, 0) when `relu` is set: the fused BN + ReLU)
+//
+// Training forward uses the batch statistics and updates the running ones the PyTorch way:
+//   running_mean = (1 - momentum) * running_mean + momentum * mean
+//   running_var  = (1 - momentum) * running_var  + momentum * var * M / (M - 1)   (unbiased)
+// PyTorch's momentum is TensorFlow's 1 - decay: TF "decay 0.997" is momentum 0.003 here.
+// Evaluation forward uses mean = running_mean and var = running_var.
+//
+// Backward (g = dy, masked by y > 0 when relu is fused): with the statistics fixed by forward,
+//   dbeta  = sum_m g[m]                 dgamma = sum_m g[m] * xhat[m]
+// and for batch statistics, differentiating through mean and var (the compact formula),
+//   dx = gamma * invstd / M * (M * g - dbeta - xhat * dgamma)
+// while for running statistics (evaluation mode) mean and var are constants: dx = gamma * invstd * g.
+//
+// Tensors: x, y, dy, dx are f32, or bf16 on CUDA (all four the same dtype); gamma, beta, the running
+// statistics, mean and invstd are f32 [C] on the same device. gamma and beta may be undefined
+// (affine off: 1 and 0). Statistics are accumulated in double on the CPU and by a deterministic
+// per-channel Welford reduction in fp32 on CUDA (no atomics: the same input gives the same bits).
+//
+// Fused ReLU backward needs to know where the output was clamped; it reads y (the post-ReLU output,
+// which the next layer keeps anyway for its own backward), so no extra mask is stored.
+#pragma once
+#include "kernels/dispatch.h"
+
+namespace cuface {
+
+namespace cpu {
+void batch_norm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                              float momentum, bool relu, Tensor& running_mean, Tensor& running_var,
+                              Tensor& num_batches_tracked, Tensor& y, Tensor& mean, Tensor& invstd);
+void batch_norm_forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                             const Tensor& running_mean, const Tensor& running_var, float eps, bool relu, Tensor& y,
+                             Tensor& mean, Tensor& invstd);
+void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
+                         const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx,
+                         Tensor& dgamma, Tensor& dbeta);
+}  // namespace cpu
+
+namespace cuda {
+void batch_norm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                              float momentum, bool relu, Tensor& running_mean, Tensor& running_var,
+                              Tensor& num_batches_tracked, Tensor& y, Tensor& mean, Tensor& invstd);
+void batch_norm_forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                             const Tensor& running_mean, const Tensor& running_var, float eps, bool relu, Tensor& y,
+                             Tensor& mean, Tensor& invstd);
+void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
+                         const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx,
+                         Tensor& dgamma, Tensor& dbeta);
+}  // namespace cuda
+
+// Argument checks shared by both backends (throw with a message naming `what`): activations have the
+// same shape, dtype and device, rank 2 to 4, f32 (or bf16 on CUDA); each per-channel tensor is f32
+// with C elements on the same device (gamma, beta, dgamma, dbeta, y without relu may be undefined).
+void check_batch_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                              const Tensor& running_var, const Tensor& y, const Tensor& mean, const Tensor& invstd,
+                              const char* what);
+void check_batch_norm_backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
+                               const Tensor& mean, const Tensor& invstd, bool relu, const Tensor& dx,
+                               const Tensor& dgamma, const Tensor& dbeta);
+
+// Training forward. Writes y and the batch `mean` and `invstd` (saved for backward), updates
+// running_mean and running_var, and adds 1 to num_batches_tracked (i32, one element) when it is
+// defined. Needs more than one value per channel (M > 1), as PyTorch does.
+inline void batch_norm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
+                                     float momentum, bool relu, Tensor& running_mean, Tensor& running_var,
+                                     Tensor& num_batches_tracked, Tensor& y, Tensor& mean, Tensor& invstd) {
+  check_batch_norm_forward(x, gamma, beta, running_mean, running_var, y, mean, invstd, "batch_norm_forward_train");
+  CUFACE_CHECK(x.numel() / x.size(-1) > 1,
+               "batch_norm_forward_train: expected more than one value per channel, got " + x.str());
+  CUFACE_CHECK(!num_batches_tracked.defined() ||
+                   (num_batches_tracked.dtype() == DType::I32 && num_batches_tracked.numel() == 1 &&
+                    num_batches_tracked.device() == x.device()),
+               "batch_norm_forward_train: num_batches_tracked must be one i32 on the activations' device");
+  CUFACE_DISPATCH(x,
+                  cpu::batch_norm_forward_train(ctx, x, gamma, beta, eps, momentum, relu, running_mean, running_var,
+                                                num_batches_tracked, y, mean, invstd),
+                  cuda::batch_norm_forward_train(ctx, x, gamma, beta, eps, momentum, relu, running_mean, running_var,
+                                                 num_batches_tracked, y, mean, invstd));
+}
+
+// Evaluation forward with the running statistics. Also writes the `mean` and `invstd` it used, so
+// that backward can run in evaluation mode (batch_stats = false).
+inline void batch_norm_forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                    const Tensor& running_mean, const Tensor& running_var, float eps, bool relu,
+                                    Tensor& y, Tensor& mean, Tensor& invstd) {
+  check_batch_norm_forward(x, gamma, beta, running_mean, running_var, y, mean, invstd, "batch_norm_forward_eval");
+  CUFACE_DISPATCH(
+      x, cpu::batch_norm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, relu, y, mean, invstd),
+      cuda::batch_norm_forward_eval(ctx, x, gamma, beta, running_mean, running_var, eps, relu, y, mean, invstd));
+}
+
+// Backward. `mean` and `invstd` are what forward wrote; batch_stats says whether forward used batch
+// statistics (training) or running ones (evaluation). y is needed only when relu is fused. dx is
+// overwritten; dgamma and dbeta ACCUMULATE (+=, as parameter gradients do in layers/layer.h) and
+// may be undefined to skip them (frozen layer, fixed gamma, affine off).
+inline void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
+                                const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx,
+                                Tensor& dgamma, Tensor& dbeta) {
+  check_batch_norm_backward(x, y, dy, gamma, mean, invstd, relu, dx, dgamma, dbeta);
+  CUFACE_DISPATCH(x, cpu::batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta),
+                  cuda::batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta));
+}
+
+}  // namespace cuface

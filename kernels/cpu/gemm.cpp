@@ -1,0 +1,301 @@
+// CPU GEMM: a packed, cache-blocked, multi-threaded SGEMM in the style of GotoBLAS and BLIS
+// (Goto & van de Geijn, "Anatomy of High-Performance Matrix Multiplication", TOMS 2008), in plain
+// C++ loops that GCC turns into vector FMAs (no intrinsics).
+//
+//   C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C      (row-major, with leading dimensions)
+//
+// The product is a sum of k rank-1 updates, C += op(A)[:, p] * op(B)[p, :]. The micro-kernel keeps
+// an MR x NR tile of C in vector registers (NR along C's rows, the vector direction) and, for each p,
+// broadcasts MR values of A and loads NR values of B. Everything else exists so that those two
+// streams come from contiguous, cache-resident memory ("packing"), with each level of blocking
+// sized for one level of the memory hierarchy:
+//
+//   for ic over the rows of C, MC at a time
+//     for pc over k, KC at a time                 (beta applies on the first pc only)
+//       pack A~ = op(A)[ic:+MC, pc:+KC]           MR-row strips                              (L3)
+//       for jc over the columns of C, NC at a time
+//         pack B~ = op(B)[pc:+KC, jc:+NC]         NR-column strips                           (L2)
+//         for ir over the MC rows, MR at a time   A~ strip [KC x MR] stays in L1
+//           for jr over the NC columns, NR at a time  B~ strip [KC x NR] streams from L2
+//             micro-kernel: C[ir:+MR, jr:+NR] = alpha * A~ strip * B~ strip + beta * C
+//
+// Strips are zero-padded to full MR / NR, so the micro-kernel always runs at full size and only its
+// store step handles the ragged edges of C.
+//
+// Threads: C is cut into a grid of rectangles ("parts", as square as the shape allows, a few per
+// thread) and each thread takes parts from a shared counter and runs the loops above on each, with
+// its own packing buffers. Threads never wait for each other until the end, and a thread that loses
+// its core (to a data loader, or another process) delays the product by one part, not by a share
+// fixed in advance; teams that synchronise per block lose a scheduler time slice at every barrier.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+#include <utility>
+
+#include "kernels/gemm.h"
+
+namespace cuface {
+
+namespace {
+
+// Register blocking per vector ISA: MR * NR / (vector width) accumulators plus NR / width B
+// vectors and one broadcast must fit the register file (32 registers with AVX-512, 16 otherwise).
+// KC keeps an A~ strip (KC x MR) in a 32 KiB L1; KC x NC (one B~ block) fits half a 1-2 MiB L2.
+#if defined(__AVX512F__)
+constexpr int64_t MR = 14, NR = 32, KC = 384, NC = 320;  // 28 zmm accumulators
+// GCC prefers 256-bit vectors on some AVX-512 CPUs; this tile is laid out for 512-bit ones.
+#define CUFACE_GEMM_VECTOR_WIDTH __attribute__((target("prefer-vector-width=512")))
+#elif defined(__AVX__)
+constexpr int64_t MR = 6, NR = 16, KC = 256, NC = 192;  // 12 ymm accumulators
+#define CUFACE_GEMM_VECTOR_WIDTH
+#else
+constexpr int64_t MR = 6, NR = 8, KC = 256, NC = 128;  // 12 accumulators of 4 floats (SSE, NEON)
+#define CUFACE_GEMM_VECTOR_WIDTH
+#endif
+constexpr int64_t MC = 768;  // rows of A~ (MC x KC floats, ~1 MiB per thread: L3)
+
+// Below this many multiply-adds one thread is faster than waking the others; also the smallest part.
+constexpr int64_t kFlopsPerPart = 64 * 64 * 64;
+constexpr int64_t kPartsPerThread = 4;
+// Packing an element costs about as much as this many of the micro-kernel's multiply-adds; used
+// to weigh the operands each thread packs against its share of the product.
+constexpr int64_t kPackCost = 64;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+// Splits `total` into equal blocks of at most `limit`, each a multiple of `multiple` (balanced
+// blocking: 1000 in blocks of 384 gives 3 x 336, not 384 + 384 + 232).
+int64_t balanced_block(int64_t total, int64_t limit, int64_t multiple) {
+  return std::min(round_up(ceil_div(total, ceil_div(total, limit)), multiple), round_up(total, multiple));
+}
+
+// A 64-byte aligned float buffer that only grows, so repeated GEMMs allocate nothing.
+struct PackBuffer {
+  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+  int64_t capacity = 0;
+  float* get(int64_t floats) {
+    if (floats > capacity) {
+      capacity = round_up(floats, 16);
+      data.reset(static_cast<float*>(std::aligned_alloc(64, size_t(capacity) * sizeof(float))));
+      CUFACE_CHECK(data != nullptr, "sgemm: out of memory for packing buffers");
+    }
+    return data.get();
+  }
+};
+
+struct Problem {
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  float alpha;
+  const float* a;
+  int64_t lda;
+  const float* b;
+  int64_t ldb;
+  float beta;
+  float* c;
+  int64_t ldc;
+};
+
+// A~ strip: rows [i0, i0 + rows) and depths [p0, p0 + kc) of op(A), stored p-major as
+// dst[p * MR + r], rows past the edge zero.
+void pack_a_strip(const Problem& g, int64_t i0, int64_t rows, int64_t p0, int64_t kc, float* dst) {
+  if (g.trans_a) {  // op(A)(i, p) = a[p * lda + i]: each depth is a contiguous run of rows
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = g.a + (p0 + p) * g.lda + i0;
+      for (int64_t r = 0; r < MR; ++r) dst[p * MR + r] = r < rows ? src[r] : 0.0f;
+    }
+  } else {  // op(A)(i, p) = a[i * lda + p]: each row is a contiguous run of depths
+    for (int64_t r = 0; r < MR; ++r) {
+      const float* src = g.a + (i0 + r) * g.lda + p0;
+      if (r < rows)
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = src[p];
+      else
+        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = 0.0f;
+    }
+  }
+}
+
+// B~ strip: depths [p0, p0 + kc) and columns [j0, j0 + cols) of op(B), stored as dst[p * NR + j],
+// columns past the edge zero.
+void pack_b_strip(const Problem& g, int64_t p0, int64_t kc, int64_t j0, int64_t cols, float* dst) {
+  if (g.trans_b) {  // op(B)(p, j) = b[j * ldb + p]: each column is a contiguous run of depths
+    for (int64_t j = 0; j < NR; ++j) {
+      const float* src = g.b + (j0 + j) * g.ldb + p0;
+      if (j < cols)
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
+      else
+        for (int64_t p = 0; p < kc; ++p) dst[p * NR + j] = 0.0f;
+    }
+  } else {  // op(B)(p, j) = b[p * ldb + j]: each depth is a contiguous run of columns
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = g.b + (p0 + p) * g.ldb + j0;
+      for (int64_t j = 0; j < NR; ++j) dst[p * NR + j] = j < cols ? src[j] : 0.0f;
+    }
+  }
+}
+
+// C[0:rows, 0:cols] = alpha * (A~ strip * B~ strip) + beta * C, for rows <= Rows, cols <= Cols.
+// The accumulator loops have compile-time bounds, so GCC keeps `acc` in registers: each p is Rows
+// broadcasts of A and Cols / width vector loads of B feeding Rows * Cols / width FMAs. Strips are
+// MR and NR wide; a smaller Rows x Cols tile reads only their leading part (for ragged edges and
+// small matrices, which then do not pay for a full tile of zeros). beta == 0 never reads C, which
+// may hold NaN (as BLAS specifies).
+template <int64_t Rows, int64_t Cols>
+CUFACE_GEMM_VECTOR_WIDTH void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
+                                           float alpha, float beta, float* __restrict c, int64_t ldc, int64_t rows,
+                                           int64_t cols) {
+  float acc[Rows][Cols] = {};
+  for (int64_t p = 0; p < kc; ++p, a += MR, b += NR)
+    for (int64_t i = 0; i < Rows; ++i)
+      for (int64_t j = 0; j < Cols; ++j) acc[i][j] += a[i] * b[j];
+
+  if (rows == Rows && cols == Cols) {  // a whole tile: fixed trip counts, vector stores
+    for (int64_t i = 0; i < Rows; ++i) {
+      float* row = c + i * ldc;
+      if (beta == 0.0f)
+        for (int64_t j = 0; j < Cols; ++j) row[j] = alpha * acc[i][j];
+      else
+        for (int64_t j = 0; j < Cols; ++j) row[j] = alpha * acc[i][j] + beta * row[j];
+    }
+    return;
+  }
+  for (int64_t i = 0; i < rows; ++i) {
+    float* row = c + i * ldc;
+    for (int64_t j = 0; j < cols; ++j) row[j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * row[j]);
+  }
+}
+
+// The smallest of the four tiles (full or half, in each direction) that covers rows x cols.
+void run_micro_kernel(int64_t kc, const float* a, const float* b, float alpha, float beta, float* c, int64_t ldc,
+                      int64_t rows, int64_t cols) {
+  constexpr int64_t HR = (MR + 1) / 2, HC = NR / 2;
+  if (rows > HR && cols > HC) micro_kernel<MR, NR>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+  else if (cols > HC) micro_kernel<HR, NR>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+  else if (rows > HR) micro_kernel<MR, HC>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+  else micro_kernel<HR, HC>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+}
+
+// Each thread packs into its own buffers, kept between calls.
+thread_local PackBuffer packed_a_buffer;
+thread_local PackBuffer packed_b_buffer;
+
+// The blocked loops over the sub-matrix C[row0:+rows, col0:+cols] (rows a multiple of MR and cols
+// of NR unless they reach the edge of C).
+void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
+  const int64_t mc_max = balanced_block(rows, MC, MR);
+  const int64_t kc_max = balanced_block(g.k, KC, 1);
+  const int64_t nc_max = balanced_block(cols, NC, NR);
+  float* packed_a = packed_a_buffer.get(mc_max * kc_max);
+  float* packed_b = packed_b_buffer.get(kc_max * nc_max);
+
+  for (int64_t ic = row0; ic < row0 + rows; ic += mc_max) {
+    const int64_t mc = std::min(mc_max, row0 + rows - ic);
+    for (int64_t pc = 0; pc < g.k; pc += kc_max) {
+      const int64_t kc = std::min(kc_max, g.k - pc);
+      const float beta = pc == 0 ? g.beta : 1.0f;  // later depth blocks add to the partial sums
+      for (int64_t ir = 0; ir < mc; ir += MR)
+        pack_a_strip(g, ic + ir, std::min(MR, mc - ir), pc, kc, packed_a + ir * kc);
+      for (int64_t jc = col0; jc < col0 + cols; jc += nc_max) {
+        const int64_t nc = std::min(nc_max, col0 + cols - jc);
+        for (int64_t jr = 0; jr < nc; jr += NR)
+          pack_b_strip(g, pc, kc, jc + jr, std::min(NR, nc - jr), packed_b + jr * kc);
+        for (int64_t ir = 0; ir < mc; ir += MR)
+          for (int64_t jr = 0; jr < nc; jr += NR)
+            run_micro_kernel(kc, packed_a + ir * kc, packed_b + jr * kc, g.alpha, beta,
+                             g.c + (ic + ir) * g.ldc + jc + jr, g.ldc, std::min(MR, mc - ir), std::min(NR, nc - jr));
+      }
+    }
+  }
+}
+
+// How to cut C into row_parts x column_parts <= `parts` rectangles (of whole strips): the grid whose largest rectangle
+// costs least, counting its multiply-adds and the packing of its operands.
+struct PartGrid {
+  int64_t row_parts = 1, column_parts = 1;
+};
+PartGrid part_grid(int64_t m, int64_t n, int64_t parts) {
+  const int64_t row_strips = ceil_div(m, MR), column_strips = ceil_div(n, NR);
+  PartGrid best;
+  int64_t best_cost = INT64_MAX;
+  for (int64_t row_parts = 1; row_parts <= std::min(parts, row_strips); ++row_parts) {
+    const int64_t column_parts = std::min(parts / row_parts, column_strips);
+    const int64_t rows = ceil_div(row_strips, row_parts) * MR, cols = ceil_div(column_strips, column_parts) * NR;
+    const int64_t cost = rows * cols + kPackCost * (rows + cols);
+    if (cost < best_cost) best = {row_parts, column_parts}, best_cost = cost;
+  }
+  return best;
+}
+
+// [begin, end) of part `index` of `parts`, splitting `total` in whole strips of `strip`.
+std::pair<int64_t, int64_t> part_range(int64_t total, int64_t strip, int64_t parts, int64_t index) {
+  const int64_t strips = ceil_div(total, strip);
+  return {std::min(total, strips * index / parts * strip), std::min(total, strips * (index + 1) / parts * strip)};
+}
+
+// C = beta * C, for the products that contribute nothing (k == 0 or alpha == 0).
+void scale_c(const Problem& g) {
+  for (int64_t i = 0; i < g.m; ++i) {
+    float* row = g.c + i * g.ldc;
+    for (int64_t j = 0; j < g.n; ++j) row[j] = g.beta == 0.0f ? 0.0f : g.beta * row[j];
+  }
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  CUFACE_CHECK(m >= 0 && n >= 0 && k >= 0, "sgemm: negative size");
+  CUFACE_CHECK(ldc >= std::max<int64_t>(n, 1) && lda >= std::max<int64_t>(trans_a ? m : k, 1) &&
+                   ldb >= std::max<int64_t>(trans_b ? k : n, 1),
+               "sgemm: a leading dimension is smaller than its row");
+  if (m == 0 || n == 0) return;
+  const Problem g{trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc};
+  if (k == 0 || alpha == 0.0f) {
+    scale_c(g);
+    return;
+  }
+  // Nested inside another parallel region (e.g. one GEMM per image), stay on the caller's thread.
+  const int64_t useful_parts = std::max<int64_t>(1, m * n * k / kFlopsPerPart);
+  const int threads = omp_in_parallel() ? 1 : int(std::min<int64_t>(omp_get_max_threads(), useful_parts));
+  const PartGrid grid = part_grid(m, n, threads == 1 ? 1 : std::min(useful_parts, kPartsPerThread * threads));
+  const int64_t parts = grid.row_parts * grid.column_parts;
+  auto run_part = [&](int64_t part) {
+    const auto [row_begin, row_end] = part_range(m, MR, grid.row_parts, part / grid.column_parts);
+    const auto [col_begin, col_end] = part_range(n, NR, grid.column_parts, part % grid.column_parts);
+    if (row_end > row_begin && col_end > col_begin)
+      blocked_gemm(g, row_begin, row_end - row_begin, col_begin, col_end - col_begin);
+  };
+  if (parts == 1) {
+    run_part(0);
+    return;
+  }
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+  for (int64_t part = 0; part < parts; ++part) run_part(part);
+}
+
+namespace cpu {
+
+void gemm(Context&, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
+          Tensor& c) {
+  const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, false);
+  sgemm(trans_a, trans_b, d.m, d.n, d.k, alpha, a.data<float>(), a.size(1), b.data<float>(), b.size(1), beta,
+        c.data<float>(), d.n);
+}
+
+void gemm_batched(Context&, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
+                  Tensor& c) {
+  const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, true);
+  const float* pa = a.data<float>();
+  const float* pb = b.data<float>();
+  float* pc = c.data<float>();
+  // One multi-threaded GEMM after another: each is already split across the threads.
+  for (int64_t i = 0; i < d.batch; ++i)
+    sgemm(trans_a, trans_b, d.m, d.n, d.k, alpha, pa + i * d.m * d.k, a.size(2), pb + i * d.k * d.n, b.size(2),
+          beta, pc + i * d.m * d.n, d.n);
+}
+
+}  // namespace cpu
+}  // namespace cuface

@@ -1,0 +1,85 @@
+// CUDA bias kernels; the CPU twins are in kernels/cpu/bias.cpp.
+#include <algorithm>
+
+#include "engine/cuda_context.h"
+#include "kernels/bias.h"
+
+namespace cuface::cuda {
+
+namespace {
+constexpr int kBlock = 256;
+
+__device__ inline float load(const float* p, int64_t i) { return p[i]; }
+__device__ inline float load(const bf16* p, int64_t i) { return to_float(p[i]); }
+__device__ inline void store(float* p, int64_t i, float v) { p[i] = v; }
+__device__ inline void store(bf16* p, int64_t i, float v) { p[i] = to_bf16(v); }
+
+template <class T>
+__global__ void add_bias_kernel(T* y, const float* bias, int64_t channels, int64_t n) {
+  CUFACE_KERNEL_LOOP(i, n) store(y, i, load(y, i) + bias[i % channels]);
+}
+
+// Pass 1: block (x, y) sums rows [y * rows_per_block, ...) of 32 channels starting at 32 * x; the 32
+// lanes of a warp read 32 consecutive channels of one row (coalesced), the 8 warps take every 8th row.
+constexpr int kChannelsPerBlock = 32, kRowLanes = 8;
+template <class T>
+__global__ void bias_grad_partial_kernel(const T* dy, int64_t rows, int64_t channels, int64_t rows_per_block,
+                                         float* partial) {
+  __shared__ float sums[kRowLanes][kChannelsPerBlock];
+  const int64_t c = int64_t(blockIdx.x) * kChannelsPerBlock + threadIdx.x;
+  const int64_t begin = int64_t(blockIdx.y) * rows_per_block;
+  const int64_t end = begin + rows_per_block < rows ? begin + rows_per_block : rows;
+  float sum = 0.0f;
+  if (c < channels)
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) sum += load(dy, r * channels + c);
+  sums[threadIdx.y][threadIdx.x] = sum;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < channels) {
+    for (int lane = 1; lane < kRowLanes; ++lane) sum += sums[lane][threadIdx.x];
+    partial[int64_t(blockIdx.y) * channels + c] = sum;
+  }
+}
+
+// Pass 2: each channel adds its row blocks' partial sums, in block order.
+__global__ void bias_grad_final_kernel(const float* partial, int64_t row_blocks, int64_t channels, float* db) {
+  CUFACE_KERNEL_LOOP(c, channels) {
+    float sum = 0.0f;
+    for (int64_t b = 0; b < row_blocks; ++b) sum += partial[b * channels + c];
+    db[c] += sum;
+  }
+}
+}  // namespace
+
+void add_bias(Context& ctx, Tensor& y, const Tensor& bias) {
+  const int64_t n = y.numel();
+  if (n == 0) return;
+  const int grid = grid_for(n, kBlock);
+  if (y.dtype() == DType::BF16)
+    add_bias_kernel<<<grid, kBlock, 0, cuda_stream(ctx)>>>(y.data<bf16>(), bias.data<float>(), bias.size(0), n);
+  else
+    add_bias_kernel<<<grid, kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), bias.data<float>(), bias.size(0), n);
+  CUDA_CHECK_LAUNCH();
+}
+
+void accumulate_bias_grad(Context& ctx, const Tensor& dy, Tensor& db) {
+  const int64_t channels = db.size(0), rows = channels ? dy.numel() / channels : 0;
+  if (channels == 0 || rows == 0) return;
+  // Enough row blocks to fill the GPU, each at least 64 rows long.
+  const int64_t row_blocks = std::min<int64_t>((rows + 63) / 64, 1024);
+  const int64_t rows_per_block = (rows + row_blocks - 1) / row_blocks;
+  float* partial = static_cast<float*>(ctx.cuda().workspace_bytes(size_t(row_blocks * channels) * sizeof(float)));
+  const dim3 grid(unsigned((channels + kChannelsPerBlock - 1) / kChannelsPerBlock), unsigned(row_blocks));
+  const dim3 block(kChannelsPerBlock, kRowLanes);
+  if (dy.dtype() == DType::BF16)
+    bias_grad_partial_kernel<<<grid, block, 0, cuda_stream(ctx)>>>(dy.data<bf16>(), rows, channels, rows_per_block,
+                                                                   partial);
+  else
+    bias_grad_partial_kernel<<<grid, block, 0, cuda_stream(ctx)>>>(dy.data<float>(), rows, channels, rows_per_block,
+                                                                   partial);
+  CUDA_CHECK_LAUNCH();
+  bias_grad_final_kernel<<<grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx)>>>(partial, row_blocks, channels,
+                                                                                      db.data<float>());
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cuface::cuda

@@ -1,0 +1,212 @@
+// CUDA convolution: cuDNN's convolution API with NHWC tensors and OHWI (CUDNN_TENSOR_NHWC) filters.
+// The CPU twin is kernels/cpu/conv.cpp.
+//
+// Per distinct problem (device, shapes, stride, padding, dtype, precision) a plan is built once and
+// cached: the tensor, filter and convolution descriptors, and for each direction the fastest
+// algorithm measured by cudnnFind*AlgorithmEx on the real tensors, within a workspace cap. Later calls
+// only set the math type and launch, using the context's shared workspace.
+//
+// Math: bf16 data runs on tensor cores with f32 accumulation (cuDNN's PSEUDO_BFLOAT16 configuration).
+// f32 data under Precision::FP32 is forced to CUDNN_FMA_MATH, which excludes TF32 (cuDNN's default
+// math lets tensor cores round f32 inputs to TF32 on Ampere and later); under TF32 or BF16 precision
+// f32 data uses the default math, i.e. TF32 where it is faster.
+//
+// Filter gradient with bf16 data: cuDNN computes dW in the data type (bf16, accumulated in f32 inside
+// the kernel), so it is written to a bf16 scratch tensor and then added to the f32 gradient. This is
+// what PyTorch autocast does (the bf16 weight copy's gradient is cast back to the f32 master). The
+// one bf16 rounding of each step's dW (relative 2^-9, unbiased) is far below the noise of SGD; the
+// sum over steps and micro-batches stays f32. The alternative, an f32 backward on f32 copies of x and
+// dy, would double the memory traffic and lose the tensor cores.
+#include <array>
+#include <climits>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "engine/cuda_context.h"
+#include "kernels/conv.h"
+
+namespace cuface::cuda {
+
+namespace {
+
+// The largest workspace an algorithm may use; the fastest one within it is chosen.
+constexpr size_t kMaxWorkspaceBytes = size_t(256) << 20;
+
+int to_int(int64_t value) {
+  CUFACE_CHECK(value <= INT_MAX, "conv2d: size " + std::to_string(value) + " exceeds cuDNN's 32-bit sizes");
+  return int(value);
+}
+
+cudnnDataType_t cudnn_type(DType dtype) { return dtype == DType::BF16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT; }
+
+struct ConvKey {
+  int device;
+  std::array<int64_t, 11> dims;  // N, H, W, C, O, KH, KW, stride h/w, pad h/w
+  DType dtype;
+  Precision precision;
+  bool operator<(const ConvKey& other) const {
+    return std::tie(device, dims, dtype, precision) < std::tie(other.device, other.dims, other.dtype, other.precision);
+  }
+};
+
+template <class Algo>
+struct Choice {
+  bool found = false;
+  Algo algo{};
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  size_t workspace = 0;
+};
+
+struct ConvPlan {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  bool exact_fp32 = false;  // f32 data under Precision::FP32: no TF32
+  Choice<cudnnConvolutionFwdAlgo_t> forward;
+  Choice<cudnnConvolutionBwdDataAlgo_t> backward_data;
+  Choice<cudnnConvolutionBwdFilterAlgo_t> backward_filter;
+
+  ConvPlan() = default;
+  ConvPlan(const ConvPlan&) = delete;
+  ConvPlan& operator=(const ConvPlan&) = delete;
+  ~ConvPlan() {  // destructors cannot throw: failures here are ignored
+    if (conv) cudnnDestroyConvolutionDescriptor(conv);
+    if (w) cudnnDestroyFilterDescriptor(w);
+    if (y) cudnnDestroyTensorDescriptor(y);
+    if (x) cudnnDestroyTensorDescriptor(x);
+  }
+};
+
+std::mutex plans_mutex;
+std::map<ConvKey, std::unique_ptr<ConvPlan>>& plans() {
+  static std::map<ConvKey, std::unique_ptr<ConvPlan>> cache;
+  return cache;
+}
+
+// The plan for x [N, H, W, C], filter [O, KH, KW, C] and output y; the caller holds plans_mutex.
+ConvPlan& plan_for(Context& ctx, const Shape& x, const Shape& w, const Shape& y, DType dtype, const Conv2dGeometry& g) {
+  const ConvKey key{ctx.gpu_index(),
+                    {x[0], x[1], x[2], x[3], w[0], w[1], w[2], g.stride_h, g.stride_w, g.pad_h, g.pad_w},
+                    dtype,
+                    ctx.precision()};
+  std::unique_ptr<ConvPlan>& slot = plans()[key];
+  if (slot) return *slot;
+  auto plan = std::make_unique<ConvPlan>();
+  const cudnnDataType_t type = cudnn_type(dtype);
+  CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->x));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NHWC, type, to_int(x[0]), to_int(x[3]), to_int(x[1]),
+                                         to_int(x[2])));
+  CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->y));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NHWC, type, to_int(y[0]), to_int(y[3]), to_int(y[1]),
+                                         to_int(y[2])));
+  CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan->w));
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, type, CUDNN_TENSOR_NHWC, to_int(w[0]), to_int(w[3]), to_int(w[1]),
+                                         to_int(w[2])));
+  CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&plan->conv));
+  CUDNN_CHECK(cudnnSetConvolution2dDescriptor(plan->conv, to_int(g.pad_h), to_int(g.pad_w), to_int(g.stride_h),
+                                              to_int(g.stride_w), 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+  plan->exact_fp32 = dtype == DType::F32 && ctx.precision() == Precision::FP32;
+  const cudnnMathType_t math = dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH
+                               : plan->exact_fp32   ? CUDNN_FMA_MATH
+                                                    : CUDNN_DEFAULT_MATH;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, math));
+  slot = std::move(plan);
+  return *slot;
+}
+
+// The fastest measured algorithm that succeeded within the workspace cap. With exact fp32 the math is
+// pinned to FMA whatever cuDNN reports, so no TF32 kernel can be chosen later.
+template <class Algo, class Perf>
+Choice<Algo> fastest(const std::vector<Perf>& results, int returned, bool exact_fp32, const char* what) {
+  for (int i = 0; i < returned; ++i) {
+    const Perf& r = results[size_t(i)];
+    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspaceBytes) continue;
+    return Choice<Algo>{true, r.algo, exact_fp32 ? CUDNN_FMA_MATH : r.mathType, r.memory};
+  }
+  throw Error(std::string("conv2d: cuDNN found no ") + what + " algorithm for this shape within the workspace cap");
+}
+
+__global__ void accumulate_bf16_kernel(const bf16* source, float* target, int64_t n) {
+  CUFACE_KERNEL_LOOP(i, n) target[i] += to_float(source[i]);
+}
+
+}  // namespace
+
+void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, Tensor& y, const Conv2dGeometry& geometry) {
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  ConvPlan& plan = plan_for(ctx, x.shape(), w.shape(), y.shape(), x.dtype(), geometry);
+  cudnnHandle_t handle = ctx.cuda().cudnn;
+  if (!plan.forward.found) {
+    int count = 0, returned = 0;
+    CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &count));
+    std::vector<cudnnConvolutionFwdAlgoPerf_t> results(static_cast<size_t>(count));
+    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+        handle, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.y, y.raw(), count, &returned, results.data(),
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
+    plan.forward = fastest<cudnnConvolutionFwdAlgo_t>(results, returned, plan.exact_fp32, "forward");
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
+  CUDNN_CHECK(cudnnConvolutionForward(handle, &alpha, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.forward.algo,
+                                      ctx.cuda().workspace_bytes(plan.forward.workspace), plan.forward.workspace, &beta,
+                                      plan.y, y.raw()));
+}
+
+void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dGeometry& geometry) {
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  ConvPlan& plan = plan_for(ctx, dx.shape(), w.shape(), dy.shape(), dx.dtype(), geometry);
+  cudnnHandle_t handle = ctx.cuda().cudnn;
+  if (!plan.backward_data.found) {
+    int count = 0, returned = 0;
+    CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &count));
+    std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(static_cast<size_t>(count));
+    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+        handle, plan.w, w.raw(), plan.y, dy.raw(), plan.conv, plan.x, dx.raw(), count, &returned, results.data(),
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
+    plan.backward_data = fastest<cudnnConvolutionBwdDataAlgo_t>(results, returned, plan.exact_fp32, "backward-data");
+  }
+  const float alpha = 1.0f, beta = 0.0f;
+  CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data.math));
+  CUDNN_CHECK(cudnnConvolutionBackwardData(
+      handle, &alpha, plan.w, w.raw(), plan.y, dy.raw(), plan.conv, plan.backward_data.algo,
+      ctx.cuda().workspace_bytes(plan.backward_data.workspace), plan.backward_data.workspace, &beta, plan.x, dx.raw()));
+}
+
+void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Tensor& dw,
+                            const Conv2dGeometry& geometry) {
+  std::lock_guard<std::mutex> lock(plans_mutex);
+  ConvPlan& plan = plan_for(ctx, x.shape(), dw.shape(), dy.shape(), x.dtype(), geometry);
+  cudnnHandle_t handle = ctx.cuda().cudnn;
+  // bf16 data: dW in bf16 goes to a scratch tensor first (see the top of this file). The search also
+  // writes its trial results there, never into the accumulated gradient.
+  const bool via_scratch = x.dtype() == DType::BF16;
+  Tensor scratch;
+  if (via_scratch || !plan.backward_filter.found) scratch = Tensor::empty(dw.shape(), x.dtype(), Device::CUDA);
+  if (!plan.backward_filter.found) {
+    int count = 0, returned = 0;
+    CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &count));
+    std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(static_cast<size_t>(count));
+    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+        handle, plan.x, x.raw(), plan.y, dy.raw(), plan.conv, plan.w, scratch.raw(), count, &returned, results.data(),
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
+    plan.backward_filter =
+        fastest<cudnnConvolutionBwdFilterAlgo_t>(results, returned, plan.exact_fp32, "backward-filter");
+  }
+  const float alpha = 1.0f, beta = via_scratch ? 0.0f : 1.0f;  // f32: accumulate straight into dw
+  void* target = via_scratch ? scratch.raw() : dw.raw();
+  CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_filter.math));
+  CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle, &alpha, plan.x, x.raw(), plan.y, dy.raw(), plan.conv,
+                                             plan.backward_filter.algo,
+                                             ctx.cuda().workspace_bytes(plan.backward_filter.workspace),
+                                             plan.backward_filter.workspace, &beta, plan.w, target));
+  if (via_scratch) {
+    const int64_t n = dw.numel();
+    accumulate_bf16_kernel<<<grid_for(n, 256), 256, 0, cuda_stream(ctx)>>>(scratch.data<bf16>(), dw.data<float>(), n);
+    CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace cuface::cuda

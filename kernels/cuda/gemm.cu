@@ -1,0 +1,97 @@
+// CUDA GEMM: cuBLAS on the context's stream; the CPU twin is kernels/cpu/gemm.cpp.
+//
+// cuBLAS is column-major. A row-major [r, c] matrix is the same memory as a column-major [c, r] one,
+// i.e. its transpose, so the row-major C = op(A) op(B) is computed as the column-major
+// C^T = op(B)^T op(A)^T: swap the operands, swap m and n, keep each operand's transpose flag.
+//
+// Precision (ctx.precision()): fp32 computes exactly in fp32; tf32 lets tensor cores round the f32
+// inputs to TF32; bf16 multiplies bf16 copies of A and B (f32 operands are converted into the
+// context's workspace) with fp32 accumulation, writing C as f32 or bf16. bf16 operands are used as
+// given under any precision.
+#include <climits>
+
+#include "engine/cuda_context.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+
+namespace cuface::cuda {
+
+namespace {
+
+cudaDataType_t cuda_type(DType dtype) { return dtype == DType::BF16 ? CUDA_R_16BF : CUDA_R_32F; }
+
+int to_int(int64_t value, const char* what) {
+  CUFACE_CHECK(value <= INT_MAX, std::string("gemm: ") + what + " = " + std::to_string(value) +
+                                     " exceeds cuBLAS's 32-bit sizes");
+  return int(value);
+}
+
+// The operands as cuBLAS will read them: in bf16 when the precision or either operand asks for it.
+struct GemmOperands {
+  const void* a;
+  const void* b;
+  cudaDataType_t input_type;
+  cublasComputeType_t compute;
+};
+
+GemmOperands prepare_operands(Context& ctx, const Tensor& a, const Tensor& b) {
+  const bool bf16_inputs =
+      ctx.precision() == Precision::BF16 || a.dtype() == DType::BF16 || b.dtype() == DType::BF16;
+  if (!bf16_inputs) {
+    const cublasComputeType_t compute =
+        ctx.precision() == Precision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    return {a.raw(), b.raw(), CUDA_R_32F, compute};
+  }
+  // Convert the f32 operands into one workspace request: A's copy first, B's at a 256-byte boundary.
+  auto converted_bytes = [](const Tensor& t) {
+    return t.dtype() == DType::F32 ? (size_t(t.numel()) * sizeof(bf16) + 255) / 256 * 256 : 0;
+  };
+  char* workspace = static_cast<char*>(ctx.cuda().workspace_bytes(converted_bytes(a) + converted_bytes(b)));
+  auto as_bf16 = [&](const Tensor& t, char* where) -> const void* {
+    if (t.dtype() == DType::BF16) return t.raw();
+    Tensor copy = Tensor::from_blob(where, t.shape(), DType::BF16, Device::CUDA);
+    cuda::cast(ctx, t, copy);
+    return where;
+  };
+  const void* a16 = as_bf16(a, workspace);
+  const void* b16 = as_bf16(b, workspace + converted_bytes(a));
+  return {a16, b16, CUDA_R_16BF, CUBLAS_COMPUTE_32F};
+}
+
+void run(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
+         Tensor& c, bool batched) {
+  const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, batched);
+  if (d.batch == 0 || d.m == 0 || d.n == 0) return;
+  const GemmOperands op = prepare_operands(ctx, a, b);
+  // Leading dimensions are the stored row lengths (at least 1, as cuBLAS requires even when k = 0).
+  const int lda = to_int(std::max<int64_t>(a.size(-1), 1), "lda");
+  const int ldb = to_int(std::max<int64_t>(b.size(-1), 1), "ldb");
+  const int ldc = to_int(d.n, "ldc");
+  const int m = to_int(d.m, "m"), n = to_int(d.n, "n"), k = to_int(d.k, "k");
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasHandle_t handle = ctx.cuda().cublas;
+  if (!batched) {
+    CUBLAS_CHECK(cublasGemmEx(handle, op_b, op_a, n, m, k, &alpha, op.b, op.input_type, ldb, op.a, op.input_type,
+                              lda, &beta, c.raw(), cuda_type(c.dtype()), ldc, op.compute, CUBLAS_GEMM_DEFAULT));
+    return;
+  }
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, op_b, op_a, n, m, k, &alpha, op.b, op.input_type, ldb, d.k * d.n,
+                                          op.a, op.input_type, lda, d.m * d.k, &beta, c.raw(), cuda_type(c.dtype()),
+                                          ldc, d.m * d.n, to_int(d.batch, "batch"), op.compute,
+                                          CUBLAS_GEMM_DEFAULT));
+}
+
+}  // namespace
+
+void gemm(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
+          Tensor& c) {
+  run(ctx, trans_a, trans_b, alpha, a, b, beta, c, false);
+}
+
+void gemm_batched(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
+                  float beta, Tensor& c) {
+  run(ctx, trans_a, trans_b, alpha, a, b, beta, c, true);
+}
+
+}  // namespace cuface::cuda

@@ -1,0 +1,115 @@
+// CUDA Partial FC class selection (keys, CUB radix sort, scan, compaction; no host synchronisation)
+// and row gather/scatter. The CPU twin is kernels/cpu/partial_fc.cpp; the selection rule is in
+// kernels/partial_fc.h.
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_scan.cuh>
+
+#include "engine/cuda_context.h"
+#include "engine/philox.h"
+#include "kernels/partial_fc.h"
+
+namespace cuface::cuda {
+
+namespace {
+constexpr int kBlock = 256;
+
+__global__ void mark_positives_kernel(const int32_t* labels, int64_t rows, int64_t classes, int32_t* chosen) {
+  CUFACE_KERNEL_LOOP(i, rows) {
+    if (labels[i] >= 0 && labels[i] < classes) chosen[labels[i]] = 1;
+  }
+}
+
+__global__ void class_keys_kernel(const int32_t* positive, uint64_t seed, uint64_t step, int64_t classes,
+                                  uint64_t* keys) {
+  CUFACE_KERNEL_LOOP(c, classes) {
+    const uint64_t random = philox_block(seed, step, uint64_t(c) / 4).v[c % 4];
+    keys[c] = positive[c] ? uint64_t(c) : (uint64_t(1) << 63) | (random << 31) | uint64_t(c);
+  }
+}
+
+__global__ void mark_sampled_kernel(const uint64_t* sorted_keys, int64_t sample, int32_t* chosen) {
+  CUFACE_KERNEL_LOOP(k, sample) chosen[sorted_keys[k] & 0x7fffffffu] = 1;
+}
+
+__global__ void compact_kernel(const int32_t* chosen, const int32_t* position, int64_t classes, int32_t* index) {
+  CUFACE_KERNEL_LOOP(c, classes) {
+    if (chosen[c]) index[position[c]] = int32_t(c);
+  }
+}
+
+__global__ void remap_labels_kernel(const int32_t* labels, const int32_t* position, int64_t rows, int64_t classes,
+                                    int32_t sample, int32_t* remapped) {
+  CUFACE_KERNEL_LOOP(i, rows) {
+    const int32_t y = labels[i];
+    remapped[i] = y == -1 ? -1 : (y >= 0 && y < classes ? position[y] : sample);  // sample = out of range
+  }
+}
+
+__global__ void gather_rows_kernel(const float* source, const int32_t* index, float* destination, int64_t count,
+                                   int64_t dim) {
+  CUFACE_KERNEL_LOOP(e, count * dim) destination[e] = source[int64_t(index[e / dim]) * dim + e % dim];
+}
+
+__global__ void scatter_add_rows_kernel(const float* source, const int32_t* index, float* destination, int64_t count,
+                                        int64_t dim) {
+  CUFACE_KERNEL_LOOP(e, count * dim) destination[int64_t(index[e / dim]) * dim + e % dim] += source[e];
+}
+
+size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
+}  // namespace
+
+void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step, Tensor& index,
+                    Tensor& sampled_labels) {
+  cudaStream_t stream = cuda_stream(ctx);
+  const int64_t rows = labels.numel(), sample = index.numel();
+  const int n = int(classes);
+  // CUB's scratch sizes first, then one workspace: keys in, keys out, chosen flags, positions, CUB temp.
+  size_t sort_bytes = 0, scan_bytes = 0;
+  CUDA_CHECK(cub::DeviceRadixSort::SortKeys(nullptr, sort_bytes, static_cast<const uint64_t*>(nullptr),
+                                            static_cast<uint64_t*>(nullptr), n, 0, 64, stream));
+  CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, static_cast<const int32_t*>(nullptr),
+                                           static_cast<int32_t*>(nullptr), n, stream));
+  const size_t key_bytes = align_up(size_t(classes) * sizeof(uint64_t));
+  const size_t flag_bytes = align_up(size_t(classes) * sizeof(int32_t));
+  const size_t temp_bytes = std::max(sort_bytes, scan_bytes);
+  char* workspace = static_cast<char*>(ctx.cuda().workspace_bytes(2 * key_bytes + 2 * flag_bytes + temp_bytes));
+  uint64_t* keys = reinterpret_cast<uint64_t*>(workspace);
+  uint64_t* sorted = reinterpret_cast<uint64_t*>(workspace + key_bytes);
+  int32_t* chosen = reinterpret_cast<int32_t*>(workspace + 2 * key_bytes);
+  int32_t* position = reinterpret_cast<int32_t*>(workspace + 2 * key_bytes + flag_bytes);
+  void* temp = workspace + 2 * key_bytes + 2 * flag_bytes;
+
+  CUDA_CHECK(cudaMemsetAsync(chosen, 0, size_t(classes) * sizeof(int32_t), stream));
+  mark_positives_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(labels.data<int32_t>(), rows, classes, chosen);
+  class_keys_kernel<<<grid_for(classes, kBlock), kBlock, 0, stream>>>(chosen, seed, step, classes, keys);
+  CUDA_CHECK_LAUNCH();
+  size_t bytes = sort_bytes;
+  CUDA_CHECK(cub::DeviceRadixSort::SortKeys(temp, bytes, keys, sorted, n, 0, 64, stream));
+  CUDA_CHECK(cudaMemsetAsync(chosen, 0, size_t(classes) * sizeof(int32_t), stream));
+  mark_sampled_kernel<<<grid_for(sample, kBlock), kBlock, 0, stream>>>(sorted, sample, chosen);
+  CUDA_CHECK_LAUNCH();
+  bytes = scan_bytes;
+  CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, bytes, chosen, position, n, stream));
+  compact_kernel<<<grid_for(classes, kBlock), kBlock, 0, stream>>>(chosen, position, classes, index.data<int32_t>());
+  remap_labels_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(labels.data<int32_t>(), position, rows, classes,
+                                                                      int32_t(sample), sampled_labels.data<int32_t>());
+  CUDA_CHECK_LAUNCH();
+}
+
+void gather_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination) {
+  const int64_t count = index.numel(), dim = source.size(1);
+  if (count * dim == 0) return;
+  gather_rows_kernel<<<grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
+      source.data<float>(), index.data<int32_t>(), destination.data<float>(), count, dim);
+  CUDA_CHECK_LAUNCH();
+}
+
+void scatter_add_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination) {
+  const int64_t count = index.numel(), dim = source.size(1);
+  if (count * dim == 0) return;
+  scatter_add_rows_kernel<<<grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
+      source.data<float>(), index.data<int32_t>(), destination.data<float>(), count, dim);
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cuface::cuda

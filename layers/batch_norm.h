@@ -1,0 +1,63 @@
+// BatchNorm over the channel (last) axis of [N, H, W, C] (BatchNorm2d) or [N, C] (BatchNorm1d)
+// activations; the math is in kernels/batchnorm.h.
+//
+//   training:   normalise with the batch statistics, update the running ones, save x, the batch
+//               mean and invstd (and y when ReLU is fused) for backward;
+//   evaluation: normalise with the running statistics; backward then treats them as constants.
+//
+// Options:
+//   momentum  PyTorch's convention: running = (1 - momentum) * running + momentum * batch, default
+//             0.1. TensorFlow/Keras state the same thing as decay = 1 - momentum: the original
+//             project's "BN decay 0.997" is momentum 0.003 here.
+//   eps       added to the variance, default 1e-5 (PyTorch's and the original project's).
+//   affine    learn a per-channel scale and shift (gamma, beta); off: y = xhat.
+//   fixed_scale  gamma exists (as "weight", value 1) but is never trained: InsightFace's final
+//             embedding BatchNorm1d, whose weight has requires_grad = False. Implies affine.
+//   relu      fuse max(y, 0) into forward and its mask into backward (ResNet's conv -> BN -> ReLU);
+//             the mask is read from the saved output y, so nothing extra is stored.
+//
+// Parameters, named as torchvision's state_dict names them:
+//   weight [C] (gamma, ones), bias [C] (beta, zeros): trainable, no weight decay;
+//   running_mean [C] (zeros), running_var [C] (ones): buffers;
+//   num_batches_tracked: buffer, an i32 scalar (shape [], one element) counting training forwards.
+//   torchvision stores it as an int64 scalar; checkpoint code converts (the count fits 31 bits for
+//   any real run). Without affine only the three buffers exist, as in PyTorch.
+#pragma once
+#include "layers/layer.h"
+
+namespace cuface {
+
+struct BatchNormOptions {
+  float eps = 1e-5f;
+  float momentum = 0.1f;
+  bool affine = true;
+  bool fixed_scale = false;
+  bool relu = false;
+};
+
+class BatchNorm : public Layer {
+ public:
+  explicit BatchNorm(int64_t channels, BatchNormOptions options = {});
+  const char* type() const override { return "BatchNorm"; }
+
+  Tensor forward(Context& ctx, const Tensor& x) override;
+  Tensor backward(Context& ctx, const Tensor& dy) override;
+
+  int64_t channels() const { return channels_; }
+  const BatchNormOptions& options() const { return options_; }
+  Parameter& weight() { return weight_; }
+  Parameter& bias() { return bias_; }
+  Parameter& running_mean() { return running_mean_; }
+  Parameter& running_var() { return running_var_; }
+  Parameter& num_batches_tracked() { return num_batches_tracked_; }
+
+ private:
+  int64_t channels_;
+  BatchNormOptions options_;
+  Parameter weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+  // Saved by forward for backward.
+  Tensor x_, y_, mean_, invstd_;
+  bool used_batch_stats_ = false;
+};
+
+}  // namespace cuface

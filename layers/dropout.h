@@ -1,0 +1,41 @@
+// Dropout (inverted: kept values are scaled by 1 / (1 - p), so evaluation is the identity). The mask
+// of a training forward is a pure function of (seed, step, element index) (kernels/dropout.h), the
+// same on CPU and CUDA.
+//
+// The step counter: each training forward draws the mask of the current step, then advances it by
+// one; backward recomputes the mask of the step its forward used (no mask is stored). set_step(n)
+// sets the step the next training forward uses: resuming a run at training step n gives the masks
+// the uninterrupted run would have drawn, and forwarding twice at the same step draws the same mask
+// (what a finite-difference gradient check needs). Evaluation mode, and p = 0, return x unchanged
+// and leave the counter alone.
+//
+// Layers with the same seed draw the same masks: give each Dropout of a model its own seed (and each
+// data-parallel rank its own, so that ranks do not drop the same units).
+#pragma once
+#include <cstdint>
+
+#include "layers/layer.h"
+
+namespace cuface {
+
+class Dropout : public Layer {
+ public:
+  Dropout(float p, uint64_t seed);
+  const char* type() const override { return "Dropout"; }
+  Tensor forward(Context& ctx, const Tensor& x) override;
+  Tensor backward(Context& ctx, const Tensor& dy) override;
+
+  float p() const { return p_; }
+  uint64_t seed() const { return seed_; }
+  uint64_t step() const { return step_; }  // the step the next training forward will use
+  void set_step(uint64_t step) { step_ = step; }
+
+ private:
+  float p_;
+  uint64_t seed_;
+  uint64_t step_ = 0;
+  bool dropped_ = false;    // whether the last forward applied a mask (training and p > 0)
+  uint64_t mask_step_ = 0;  // the step it used
+};
+
+}  // namespace cuface

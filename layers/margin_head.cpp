@@ -1,0 +1,124 @@
+#include "layers/margin_head.h"
+
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/l2norm.h"
+#include "kernels/partial_fc.h"
+#include "kernels/random.h"
+
+namespace cuface {
+
+MarginHead::MarginHead(int64_t classes, int64_t features, const MarginHeadOptions& options) : options_(options) {
+  CUFACE_CHECK(classes > 0 && features > 0, "MarginHead: classes and features must be positive");
+  CUFACE_CHECK(options.sample_rate > 0.0f && options.sample_rate <= 1.0f,
+               "MarginHead: --sample-rate must be in (0, 1], got " + std::to_string(options.sample_rate));
+  CUFACE_CHECK(options.margin.s > 0.0f, "MarginHead: scale s must be positive");
+  weight_.name = "weight";
+  weight_.value = Tensor::empty({classes, features});
+  Context cpu(Device::CPU);
+  fill_normal(cpu, weight_.value, options.seed, 0, 0.0f, 0.01f);
+  register_parameter(weight_);
+}
+
+void MarginHead::check_input(const Tensor& x) const {
+  CUFACE_CHECK(x.defined() && x.rank() == 2 && x.size(1) == weight_.value.size(1) && x.dtype() == DType::F32,
+               "MarginHead: expected x f32 [N, " + std::to_string(weight_.value.size(1)) + "], got " +
+                   (x.defined() ? x.str() : "undefined"));
+  check_same_device(x, weight_.value, "MarginHead");
+}
+
+Tensor MarginHead::forward(Context& ctx, const Tensor& x) {
+  check_input(x);
+  const Device device = x.device();
+  Tensor x_hat = Tensor::empty(x.shape(), DType::F32, device), x_norms = Tensor::empty({x.size(0)}, DType::F32, device);
+  Tensor w_hat = Tensor::empty(weight_.value.shape(), DType::F32, device);
+  Tensor w_norms = Tensor::empty({classes()}, DType::F32, device);
+  l2norm_forward(ctx, x, x_hat, x_norms);
+  l2norm_forward(ctx, weight_.value, w_hat, w_norms);
+  Tensor cos = Tensor::empty({x.size(0), classes()}, DType::F32, device);
+  gemm(ctx, false, true, 1.0f, x_hat, w_hat, 0.0f, cos);
+  return cos;
+}
+
+Tensor MarginHead::forward(Context& ctx, const Tensor& x, const Tensor& labels) {
+  check_input(x);
+  CUFACE_CHECK(labels.defined() && labels.dtype() == DType::I32 && labels.shape() == Shape{x.size(0)},
+               "MarginHead: expected labels i32 [" + std::to_string(x.size(0)) + "]");
+  check_same_device(x, labels, "MarginHead labels");
+  const Device device = x.device();
+  const int64_t rows = x.size(0), dim = x.size(1);
+
+  x_ = x;
+  x_hat_ = Tensor::empty({rows, dim}, DType::F32, device);
+  x_norms_ = Tensor::empty({rows}, DType::F32, device);
+  l2norm_forward(ctx, x, x_hat_, x_norms_);
+
+  if (sampling()) {
+    const int64_t sample = partial_fc_sample_count(classes(), rows, options_.sample_rate);
+    index_ = Tensor::empty({sample}, DType::I32, device);
+    labels_ = Tensor::empty({rows}, DType::I32, device);
+    select_classes(ctx, labels, classes(), options_.seed, sampling_step_ + 1, index_, labels_);
+    ++sampling_step_;
+    centres_ = Tensor::empty({sample, dim}, DType::F32, device);
+    gather_rows(ctx, weight_.value, index_, centres_);
+  } else {
+    index_ = Tensor();
+    labels_ = labels;
+    centres_ = weight_.value;
+  }
+  const int64_t centres = centres_.size(0);
+  centre_norms_ = Tensor::empty({centres}, DType::F32, device);
+  cos_ = Tensor::empty({rows, centres}, DType::F32, device);
+  if (ctx.precision() == Precision::BF16 && device == Device::CUDA) {
+    // bf16 GEMM operands, written directly by the normalisation; cosines and all that follows in fp32.
+    centres_hat_ = Tensor::empty({centres, dim}, DType::BF16, device);
+    Tensor x_hat_bf16 = Tensor::empty({rows, dim}, DType::BF16, device);
+    cast(ctx, x_hat_, x_hat_bf16);
+    l2norm_forward(ctx, centres_, centres_hat_, centre_norms_);
+    gemm(ctx, false, true, 1.0f, x_hat_bf16, centres_hat_, 0.0f, cos_);
+  } else {
+    centres_hat_ = Tensor::empty({centres, dim}, DType::F32, device);
+    l2norm_forward(ctx, centres_, centres_hat_, centre_norms_);
+    gemm(ctx, false, true, 1.0f, x_hat_, centres_hat_, 0.0f, cos_);
+  }
+
+  row_stats_ = Tensor::empty({rows, kRowStatColumns}, DType::F32, device);
+  stats_ = Tensor::empty({kStatCount}, DType::F32, device);
+  margin_softmax_ce(ctx, cos_, labels_, options_.margin, row_stats_);  // cos_ now holds dL/dcos
+  reduce_row_stats(ctx, labels_, row_stats_, stats_);
+  return stats_.slice(0, 1);
+}
+
+Tensor MarginHead::backward(Context& ctx) {
+  CUFACE_CHECK(cos_.defined(), "MarginHead: backward without a training forward");
+  const Device device = x_.device();
+  // W^ in fp32: kept from forward, or recomputed when forward used a bf16 copy.
+  Tensor centres_hat = centres_hat_;
+  if (centres_hat.dtype() != DType::F32) {
+    centres_hat_ = Tensor();
+    centres_hat = Tensor::empty(centres_.shape(), DType::F32, device);
+    l2norm_forward(ctx, centres_, centres_hat, centre_norms_);
+  }
+  // dx^ = dcos W^, then dx = (dx^ - x^ <x^, dx^>) / |x| in place.
+  Tensor dx = Tensor::empty(x_.shape(), DType::F32, device);
+  gemm(ctx, false, false, 1.0f, cos_, centres_hat, 0.0f, dx);
+  l2norm_backward(ctx, x_, x_norms_, dx, dx, false);
+
+  if (!frozen_) {
+    // dW^ = dcos^T x^ over the W^ buffer (the GEMM above has read it; same stream), then through the
+    // normalisation of the rows of W: straight into W.grad, or via the sampled rows under Partial FC.
+    Tensor& d_centres_hat = centres_hat;
+    gemm(ctx, true, false, 1.0f, cos_, x_hat_, 0.0f, d_centres_hat);
+    if (sampling()) {
+      l2norm_backward(ctx, centres_, centre_norms_, d_centres_hat, d_centres_hat, false);
+      scatter_add_rows(ctx, d_centres_hat, index_, weight_.grad);
+    } else {
+      l2norm_backward(ctx, centres_, centre_norms_, d_centres_hat, weight_.grad, true);
+    }
+  }
+  // Nothing of this step is needed any more (the statistics stay for stats()).
+  x_ = x_hat_ = x_norms_ = centres_ = centres_hat_ = centre_norms_ = cos_ = labels_ = index_ = row_stats_ = Tensor();
+  return dx;
+}
+
+}  // namespace cuface

@@ -1,0 +1,283 @@
+// GEMM against a naive float64 reference: the raw CPU sgemm (transposes, odd sizes that cross every
+// blocking boundary, alpha/beta, leading dimensions, threads) and the tensor API on both backends.
+//
+// Error bounds (norm-wise relative, ||C - C_ref|| / ||C_ref||):
+//   fp32: each output is a sum of k products accumulated in float; with random signs the rounding
+//         error grows like sqrt(k) * 2^-24 ~ 2e-6 at k = 4096, so 1e-5 has margin yet catches any
+//         wrong element (one misplaced product in 33 already gives ~1e-1).
+//   tf32: inputs rounded to 10-bit mantissas (2^-11 relative each): ~5e-4 typical, bound 5e-3.
+//   bf16: inputs rounded to 7-bit mantissas (2^-8 each): ~4e-3 typical, bound 2e-2.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <tuple>
+#include <vector>
+
+#include "common/backends.h"
+#include "common/reference.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+
+namespace cuface {
+namespace {
+
+constexpr double kFp32Bound = 1e-5;
+
+// C = alpha * op(A) * op(B) + beta * C in float64, row-major with leading dimensions; beta == 0
+// ignores C (it may hold NaN).
+std::vector<double> reference_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha,
+                                   const float* a, int64_t lda, const float* b, int64_t ldb, double beta,
+                                   const float* c, int64_t ldc) {
+  std::vector<double> out(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double sum = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        const double av = trans_a ? a[p * lda + i] : a[i * lda + p];
+        const double bv = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+        sum += av * bv;
+      }
+      out[size_t(i * n + j)] = alpha * sum + (beta == 0 ? 0.0 : beta * c[i * ldc + j]);
+    }
+  return out;
+}
+
+// The m x n block of a row-major buffer with leading dimension ld, as doubles.
+std::vector<double> block(const float* c, int64_t m, int64_t n, int64_t ld) {
+  std::vector<double> out(size_t(m * n));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) out[size_t(i * n + j)] = c[i * ld + j];
+  return out;
+}
+
+std::vector<float> random_values(int64_t count, uint64_t seed) {
+  Tensor t = testing::random_tensor({std::max<int64_t>(count, 1)}, seed);
+  return std::vector<float>(t.data<float>(), t.data<float>() + count);
+}
+
+// Runs sgemm on random operands (stored with the given padding beyond each row) and returns the
+// norm-wise relative error against the float64 reference. Checks that padding is left untouched.
+double sgemm_error(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+                   int64_t pad = 0, uint64_t seed = 1) {
+  const int64_t lda = (trans_a ? m : k) + pad, ldb = (trans_b ? k : n) + pad, ldc = n + pad;
+  const std::vector<float> a = random_values((trans_a ? k : m) * lda, seed);
+  const std::vector<float> b = random_values((trans_b ? n : k) * ldb, seed + 1);
+  std::vector<float> c = random_values(m * ldc, seed + 2);
+  if (beta == 0.0f)  // beta == 0 must overwrite C without reading it
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[size_t(i * ldc + j)] = NAN;
+  const std::vector<float> before = c;
+  const std::vector<double> expected =
+      reference_gemm(trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  sgemm(trans_a, trans_b, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = n; j < ldc; ++j)
+      EXPECT_EQ(c[size_t(i * ldc + j)], before[size_t(i * ldc + j)]) << "padding at row " << i << " overwritten";
+  return testing::relative_error(block(c.data(), m, n, ldc), expected);
+}
+
+class SgemmTranspose : public ::testing::TestWithParam<std::tuple<bool, bool>> {};
+
+TEST_P(SgemmTranspose, OddSizesMatchDoubleReference) {
+  const auto [trans_a, trans_b] = GetParam();
+  for (int64_t m : {1, 7, 33, 257})
+    for (int64_t n : {1, 7, 33, 257})
+      for (int64_t k : {1, 7, 33, 257})
+        EXPECT_LT(sgemm_error(trans_a, trans_b, m, n, k, 1.0f, 0.0f), kFp32Bound) << m << "x" << n << "x" << k;
+}
+
+TEST_P(SgemmTranspose, LargerSizesCrossEveryBlockBoundary) {
+  const auto [trans_a, trans_b] = GetParam();
+  // 300x500x129: several row strips and column blocks; 2100 rows cross the A~ block (MC = 768) on any thread count;
+  // k = 800 crosses the depth block (KC <= 384, so beta must apply once); n = 700 crosses NC.
+  EXPECT_LT(sgemm_error(trans_a, trans_b, 300, 500, 129, 1.0f, 0.0f), kFp32Bound);
+  EXPECT_LT(sgemm_error(trans_a, trans_b, 2100, 40, 800, 0.75f, -0.5f), kFp32Bound);
+  EXPECT_LT(sgemm_error(trans_a, trans_b, 30, 700, 400, 1.0f, 1.0f), kFp32Bound);
+}
+
+TEST_P(SgemmTranspose, LeadingDimensionsAddressSubMatrices) {
+  const auto [trans_a, trans_b] = GetParam();
+  EXPECT_LT(sgemm_error(trans_a, trans_b, 37, 45, 29, 1.0f, 0.0f, /*pad=*/5), kFp32Bound);
+  EXPECT_LT(sgemm_error(trans_a, trans_b, 130, 67, 400, -1.0f, 0.5f, /*pad=*/3), kFp32Bound);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllTransposes, SgemmTranspose, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param) ? "At" : "A") +
+                                  (std::get<1>(info.param) ? "Bt" : "B");
+                         });
+
+TEST(Sgemm, AlphaBetaVariants) {
+  for (auto [alpha, beta] : {std::pair{1.0f, 0.0f}, {0.5f, 0.0f}, {1.0f, 1.0f}, {-2.0f, 0.25f}, {0.0f, 3.0f}})
+    EXPECT_LT(sgemm_error(false, false, 45, 70, 50, alpha, beta), kFp32Bound) << alpha << " " << beta;
+}
+
+TEST(Sgemm, ZeroDepthScalesC) {
+  std::vector<float> c = {1, NAN, 3, 4};
+  sgemm(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 0.0f, c.data(), 2);  // beta = 0: zeros, NaN gone
+  EXPECT_EQ(c, (std::vector<float>{0, 0, 0, 0}));
+  c = {1, 2, 3, 4};
+  sgemm(false, false, 2, 2, 0, 1.0f, nullptr, 1, nullptr, 2, 2.0f, c.data(), 2);
+  EXPECT_EQ(c, (std::vector<float>{2, 4, 6, 8}));
+}
+
+TEST(Sgemm, OneThreadAndInsideAParallelRegionGiveTheSameResult) {
+  const int64_t m = 150, n = 90, k = 300;
+  const std::vector<float> a = random_values(m * k, 11), b = random_values(k * n, 12);
+  std::vector<float> team(size_t(m * n)), single(size_t(m * n));
+  sgemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, team.data(), n);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  sgemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, single.data(), n);
+  omp_set_num_threads(threads);
+  EXPECT_EQ(team, single);  // the split changes who computes a tile, not the order of its sums
+
+  // Each thread of an outer region runs its own GEMM (e.g. one per image) on its own output.
+  std::vector<std::vector<float>> outputs(4, std::vector<float>(size_t(m * n)));
+#pragma omp parallel for num_threads(2)
+  for (int i = 0; i < 4; ++i)
+    sgemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, outputs[size_t(i)].data(), n);
+  for (const auto& out : outputs) EXPECT_EQ(out, single);
+}
+
+TEST(Sgemm, RejectsBadArguments) {
+  float x[4] = {};
+  EXPECT_THROW(sgemm(false, false, -1, 2, 2, 1.0f, x, 2, x, 2, 0.0f, x, 2), Error);
+  EXPECT_THROW(sgemm(false, false, 2, 2, 2, 1.0f, x, 1, x, 2, 0.0f, x, 2), Error);  // lda < k
+  EXPECT_THROW(sgemm(false, true, 2, 2, 3, 1.0f, x, 3, x, 2, 0.0f, x, 2), Error);   // ldb < k
+}
+
+// ---- tensor API on both backends ----------------------------------------------------------------
+
+class Gemm : public testing::BackendTest {
+ protected:
+  double bound() {
+    if (device() == Device::CPU) return kFp32Bound;  // the CPU always computes in fp32
+    switch (ctx().precision()) {
+      case Precision::FP32: return kFp32Bound;
+      case Precision::TF32: return 5e-3;
+      case Precision::BF16: return 2e-2;
+    }
+    return 0;
+  }
+  // Any f32/bf16 tensor, as a CPU f32 tensor.
+  Tensor host_f32(const Tensor& t) {
+    if (t.dtype() == DType::F32) return t.to(Device::CPU);
+    Tensor f = Tensor::empty(t.shape(), DType::F32, t.device());
+    cast(ctx(), t, f);
+    return f.to(Device::CPU);
+  }
+  // Runs gemm (or gemm_batched) with the tensors on this backend and returns the relative error.
+  double error(bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k, float alpha, float beta,
+               DType input_dtype = DType::F32, DType output_dtype = DType::F32) {
+    const bool batched = batch > 0;
+    auto shape = [&](int64_t rows, int64_t cols) { return batched ? Shape{batch, rows, cols} : Shape{rows, cols}; };
+    Tensor a = testing::random_tensor(shape(trans_a ? k : m, trans_a ? m : k), 21);
+    Tensor b = testing::random_tensor(shape(trans_b ? n : k, trans_b ? k : n), 22);
+    Tensor c0 = testing::random_tensor(shape(m, n), 23);
+    auto on_device = [&](const Tensor& t, DType dtype) {
+      Tensor there = t.to(device());
+      if (dtype == DType::F32) return there;
+      Tensor converted = Tensor::empty(t.shape(), dtype, device());
+      cast(ctx(), there, converted);
+      return converted;
+    };
+    Tensor da = on_device(a, input_dtype), db = on_device(b, input_dtype);
+    Tensor dc = on_device(c0, output_dtype);
+    if (beta == 0.0f) {
+      if (output_dtype == DType::F32) {
+        testing::poison(dc);  // every output must be written, and C's old NaN must not leak in
+      } else {
+        Tensor nan = Tensor::empty(dc.shape(), DType::F32, device());
+        testing::poison(nan);
+        cast(ctx(), nan, dc);
+      }
+    }
+    const Tensor c_start = host_f32(dc);  // what the kernel sees (bf16-rounded when C is bf16)
+    if (batched)
+      gemm_batched(ctx(), trans_a, trans_b, alpha, da, db, beta, dc);
+    else
+      gemm(ctx(), trans_a, trans_b, alpha, da, db, beta, dc);
+    ctx().synchronize();
+    const Tensor result = host_f32(dc);
+    const int64_t count = batched ? batch : 1;
+    std::vector<double> expected;
+    for (int64_t i = 0; i < count; ++i) {
+      const auto part = reference_gemm(trans_a, trans_b, m, n, k, alpha, a.data<float>() + i * m * k,
+                                       trans_a ? m : k, b.data<float>() + i * k * n, trans_b ? k : n, beta,
+                                       c_start.data<float>() + i * m * n, n);
+      expected.insert(expected.end(), part.begin(), part.end());
+    }
+    return testing::relative_error(testing::to_doubles(result), expected);
+  }
+};
+
+TEST_P(Gemm, EveryPrecisionMatchesDoubleReference) {
+  for (Precision precision : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    ctx().set_precision(precision);
+    for (auto [ta, tb] : {std::pair{false, false}, {false, true}, {true, false}, {true, true}}) {
+      EXPECT_LT(error(ta, tb, 0, 33, 65, 129, 1.0f, 0.0f), bound()) << precision_name(precision) << " " << ta << tb;
+      EXPECT_LT(error(ta, tb, 0, 300, 500, 129, 0.5f, 2.0f), bound()) << precision_name(precision) << " " << ta << tb;
+    }
+    EXPECT_LT(error(false, false, 0, 1, 7, 257, 1.0f, 0.0f), bound()) << precision_name(precision);
+  }
+}
+
+TEST_P(Gemm, BatchedMatchesDoubleReference) {
+  for (Precision precision : {Precision::FP32, Precision::TF32, Precision::BF16}) {
+    ctx().set_precision(precision);
+    EXPECT_LT(error(false, true, 3, 33, 17, 65, 1.0f, 0.0f), bound()) << precision_name(precision);
+    EXPECT_LT(error(true, false, 5, 7, 40, 33, -1.0f, 0.5f), bound()) << precision_name(precision);
+  }
+}
+
+TEST_P(Gemm, Bf16TensorsOnCuda) {
+  if (device() == Device::CPU) GTEST_SKIP() << "bf16 operands are a CUDA feature (the CPU GEMM is f32)";
+  ctx().set_precision(Precision::BF16);
+  EXPECT_LT(error(false, true, 0, 70, 90, 200, 1.0f, 0.0f, DType::BF16, DType::F32), 2e-2);
+  // bf16 output: the result itself is rounded to 8 bits (2^-9 relative) on top of the inputs' error.
+  EXPECT_LT(error(true, false, 0, 70, 90, 200, 1.0f, 1.0f, DType::BF16, DType::BF16), 2e-2);
+  EXPECT_LT(error(false, false, 4, 33, 40, 50, 1.0f, 0.0f, DType::F32, DType::BF16), 2e-2);
+}
+
+TEST_P(Gemm, RejectsBadShapesWithTheirNames) {
+  auto t = [&](Shape s) { return Tensor::zeros(s, DType::F32, device()); };
+  Tensor c = t({3, 5});
+  auto message = [&](auto&& call) -> std::string {
+    try {
+      call();
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "no error";
+  };
+  // inner dimensions: A [3, 4] times B [6, 5]
+  std::string what = message([&] { gemm(ctx(), false, false, 1.0f, t({3, 4}), t({6, 5}), 0.0f, c); });
+  EXPECT_NE(what.find("inner dimensions"), std::string::npos) << what;
+  EXPECT_NE(what.find("[3, 4]"), std::string::npos) << what;
+  EXPECT_NE(what.find("[6, 5]"), std::string::npos) << what;
+  // C of the wrong shape, wrong ranks, transposes taken into account
+  what = message([&] { gemm(ctx(), true, false, 1.0f, t({3, 4}), t({3, 5}), 0.0f, c); });  // op(A) is [4, 3]
+  EXPECT_NE(what.find("C must be [4, 5]"), std::string::npos) << what;
+  EXPECT_THROW(gemm(ctx(), false, false, 1.0f, t({2, 3, 4}), t({2, 4, 5}), 0.0f, c), Error);
+  EXPECT_THROW(gemm(ctx(), false, true, 1.0f, t({3, 4}), t({4, 5}), 0.0f, c), Error);
+  Tensor cb = t({2, 3, 5});
+  EXPECT_THROW(gemm_batched(ctx(), false, false, 1.0f, t({3, 4}), t({4, 5}), 0.0f, c), Error);
+  what = message([&] { gemm_batched(ctx(), false, false, 1.0f, t({3, 3, 4}), t({2, 4, 5}), 0.0f, cb); });
+  EXPECT_NE(what.find("batch sizes differ"), std::string::npos) << what;
+  EXPECT_NO_THROW(gemm_batched(ctx(), false, false, 1.0f, t({2, 3, 4}), t({2, 4, 5}), 0.0f, cb));
+  if (device() == Device::CPU) {
+    Tensor half = Tensor::zeros({3, 4}, DType::BF16);
+    what = message([&] { gemm(ctx(), false, false, 1.0f, half, t({4, 5}), 0.0f, c); });
+    EXPECT_NE(what.find("CPU operands must be f32"), std::string::npos) << what;
+  } else {
+    what = message([&] { gemm(ctx(), false, false, 1.0f, Tensor::zeros({3, 4}), t({4, 5}), 0.0f, c); });
+    EXPECT_NE(what.find("different devices"), std::string::npos) << what;
+  }
+}
+
+CUFACE_ON_EVERY_BACKEND(Gemm);
+
+}  // namespace
+}  // namespace cuface
