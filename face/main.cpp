@@ -1,12 +1,26 @@
 // cuface: train and evaluate face recognition networks. Each subcommand lives in face/cli/.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 
 #include "engine/error.h"
 #include "face/cli/commands.h"
 
+// OpenMP threads that finish a parallel loop spin while they wait for the next one. Beside the
+// loader's decode threads on a few cores that spinning starves the loader (6x slower training was
+// measured on 2 cores), so cuface asks for sleeping waits. libgomp reads the setting when it is
+// loaded, before main runs: set it and start the program again, once, unless the user chose.
+static void prefer_passive_openmp_waits(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: then carry on with the default policy
+}
+
 int main(int argc, char** argv) {
+  prefer_passive_openmp_waits(argv);
   CLI::App app{"cuface: a from-scratch face recognition trainer (ResNet-50 + ArcFace, CPU and CUDA)"};
   app.set_version_flag("--version", "cuface " CUFACE_VERSION);
   app.require_subcommand(1);
@@ -18,6 +32,8 @@ int main(int argc, char** argv) {
   cuface::cli::add_eval_fr_command(app);
   cuface::cli::add_eval_attr_command(app);
   cuface::cli::add_selfcheck_command(app);
+  cuface::cli::add_train_command(app);
+  cuface::cli::add_demo_command(app);
 
   // CLI11 reports an unknown subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {

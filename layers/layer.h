@@ -81,6 +81,7 @@ class Sequential : public Layer {
   }
   size_t size() const { return children_.size(); }
   Layer& operator[](size_t i) { return *children_[i].layer; }
+  const std::string& child_name(size_t i) const { return children_[i].name; }
 
   Tensor forward(Context& ctx, const Tensor& x) override;
   Tensor backward(Context& ctx, const Tensor& dy) override;

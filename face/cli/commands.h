@@ -8,10 +8,12 @@
 namespace cuface::cli {
 
 void add_info_command(CLI::App& app);
+void add_selfcheck_command(CLI::App& app);
 void add_pack_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
 void add_eval_fr_command(CLI::App& app);
 void add_eval_attr_command(CLI::App& app);
-void add_selfcheck_command(CLI::App& app);
 
 // The program's command line as typed (recorded in outputs such as a pack's sidecar).
 void set_command_line(int argc, char** argv);

@@ -1,0 +1,127 @@
+// `cuface train FR|Gender|Age|multi --train-sets A[,B] --out runs/NAME ...` and
+// `cuface train --resume runs/NAME`: the product's main job (face/train/trainer.h).
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include "engine/error.h"
+#include "face/cli/commands.h"
+#include "face/train/trainer.h"
+
+namespace cuface::cli {
+
+namespace {
+
+struct TrainArguments {
+  TrainConfig config;
+  std::string config_file;
+  std::string resume;
+};
+
+nlohmann::json read_config_file(const std::string& path) {
+  std::ifstream in(path);
+  CUFACE_CHECK(in.good(), "--config: cannot read '" + path + "'");
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw cuface::Error("--config '" + path + "' is not valid JSON: " + e.what());
+  }
+}
+
+void run_train(CLI::App& cmd, TrainArguments& args) {
+  TrainConfig config;
+  if (!args.resume.empty()) {
+    const std::filesystem::path config_path = std::filesystem::path(args.resume) / "config.json";
+    CUFACE_CHECK(std::filesystem::exists(config_path), "--resume: '" + args.resume + "' has no config.json");
+    config = TrainConfig::from_json(read_config_file(config_path.string()));
+    config.out = args.resume;
+    // A finished run can be extended: --steps / --epochs given with --resume replace the stored ones.
+    if (cmd.count("--steps")) config.steps = args.config.steps;
+    if (cmd.count("--epochs")) config.epochs = args.config.epochs;
+  } else {
+    // Defaults, then the --config file, then the flags given on the command line.
+    if (!args.config_file.empty()) config = TrainConfig::from_json(read_config_file(args.config_file));
+    nlohmann::json from_flags = args.config.to_json(), merged = config.to_json();
+    for (CLI::Option* option : cmd.get_options()) {
+      if (option->count() == 0 || option->get_lnames().empty()) continue;
+      std::string key = option->get_lnames()[0];
+      std::replace(key.begin(), key.end(), '-', '_');
+      if (from_flags.contains(key)) merged[key] = from_flags[key];
+    }
+    if (cmd.count("--margin-m")) merged["margin_m_set"] = true;
+    if (cmd.count("task")) merged["task"] = args.config.task;
+    config = TrainConfig::from_json(merged);
+  }
+  TrainSummary summary = train(config, !args.resume.empty());
+  std::printf("train: %lld steps, final loss %.4f, %s%s; run in %s\n", (long long)summary.steps, summary.final_loss,
+              summary.stopped_because.c_str(),
+              std::isnan(summary.best_score) ? "" : (", best validation " + std::to_string(summary.best_score)).c_str(),
+              config.out.c_str());
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArguments>();
+  TrainConfig& c = args->config;
+  CLI::App* cmd = app.add_subcommand("train", "Train a face model (FR with a margin head, Gender, Age, or multi)");
+  cmd->add_option("task", c.task, "FR | Gender | Age | multi")->check(CLI::IsMember({"FR", "Gender", "Age", "multi"}));
+  cmd->add_option("--resume", args->resume, "Continue the run in this folder exactly where its last checkpoint was");
+  cmd->add_option("--config", args->config_file, "JSON file of settings (keys as in config.json; flags override)");
+  cmd->add_option("--train-sets", c.train_sets, "Pack prefixes to train on (cuface pack --out)")->delimiter(',');
+  cmd->add_option("--valid-sets", c.valid_sets, "Pack prefixes to validate on")->delimiter(',');
+  cmd->add_option("--out", c.out, "Run folder (config.json, loss_debug.csv, checkpoints)");
+  cmd->add_option("--arch", c.arch, "resnet50 | resnet18 | resnet34 | resnet100 | tiny")->capture_default_str();
+  cmd->add_option("--input-size", c.input_size, "Input side in pixels (112 or 224)")->capture_default_str();
+  cmd->add_option("--init", c.init, "Initialise the backbone from a torchvision-named safetensors file");
+  cmd->add_option("--embedding-size", c.embedding_size, "Embedding dimension")->capture_default_str();
+  cmd->add_option("--margin", c.margin, "arcface | cosface | combined")->capture_default_str();
+  cmd->add_option("--margin-s", c.margin_s, "Margin head scale s")->capture_default_str();
+  cmd->add_option("--margin-m", c.margin_m, "Margin m (ArcFace 0.5; CosFace default 0.35)");
+  cmd->add_option("--margin-m1", c.margin_m1, "Combined margin m1")->capture_default_str();
+  cmd->add_option("--margin-m2", c.margin_m2, "Combined margin m2")->capture_default_str();
+  cmd->add_option("--margin-m3", c.margin_m3, "Combined margin m3")->capture_default_str();
+  cmd->add_flag("--easy-margin", c.easy_margin, "ArcFace: apply the margin only where cos(theta) > 0");
+  cmd->add_option("--sample-rate", c.sample_rate, "Partial FC: fraction of class centres per step")->capture_default_str();
+  cmd->add_option("--age-edges", c.age_edges, "First ages of age bins 1.. (default 13,20,30,40,50,60)")->delimiter(',');
+  cmd->add_option("--bn-momentum", c.bn_momentum, "BatchNorm momentum, PyTorch convention")->capture_default_str();
+  cmd->add_option("--batch", c.batch, "Images per step")->capture_default_str();
+  cmd->add_option("--steps", c.steps, "Steps to train (0: --epochs)")->capture_default_str();
+  cmd->add_option("--epochs", c.epochs, "Epochs to train when --steps is 0")->capture_default_str();
+  cmd->add_option("--lr", c.lr, "Initial learning rate")->capture_default_str();
+  cmd->add_option("--lr-fr", c.lr_fr, "Initial learning rate of an FR run (default --lr)");
+  cmd->add_option("--lr-gender", c.lr_gender, "Initial learning rate of a Gender run (default --lr)");
+  cmd->add_option("--lr-age", c.lr_age, "Initial learning rate of an Age run (default --lr)");
+  cmd->add_option("--momentum", c.momentum, "SGD momentum")->capture_default_str();
+  cmd->add_option("--wd-backbone", c.wd_backbone, "Weight decay of the backbone")->capture_default_str();
+  cmd->add_option("--wd-fr", c.wd_fr, "Weight decay of the embedding and FR head")->capture_default_str();
+  cmd->add_option("--wd-gender", c.wd_gender, "Weight decay of the gender branch")->capture_default_str();
+  cmd->add_option("--wd-age", c.wd_age, "Weight decay of the age branch")->capture_default_str();
+  cmd->add_option("--lr-schedule", c.lr_schedule, "plateau | step | cosine")->capture_default_str();
+  cmd->add_option("--patience", c.patience, "Plateau: steps without decrease before shrinking")->capture_default_str();
+  cmd->add_option("--lr-shrink", c.lr_shrink, "Plateau/step: LR factor")->capture_default_str();
+  cmd->add_option("--min-lr", c.min_lr, "Plateau: stop below this LR; cosine: final LR")->capture_default_str();
+  cmd->add_option("--lr-steps", c.lr_steps, "Step schedule milestones")->delimiter(',');
+  cmd->add_option("--warmup", c.warmup, "Linear warm-up steps")->capture_default_str();
+  cmd->add_option("--weight-fr", c.weight_fr, "multi: weight of the FR loss")->capture_default_str();
+  cmd->add_option("--weight-gender", c.weight_gender, "multi: weight of the gender loss")->capture_default_str();
+  cmd->add_option("--weight-age", c.weight_age, "multi: weight of the age loss")->capture_default_str();
+  cmd->add_flag("--freeze-backbone", c.freeze_backbone, "Train only the task branches (no backbone gradients)");
+  cmd->add_option("--device", c.device, "cpu | cuda | auto")->capture_default_str();
+  cmd->add_option("--precision", c.precision, "fp32 | tf32 | bf16 (GPU)")->capture_default_str();
+  cmd->add_option("--workers", c.workers, "Loader threads")->capture_default_str();
+  cmd->add_option("--seed", c.seed, "Seed of every random draw")->capture_default_str();
+  cmd->add_option("--log-every", c.log_every, "Steps between progress lines")->capture_default_str();
+  cmd->add_option("--valid-every", c.valid_every, "Steps between validations (0: at the end)")->capture_default_str();
+  cmd->add_option("--valid-pairs", c.valid_pairs, "FR validation: sampled pairs")->capture_default_str();
+  cmd->add_option("--checkpoint-every", c.checkpoint_every, "Steps between checkpoints (0: at the end)")
+      ->capture_default_str();
+  cmd->add_option("--keep-checkpoints", c.keep_checkpoints, "Checkpoints kept")->capture_default_str();
+  cmd->callback([cmd, args] { run_train(*cmd, *args); });
+}
+
+}  // namespace cuface::cli

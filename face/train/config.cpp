@@ -1,0 +1,70 @@
+#include "face/train/config.h"
+
+#include <set>
+
+#include "engine/error.h"
+
+namespace cuface {
+
+// One list of every field, used by both directions of the JSON conversion.
+#define CUFACE_TRAIN_CONFIG_FIELDS(X)                                                                        \
+  X(task) X(train_sets) X(valid_sets) X(out) X(arch) X(input_size) X(init) X(embedding_size) X(margin)          \
+  X(margin_s) X(margin_m) X(margin_m_set) X(margin_m1) X(margin_m2) X(margin_m3) X(easy_margin) X(sample_rate) \
+  X(age_edges) X(bn_momentum) X(batch) X(steps) X(epochs) X(lr) X(lr_fr) X(lr_gender) X(lr_age) X(momentum)    \
+  X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age) X(lr_schedule) X(patience) X(lr_shrink) X(min_lr) X(lr_steps) \
+  X(warmup) X(weight_fr) X(weight_gender) X(weight_age) X(freeze_backbone) X(device) X(precision) X(workers)    \
+  X(seed) X(flip) X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
+
+nlohmann::json TrainConfig::to_json() const {
+  nlohmann::json json;
+#define CUFACE_WRITE(field) json[#field] = field;
+  CUFACE_TRAIN_CONFIG_FIELDS(CUFACE_WRITE)
+#undef CUFACE_WRITE
+  return json;
+}
+
+TrainConfig TrainConfig::from_json(const nlohmann::json& json) {
+  CUFACE_CHECK(json.is_object(), "training configuration must be a JSON object");
+  TrainConfig config;
+  std::set<std::string> known;
+#define CUFACE_READ(field)                                                                              \
+  known.insert(#field);                                                                                 \
+  if (json.contains(#field)) {                                                                          \
+    try {                                                                                               \
+      json.at(#field).get_to(config.field);                                                             \
+    } catch (const nlohmann::json::exception& e) {                                                      \
+      throw Error(std::string("configuration key '" #field "': ") + e.what());                          \
+    }                                                                                                   \
+  }
+  CUFACE_TRAIN_CONFIG_FIELDS(CUFACE_READ)
+#undef CUFACE_READ
+  for (const auto& [key, value] : json.items())
+    CUFACE_CHECK(known.count(key), "unknown configuration key '" + key + "'");
+  return config;
+}
+
+void TrainConfig::validate() const {
+  static const std::set<std::string> tasks{"FR", "Gender", "Age", "multi"};
+  CUFACE_CHECK(tasks.count(task), "unknown task '" + task + "' (expected FR, Gender, Age or multi)");
+  CUFACE_CHECK(!train_sets.empty(), "--train-sets: at least one pack prefix is needed");
+  CUFACE_CHECK(!out.empty(), "--out: a run folder is needed");
+  CUFACE_CHECK(input_size >= 32 && input_size % 16 == 0, "--input-size must be a multiple of 16 (112 or 224)");
+  CUFACE_CHECK(batch >= 2, "--batch must be at least 2 (batch statistics)");
+  CUFACE_CHECK(steps > 0 || epochs > 0, "--steps or --epochs must be positive");
+  CUFACE_CHECK(lr > 0, "--lr must be positive");
+  CUFACE_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1)");
+  CUFACE_CHECK(sample_rate > 0 && sample_rate <= 1, "--sample-rate must be in (0, 1]");
+  CUFACE_CHECK(lr_schedule == "plateau" || lr_schedule == "step" || lr_schedule == "cosine",
+               "--lr-schedule must be plateau, step or cosine");
+  CUFACE_CHECK(patience > 0, "--patience must be positive");
+  CUFACE_CHECK(lr_shrink > 0 && lr_shrink < 1, "--lr-shrink must be in (0, 1)");
+  CUFACE_CHECK(workers >= 1, "--workers must be at least 1");
+  CUFACE_CHECK(log_every >= 1, "--log-every must be at least 1");
+}
+
+double TrainConfig::task_lr(const std::string& task_name) const {
+  const double specific = task_name == "FR" ? lr_fr : task_name == "Gender" ? lr_gender : task_name == "Age" ? lr_age : 0;
+  return specific > 0 ? specific : lr;
+}
+
+}  // namespace cuface

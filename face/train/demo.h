@@ -1,0 +1,42 @@
+// The built-in default job (the README's first command): train the tiny network on faces that need
+// nothing but this program, then report verification accuracy on people it never saw.
+//
+// With the shared data present (default ../shared/data): LFW people with at least 4 images, aligned
+// with landmarks5.txt; 85% of the people train, the rest are held out for verification. Without it:
+// synthetic identities drawn by the program (each a random pattern of coloured blobs, each image of
+// it shifted, rescaled, re-lit and noisy), split the same way.
+#pragma once
+#include <string>
+
+#include "face/train/trainer.h"
+
+namespace cuface {
+
+struct DemoOptions {
+  std::string data = "../shared/data";  // where lfw/ is looked for
+  std::string out = "runs/demo";        // packs and the run folder go here (replaced)
+  bool synthetic = false;               // force the synthetic faces
+  int64_t steps = 400;
+  int batch = 64;
+  int input_size = 112;
+  int64_t max_identities = 0;           // 0: all eligible LFW people (tests use fewer)
+  int64_t valid_pairs = 2000;
+  int workers = 2;
+  uint64_t seed = 1;
+  bool quiet = false;                   // no per-step lines (tests)
+};
+
+struct DemoResult {
+  std::string dataset;                  // "LFW (aligned)" or "synthetic"
+  int64_t train_people = 0, train_images = 0, held_out_people = 0, held_out_images = 0;
+  double first_loss = 0;                // mean loss of the first logged interval
+  double final_loss = 0;                // mean loss of the last one
+  double accuracy_before = 0;           // held-out verification (best balanced accuracy) of the untrained net
+  double accuracy = 0;                  // ... after training
+  double kfold_mean = 0, kfold_std = 0; // 10-fold accuracy after training
+  double seconds = 0;
+};
+
+DemoResult run_demo(const DemoOptions& options);
+
+}  // namespace cuface

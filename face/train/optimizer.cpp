@@ -1,0 +1,54 @@
+#include "face/train/optimizer.h"
+
+#include "kernels/elementwise.h"
+#include "kernels/optimizer.h"
+
+namespace cuface {
+
+static bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+double WeightDecay::for_name(const std::string& name) const {
+  if (starts_with(name, "embedding.") || starts_with(name, "fr.")) return fr;
+  if (starts_with(name, "gender.")) return gender;
+  if (starts_with(name, "age.")) return age;
+  return backbone;
+}
+
+SgdOptimizer::SgdOptimizer(std::vector<NamedParameter> parameters, double momentum, WeightDecay decay)
+    : momentum_(momentum) {
+  for (NamedParameter& np : parameters) {
+    if (!np.parameter->trainable) continue;
+    const Tensor& value = np.parameter->value;
+    const float wd = np.parameter->decay ? float(decay.for_name(np.name)) : 0.0f;
+    entries_.push_back({np, Tensor::zeros(value.shape(), DType::F32, value.device()), wd});
+  }
+}
+
+void SgdOptimizer::step(Context& ctx, double lr) {
+  for (Entry& e : entries_)
+    sgd_momentum_update(ctx, e.parameter.parameter->value, e.parameter.parameter->grad, e.momentum, float(lr),
+                        float(momentum_), e.weight_decay);
+}
+
+void SgdOptimizer::zero_grad(Context& ctx) {
+  for (Entry& e : entries_) fill(ctx, e.parameter.parameter->grad, 0.0f);
+}
+
+std::vector<std::pair<std::string, Tensor>> SgdOptimizer::state() const {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const Entry& e : entries_) tensors.emplace_back("momentum." + e.parameter.name, e.momentum);
+  return tensors;
+}
+
+void SgdOptimizer::load_state(const std::map<std::string, Tensor>& tensors) {
+  for (Entry& e : entries_) {
+    auto it = tensors.find("momentum." + e.parameter.name);
+    CUFACE_CHECK(it != tensors.end(), "optimizer state has no momentum for '" + e.parameter.name + "'");
+    CUFACE_CHECK(it->second.shape() == e.momentum.shape(),
+                 "optimizer state: momentum of '" + e.parameter.name + "' has shape " + it->second.shape().str() +
+                     ", the parameter " + e.momentum.shape().str());
+    e.momentum.copy_from(it->second);
+  }
+}
+
+}  // namespace cuface

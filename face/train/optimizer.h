@@ -1,0 +1,44 @@
+// SGD with momentum over a model's trainable parameters, with weight decay chosen per part: none for
+// BatchNorm parameters and biases (Parameter::decay), and per-part values for the rest (backbone, FR
+// branch, gender branch, age branch), as the original trained each part with its own decay.
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include "layers/layer.h"
+
+namespace cuface {
+
+struct WeightDecay {
+  double backbone = 5e-4, fr = 5e-4, gender = 5e-4, age = 5e-4;
+  // The decay of a parameter named `name` ("layer1.0.conv1.weight", "fr.weight", "gender.head.bias").
+  double for_name(const std::string& name) const;
+};
+
+class SgdOptimizer {
+ public:
+  // `parameters`: the trainable parameters to update (a frozen backbone's are simply not passed).
+  SgdOptimizer(std::vector<NamedParameter> parameters, double momentum, WeightDecay decay);
+
+  // One fused update per parameter: v = mu v + (g + wd w); w -= lr v. Gradients are left as they
+  // are; the caller zeroes them.
+  void step(Context& ctx, double lr);
+  void zero_grad(Context& ctx);  // of the parameters this optimizer updates
+
+  // Momentum buffers as "momentum.<name>" tensors (for the run's state file), and back.
+  std::vector<std::pair<std::string, Tensor>> state() const;
+  void load_state(const std::map<std::string, Tensor>& tensors);
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    NamedParameter parameter;
+    Tensor momentum;
+    float weight_decay;
+  };
+  std::vector<Entry> entries_;
+  double momentum_;
+};
+
+}  // namespace cuface

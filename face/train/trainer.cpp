@@ -1,0 +1,430 @@
+#include "face/train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/lr_schedule.h"
+#include "engine/safetensors.h"
+#include "face/loader/loader.h"
+#include "face/loader/upload.h"
+#include "face/model/face_model.h"
+#include "face/train/checkpoint.h"
+#include "face/train/optimizer.h"
+#include "face/train/validation.h"
+
+namespace cuface {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool>& stop_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+namespace {
+
+void on_interrupt(int) { stop_requested() = true; }
+
+// ---- the run folder ------------------------------------------------------------------------------
+
+struct RunFolder {
+  fs::path dir;
+  fs::path model(int64_t step) const { return dir / ("model-" + std::to_string(step) + ".safetensors"); }
+  fs::path state(int64_t step) const { return dir / ("state-" + std::to_string(step) + ".safetensors"); }
+  fs::path state_json(int64_t step) const { return dir / ("state-" + std::to_string(step) + ".json"); }
+  fs::path latest() const { return dir / "latest"; }
+  fs::path best() const { return dir / "best.safetensors"; }
+  fs::path config() const { return dir / "config.json"; }
+  fs::path losses() const { return dir / "loss_debug.csv"; }
+  fs::path validations() const { return dir / "valid.csv"; }
+};
+
+// Writes `text` to `path` through a temporary file and a rename: readers never see half a file.
+void write_text_atomically(const fs::path& path, const std::string& text) {
+  const fs::path temporary = path.string() + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+    out << text;
+    CUFACE_CHECK(out.good(), "cannot write '" + temporary.string() + "'");
+  }
+  fs::rename(temporary, path);
+}
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  CUFACE_CHECK(in.good(), "cannot read '" + path.string() + "'");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+nlohmann::json read_json(const fs::path& path) {
+  try {
+    return nlohmann::json::parse(read_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("'" + path.string() + "' is not valid JSON: " + e.what());
+  }
+}
+
+// ---- configuration to objects ----------------------------------------------------------------------
+
+std::vector<Task> tasks_of(const TrainConfig& config) {
+  if (config.task == "multi") return {Task::FR, Task::Gender, Task::Age};
+  return {parse_task(config.task)};
+}
+
+bool has_task(const std::vector<Task>& tasks, Task task) {
+  return std::find(tasks.begin(), tasks.end(), task) != tasks.end();
+}
+
+const std::vector<int>& age_edges(const TrainConfig& config) {
+  return config.age_edges.empty() ? default_age_edges() : config.age_edges;
+}
+
+FaceModelOptions model_options(const TrainConfig& config, const std::vector<Task>& tasks, int64_t identities) {
+  FaceModelOptions options;
+  options.arch = config.arch;
+  options.bn_momentum = config.bn_momentum;
+  options.embedding_size = config.embedding_size;
+  options.seed = config.seed;
+  if (has_task(tasks, Task::FR)) {
+    CUFACE_CHECK(identities >= 2, "--train-sets: FR training needs identity labels (the packs have " +
+                                      std::to_string(identities) + " classes)");
+    options.identities = identities;
+    MarginType type = parse_margin_type(config.margin);
+    options.margin.margin = default_margin_params(type);
+    options.margin.margin.s = config.margin_s;
+    if (config.margin_m_set) options.margin.margin.m = config.margin_m;
+    options.margin.margin.m1 = config.margin_m1;
+    options.margin.margin.m2 = config.margin_m2;
+    options.margin.margin.m3 = config.margin_m3;
+    options.margin.margin.easy_margin = config.easy_margin;
+    options.margin.sample_rate = config.sample_rate;
+  }
+  options.gender = has_task(tasks, Task::Gender);
+  options.age_classes = has_task(tasks, Task::Age) ? int64_t(age_edges(config).size()) + 1 : 0;
+  return options;
+}
+
+std::unique_ptr<LrSchedule> make_schedule(const TrainConfig& config, double lr, int64_t total_steps) {
+  if (config.lr_schedule == "step") return std::make_unique<StepSchedule>(lr, config.lr_steps, config.lr_shrink);
+  if (config.lr_schedule == "cosine") return std::make_unique<CosineSchedule>(lr, total_steps, config.min_lr);
+  return std::make_unique<PlateauSchedule>(lr, size_t(config.patience), config.lr_shrink, config.min_lr);
+}
+
+// The first parameter or backbone stage whose values are not finite: where a NaN loss came from.
+bool all_finite(const Tensor& t) {
+  Tensor host = t.to(Device::CPU);
+  if (host.dtype() != DType::F32) return true;  // integer buffers cannot hold NaN
+  for (int64_t i = 0; i < host.numel(); ++i)
+    if (!std::isfinite(host.data<float>()[i])) return false;
+  return true;
+}
+
+std::string locate_nonfinite(Context& ctx, FaceModel& model, const Tensor& images) {
+  for (NamedParameter& np : model.named_parameters())
+    if (!all_finite(np.parameter->value)) return "parameter " + np.name;
+  Sequential& backbone = model.backbone();
+  Tensor x = images;
+  if (!all_finite(x)) return "the input images";
+  for (size_t i = 0; i < backbone.size(); ++i) {
+    x = backbone[i].forward(ctx, x);
+    if (!all_finite(x)) return "the output of backbone layer '" + backbone.child_name(i) + "'";
+  }
+  return "a task branch or loss head (the backbone's output is finite)";
+}
+
+// ---- logging -------------------------------------------------------------------------------------
+
+std::string format_duration(double seconds) {
+  const int64_t s = int64_t(seconds);
+  char text[32];
+  if (s >= 3600)
+    std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60),
+                  (long long)(s % 60));
+  else
+    std::snprintf(text, sizeof text, "%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
+  return text;
+}
+
+class Run {
+ public:
+  Run(const TrainConfig& config, bool resume);
+  TrainSummary loop();
+
+ private:
+  void save_checkpoint(const LoaderPosition& next);
+  void resume_from_latest();
+  void validate_now();
+  void log_row(const std::vector<HeadStats>& stats, double loss, double lr, int64_t epoch, double images_per_second);
+
+  TrainConfig config_;
+  RunFolder folder_;
+  std::vector<Task> tasks_;
+  Context ctx_;
+  Loader loader_;
+  int64_t total_steps_ = 0;
+  std::unique_ptr<FaceModel> model_;
+  std::unique_ptr<SgdOptimizer> optimizer_;
+  std::unique_ptr<LrSchedule> schedule_;
+  int64_t step_ = 0;
+  double best_score_ = NAN;
+  int64_t last_checkpoint_ = -1;
+  std::ofstream losses_, validations_;
+};
+
+Device run_device(const TrainConfig& config) { return parse_device(config.device); }
+
+LoaderOptions loader_options(const TrainConfig& config) {
+  LoaderOptions options;
+  options.packs = config.train_sets;
+  options.batch_size = config.batch;
+  options.workers = config.workers;
+  options.image_size = config.input_size;
+  options.augment.flip = config.flip;
+  options.seed = config.seed;
+  options.drop_last = true;
+  return options;
+}
+
+Run::Run(const TrainConfig& config, bool resume)
+    : config_(config), folder_{fs::path(config.out)}, tasks_(tasks_of(config)), ctx_(run_device(config)),
+      loader_(loader_options(config)) {
+  const Precision precision = parse_precision(config_.precision);
+  if (ctx_.is_cuda())
+    ctx_.set_precision(precision);
+  else if (precision != Precision::FP32)
+    std::printf("note: --precision %s applies to GPUs; the CPU trains in fp32\n", config_.precision.c_str());
+
+  CUFACE_CHECK(loader_.steps_per_epoch() > 0, "--train-sets hold fewer images than one --batch of " +
+                                                  std::to_string(config_.batch));
+  total_steps_ = config_.steps > 0 ? config_.steps : config_.epochs * loader_.steps_per_epoch();
+
+  model_ = std::make_unique<FaceModel>(model_options(config_, tasks_, loader_.packs().classes()));
+  if (!resume && !config_.init.empty()) {
+    LoadReport report = load_model(config_.init, model_->backbone(), true);
+    std::printf("init %s: %s\n", config_.init.c_str(), report.summary().c_str());
+  }
+  model_->to(ctx_.device());
+  if (config_.freeze_backbone) model_->backbone().set_frozen(true);
+
+  std::vector<NamedParameter> trained;
+  std::vector<NamedParameter> backbone = model_->backbone().named_parameters();
+  for (NamedParameter& np : model_->named_parameters()) {
+    const bool in_backbone = std::any_of(backbone.begin(), backbone.end(),
+                                         [&](const NamedParameter& b) { return b.parameter == np.parameter; });
+    if (!(config_.freeze_backbone && in_backbone)) trained.push_back(np);
+  }
+  WeightDecay decay{config_.wd_backbone, config_.wd_fr, config_.wd_gender, config_.wd_age};
+  optimizer_ = std::make_unique<SgdOptimizer>(trained, config_.momentum, decay);
+  schedule_ = make_schedule(config_, config_.task_lr(config_.task), total_steps_);
+
+  if (resume) {
+    resume_from_latest();
+    write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");  // --steps may have changed
+  } else {
+    CUFACE_CHECK(!fs::exists(folder_.latest()), "run folder '" + folder_.dir.string() +
+                                                    "' already holds a run: use --resume, or another --out");
+    fs::create_directories(folder_.dir);
+    write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
+  }
+  const bool fresh_log = !resume || !fs::exists(folder_.losses());
+  losses_.open(folder_.losses(), std::ios::app);
+  if (fresh_log)
+    losses_ << "step,epoch,lr,loss,loss_fr,loss_gender,loss_age,accuracy_fr,accuracy_gender,accuracy_age,images_per_s\n";
+  CUFACE_CHECK(losses_.good(), "cannot write '" + folder_.losses().string() + "'");
+}
+
+void Run::resume_from_latest() {
+  CUFACE_CHECK(fs::exists(folder_.latest()), "--resume: '" + folder_.dir.string() + "' has no checkpoint ('latest')");
+  const int64_t step = std::stoll(read_text(folder_.latest()));
+  load_model(folder_.model(step).string(), *model_);
+  optimizer_->load_state(load_safetensors(folder_.state(step).string()).tensors);
+  nlohmann::json state = read_json(folder_.state_json(step));
+  step_ = state.at("step").get<int64_t>();
+  schedule_->from_json(state.at("schedule"));
+  if (!state.at("best_score").is_null()) best_score_ = state.at("best_score").get<double>();
+  loader_.seek({state.at("loader_epoch").get<int64_t>(), state.at("loader_step").get<int64_t>()});
+  last_checkpoint_ = step_;
+  std::printf("resumed %s at step %lld\n", folder_.dir.string().c_str(), (long long)step_);
+}
+
+void Run::save_checkpoint(const LoaderPosition& next) {
+  ctx_.synchronize();
+  save_model(folder_.model(step_).string(), *model_, {{"step", std::to_string(step_)}, {"arch", config_.arch}});
+  save_safetensors(folder_.state(step_).string(), optimizer_->state());
+  nlohmann::json state = {{"step", step_},
+                          {"loader_epoch", next.epoch},
+                          {"loader_step", next.step},
+                          {"schedule", schedule_->to_json()},
+                          {"best_score", std::isnan(best_score_) ? nlohmann::json() : nlohmann::json(best_score_)}};
+  write_text_atomically(folder_.state_json(step_), state.dump(2) + "\n");
+  write_text_atomically(folder_.latest(), std::to_string(step_) + "\n");  // last: the checkpoint is complete
+  last_checkpoint_ = step_;
+
+  // Keep the newest few checkpoints.
+  std::vector<int64_t> steps;
+  for (const auto& entry : fs::directory_iterator(folder_.dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("model-", 0) == 0 && entry.path().extension() == ".safetensors")
+      steps.push_back(std::stoll(name.substr(6)));
+  }
+  std::sort(steps.begin(), steps.end());
+  for (size_t i = 0; i + size_t(std::max<int64_t>(config_.keep_checkpoints, 1)) < steps.size(); ++i)
+    for (const fs::path& old : {folder_.model(steps[i]), folder_.state(steps[i]), folder_.state_json(steps[i])})
+      fs::remove(old);
+}
+
+void Run::validate_now() {
+  if (config_.valid_sets.empty()) return;
+  ValidationOptions options;
+  options.packs = config_.valid_sets;
+  options.image_size = config_.input_size;
+  options.batch = std::min(config_.batch, 128);
+  options.workers = config_.workers;
+  options.pairs = config_.valid_pairs;
+  options.seed = config_.seed;
+  options.age_edges = config_.age_edges;
+  // The first task chooses the best checkpoint; every task is reported.
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    ValidationResult result = validate(ctx_, *model_, tasks_[t], options);
+    std::printf("valid %s step %lld: %s\n%s", task_name(tasks_[t]), (long long)step_, result.summary.c_str(),
+                result.details.c_str());
+    const bool fresh = !fs::exists(folder_.validations());
+    if (!validations_.is_open()) validations_.open(folder_.validations(), std::ios::app);
+    if (fresh) validations_ << "step,task,figure,value\n";
+    for (const auto& [key, value] : result.figures.items())
+      validations_ << step_ << "," << task_name(tasks_[t]) << "," << key << "," << value.dump() << "\n";
+    validations_.flush();
+    if (t == 0 && (std::isnan(best_score_) || result.score > best_score_)) {
+      best_score_ = result.score;
+      ctx_.synchronize();
+      save_model(folder_.best().string(), *model_, {{"step", std::to_string(step_)}, {"score", std::to_string(result.score)}});
+    }
+  }
+  model_->set_training(true);
+}
+
+void Run::log_row(const std::vector<HeadStats>& stats, double loss, double lr, int64_t epoch,
+                  double images_per_second) {
+  double task_loss[3] = {NAN, NAN, NAN}, task_accuracy[3] = {NAN, NAN, NAN};
+  for (size_t t = 0; t < tasks_.size(); ++t) {
+    task_loss[int(tasks_[t])] = stats[t].loss;
+    task_accuracy[int(tasks_[t])] = stats[t].accuracy;
+  }
+  auto cell = [](double v) { return std::isnan(v) ? std::string() : std::to_string(v); };
+  losses_ << step_ << "," << epoch << "," << lr << "," << loss;
+  for (double v : task_loss) losses_ << "," << cell(v);
+  for (double v : task_accuracy) losses_ << "," << cell(v);
+  losses_ << "," << images_per_second << "\n";
+}
+
+TrainSummary Run::loop() {
+  NormaliseOptions normalise;
+  normalise.dtype = ctx_.is_cuda() && ctx_.precision() == Precision::BF16 ? DType::BF16 : DType::F32;
+  BatchUploader uploader(ctx_, normalise);
+  const bool age = has_task(tasks_, Task::Age);
+  auto stage_next = [&] {
+    Batch batch = loader_.next();
+    if (age)  // the age head's labels are bins, not years
+      for (int64_t i = 0; i < batch.size(); ++i)
+        batch.age.data<int32_t>()[i] = age_to_bin(batch.age.data<int32_t>()[i], age_edges(config_));
+    uploader.stage(std::move(batch));
+  };
+
+  std::signal(SIGINT, on_interrupt);
+  stop_requested() = false;
+  TrainSummary summary;
+  summary.stopped_because = "steps done";
+  if (step_ == 0 && config_.valid_at_start) validate_now();
+  if (step_ < total_steps_) stage_next();
+  const int64_t first_step = step_;
+  const auto start = std::chrono::steady_clock::now();
+  auto interval_start = start;
+  double interval_loss = 0;
+  int64_t interval_steps = 0;
+  LoaderPosition next{0, 0};
+
+  while (step_ < total_steps_) {
+    DeviceBatch input = uploader.take();
+    next = {input.epoch, input.step + 1};
+    if (next.step == loader_.steps_per_epoch()) next = {input.epoch + 1, 0};
+    if (step_ + 1 < total_steps_) stage_next();
+
+    std::vector<TaskLabels> labels;
+    for (Task task : tasks_) {
+      const Tensor& l = task == Task::FR ? input.identity : task == Task::Gender ? input.gender : input.age;
+      const float weight = task == Task::FR ? config_.weight_fr : task == Task::Gender ? config_.weight_gender
+                                                                                         : config_.weight_age;
+      labels.push_back({task, l, weight});
+    }
+    const double lr = schedule_->lr() * warmup_factor(step_, config_.warmup);
+    model_->set_step(uint64_t(step_));
+    std::vector<HeadStats> stats = model_->train_step(ctx_, input.images, labels, !config_.freeze_backbone, true);
+    double loss = 0;
+    for (size_t t = 0; t < stats.size(); ++t) loss += labels[t].weight * stats[t].loss;
+    if (!std::isfinite(loss))
+      throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step_) + "; first non-finite: " +
+                  locate_nonfinite(ctx_, *model_, input.images) + ". The last good checkpoint is kept in '" +
+                  folder_.dir.string() + "' (step " + std::to_string(last_checkpoint_) + ")");
+    optimizer_->step(ctx_, lr);
+    optimizer_->zero_grad(ctx_);
+    schedule_->record(loss);
+    ++step_;
+
+    interval_loss += loss;
+    ++interval_steps;
+    const auto now = std::chrono::steady_clock::now();
+    const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
+    log_row(stats, loss, lr, input.epoch, double(config_.batch) * double(interval_steps) / std::max(interval_seconds, 1e-9));
+    if (step_ % config_.log_every == 0 || step_ == total_steps_) {
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double per_step = elapsed / double(step_ - first_step);
+      std::printf("step %lld/%lld epoch %lld lr %.3g loss %.4f", (long long)step_, (long long)total_steps_,
+                  (long long)input.epoch, lr, interval_loss / double(interval_steps));
+      for (size_t t = 0; t < stats.size(); ++t)
+        std::printf(" | %s loss %.4f acc %.3f", task_name(tasks_[t]), stats[t].loss, stats[t].accuracy);
+      std::printf(" | %.1f img/s, ETA %s\n", double(config_.batch) * double(interval_steps) / interval_seconds,
+                  format_duration(per_step * double(total_steps_ - step_)).c_str());
+      std::fflush(stdout);
+      losses_.flush();
+      summary.final_loss = interval_loss / double(interval_steps);
+      interval_loss = 0;
+      interval_steps = 0;
+      interval_start = now;
+    }
+    if (config_.valid_every > 0 && step_ % config_.valid_every == 0 && step_ < total_steps_) validate_now();
+    if (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) save_checkpoint(next);
+    if (schedule_->should_stop()) {
+      summary.stopped_because = "learning rate below --min-lr";
+      break;
+    }
+    if (stop_requested()) {
+      summary.stopped_because = "interrupted";
+      break;
+    }
+  }
+  std::signal(SIGINT, SIG_DFL);
+  if (interval_steps > 0) summary.final_loss = interval_loss / double(interval_steps);
+  if (summary.stopped_because != "interrupted") validate_now();
+  if (last_checkpoint_ != step_) save_checkpoint(next);
+  losses_.flush();
+  summary.steps = step_;
+  summary.best_score = best_score_;
+  return summary;
+}
+
+}  // namespace
+
+TrainSummary train(const TrainConfig& config, bool resume) {
+  config.validate();
+  Run run(config, resume);
+  return run.loop();
+}
+
+}  // namespace cuface

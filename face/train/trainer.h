@@ -1,0 +1,33 @@
+// The trainer: the steps of docs/design.md's data flow, one training step at a time.
+//
+//   loader (pinned batches) -> uploader (async copy, normalise) -> FaceModel::train_step (forward,
+//   backward of the chosen tasks) -> SGD update -> LR schedule -> log line, CSV row, validation,
+//   checkpoint
+//
+// The run folder holds config.json (everything resolved), loss_debug.csv (a row per step),
+// valid.csv (a row per validation), model-STEP.safetensors (torchvision names for the backbone),
+// state-STEP.safetensors (momentum buffers) with state-STEP.json (step, loader position, LR schedule,
+// best score), `latest` (the newest STEP) and best.safetensors (the best validation so far).
+// Resuming reads them back and continues exactly: the same batches, dropout masks and updates.
+#pragma once
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "face/train/config.h"
+
+namespace cuface {
+
+struct TrainSummary {
+  int64_t steps = 0;           // steps done in total (including before a resume)
+  double final_loss = 0;       // mean loss of the last logged steps
+  double best_score = 0;       // best validation score (NaN without validation)
+  std::string stopped_because; // "steps done", "learning rate below --min-lr", "interrupted"
+};
+
+// Set by SIGINT: the trainer saves a checkpoint at the end of the current step and returns.
+std::atomic<bool>& stop_requested();
+
+TrainSummary train(const TrainConfig& config, bool resume);
+
+}  // namespace cuface

@@ -1,0 +1,149 @@
+#include "face/train/validation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <map>
+#include <sstream>
+
+#include "face/eval/metrics.h"
+#include "face/eval/pair_sampler.h"
+#include "face/eval/verification.h"
+#include "face/loader/loader.h"
+#include "face/loader/upload.h"
+
+namespace cuface {
+
+namespace {
+
+// Runs `per_batch(device_batch, host_batch)` over every record of the packs exactly once.
+template <class F>
+void for_each_batch(Context& ctx, const ValidationOptions& options, F per_batch) {
+  LoaderOptions loader_options;
+  loader_options.packs = options.packs;
+  loader_options.batch_size = options.batch;
+  loader_options.workers = options.workers;
+  loader_options.image_size = options.image_size;
+  loader_options.augment.flip = false;
+  loader_options.seed = options.seed;
+  loader_options.drop_last = false;
+  Loader loader(loader_options);
+  const int64_t steps = loader.steps_per_epoch();
+  for (int64_t i = 0; i < steps; ++i) {
+    Batch batch = loader.next();
+    per_batch(to_device_normalised(ctx, batch), batch);
+  }
+}
+
+ValidationResult validate_fr(Context& ctx, FaceModel& model, const ValidationOptions& options) {
+  std::vector<float> rows;
+  std::vector<int> identity;
+  int64_t dim = 0;
+  for_each_batch(ctx, options, [&](const DeviceBatch& input, const Batch& batch) {
+    Tensor embedding = model.embed(ctx, input.images).to(Device::CPU);
+    dim = embedding.size(1);
+    rows.insert(rows.end(), embedding.data<float>(), embedding.data<float>() + embedding.numel());
+    const int32_t* ids = batch.identity.data<int32_t>();
+    identity.insert(identity.end(), ids, ids + batch.size());
+  });
+  // A small validation set cannot offer every requested pair: the sampler takes at most half of the
+  // available same-person pairs, so ask for no more than that many pairs of each kind.
+  std::map<int, int64_t> images_of;
+  for (int id : identity) ++images_of[id];
+  int64_t same_available = 0;
+  for (const auto& [id, n] : images_of) same_available += n * (n - 1) / 2;
+  const int64_t pair_count = std::min(options.pairs, same_available / 2 * 2);
+  CUFACE_CHECK(pair_count >= 20, "the validation packs offer too few same-person pairs (" + std::to_string(same_available) +
+                                "): they need identities with several images each");
+  eval::SampledPairs sampled = eval::sample_pairs(identity, pair_count, options.seed);
+  eval::PairEmbeddings pairs;
+  pairs.matrix = Tensor::from_blob(rows.data(), {int64_t(identity.size()), dim}, DType::F32, Device::CPU);
+  pairs.rows = sampled.rows;
+  pairs.same = sampled.same;
+  eval::VerificationResult v = eval::evaluate_verification(pairs, 10);
+
+  // Mean Euclidean distances of normalised embeddings, as the original printed them.
+  double same_sum = 0, different_sum = 0;
+  for (size_t i = 0; i < pairs.rows.size(); ++i) {
+    const float* a = rows.data() + pairs.rows[i][0] * dim;
+    const float* b = rows.data() + pairs.rows[i][1] * dim;
+    double aa = 0, bb = 0, ab = 0;
+    for (int64_t k = 0; k < dim; ++k) aa += double(a[k]) * a[k], bb += double(b[k]) * b[k], ab += double(a[k]) * b[k];
+    const double distance = std::sqrt(std::max(0.0, 2.0 - 2.0 * ab / std::sqrt(aa * bb)));
+    (pairs.same[i] ? same_sum : different_sum) += distance;
+  }
+  ValidationResult r;
+  r.task = Task::FR;
+  r.score = v.gap;
+  r.figures = {{"same_distance", same_sum / double(v.same_pairs)},
+               {"different_distance", different_sum / double(v.different_pairs)},
+               {"gap", v.gap},
+               {"best_accuracy", v.best.accuracy},
+               {"best_threshold", v.best.threshold},
+               {"same_accuracy", v.best.same_accuracy},
+               {"different_accuracy", v.best.different_accuracy},
+               {"accuracy_mean", v.kfold.accuracy_mean},
+               {"accuracy_std", v.kfold.accuracy_std},
+               {"auc", v.auc},
+               {"pairs", v.pairs}};
+  std::ostringstream line;
+  line.precision(4);
+  line << "same " << r.figures["same_distance"].get<double>() << ", different "
+       << r.figures["different_distance"].get<double>() << ", gap " << v.gap << ", best accuracy "
+       << v.best.accuracy << " (same " << v.best.same_accuracy << ", different " << v.best.different_accuracy
+       << ") at " << v.best.threshold << ", 10-fold " << v.kfold.accuracy_mean << " +- " << v.kfold.accuracy_std
+       << " on " << v.pairs << " pairs";
+  r.summary = line.str();
+  return r;
+}
+
+ValidationResult validate_attribute(Context& ctx, FaceModel& model, Task task, const ValidationOptions& options) {
+  const std::vector<int>& edges = options.age_edges.empty() ? default_age_edges() : options.age_edges;
+  std::vector<float> scores;
+  std::vector<int> truth, predicted;
+  int classes = 0;
+  for_each_batch(ctx, options, [&](const DeviceBatch& input, const Batch& batch) {
+    Tensor logits = model.classify(ctx, task, input.images).to(Device::CPU);
+    classes = int(logits.size(1));
+    const int32_t* labels = (task == Task::Gender ? batch.gender : batch.age).data<int32_t>();
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      const int label = task == Task::Age ? age_to_bin(labels[i], edges) : labels[i];
+      if (label < 0) continue;  // unlabelled record
+      const float* row = logits.data<float>() + i * classes;
+      scores.insert(scores.end(), row, row + classes);
+      truth.push_back(label);
+      predicted.push_back(int(std::max_element(row, row + classes) - row));
+    }
+  });
+  CUFACE_CHECK(!truth.empty(), std::string("validation set has no ") + task_name(task) + " labels");
+  eval::ConfusionMatrix matrix = eval::confusion_matrix(truth, predicted, classes);
+  ValidationResult r;
+  r.task = task;
+  r.score = matrix.average_accuracy();
+  r.figures = {{"average_accuracy", matrix.average_accuracy()},
+               {"accuracy", matrix.overall_accuracy()},
+               {"top2_accuracy", eval::top_n_accuracy(scores, classes, truth, 2)},
+               {"samples", int64_t(truth.size())}};
+  if (task == Task::Age) r.figures["within_one_accuracy"] = eval::within_one_accuracy(truth, predicted);
+  std::ostringstream line, matrix_text;
+  line.precision(4);
+  line << "average accuracy " << matrix.average_accuracy() << ", accuracy " << matrix.overall_accuracy()
+       << ", top-2 " << r.figures["top2_accuracy"].get<double>() << " on " << truth.size() << " images";
+  r.summary = line.str();
+  matrix_text << "confusion matrix (rows: true class, columns: predicted)\n";
+  for (int t = 0; t < classes; ++t) {
+    for (int p = 0; p < classes; ++p) matrix_text << (p ? " " : "  ") << std::setw(6) << matrix.at(t, p);
+    matrix_text << "\n";
+  }
+  r.details = matrix_text.str();
+  return r;
+}
+
+}  // namespace
+
+ValidationResult validate(Context& ctx, FaceModel& model, Task task, const ValidationOptions& options) {
+  CUFACE_CHECK(!options.packs.empty(), "validation needs --valid-sets");
+  return task == Task::FR ? validate_fr(ctx, model, options) : validate_attribute(ctx, model, task, options);
+}
+
+}  // namespace cuface

@@ -1,0 +1,36 @@
+// Validation during training, as the original project printed it: for FR, verification on pairs
+// sampled from an identity-labelled pack (mean same-person and different-person distances, the gap,
+// the best balanced accuracy and the LFW-style 10-fold accuracy); for gender and age, classification
+// of a labelled pack (average per-class accuracy, overall and top-2 accuracy, the confusion matrix).
+#pragma once
+#include <nlohmann/json.hpp>
+
+#include <string>
+#include <vector>
+
+#include "face/model/face_model.h"
+
+namespace cuface {
+
+struct ValidationOptions {
+  std::vector<std::string> packs;
+  int image_size = 112;
+  int batch = 64;
+  int workers = 2;
+  int64_t pairs = 2000;        // FR: sampled pairs (half same, half different)
+  uint64_t seed = 1;           // the same pairs at every validation of a run
+  std::vector<int> age_edges;  // empty: the default bins
+};
+
+struct ValidationResult {
+  Task task;
+  double score = 0;            // what the best checkpoint is chosen by: FR gap, else average accuracy
+  nlohmann::json figures;      // every figure, flat (for valid.csv and the log)
+  std::string summary;         // one line
+  std::string details;         // multi-line extras (the confusion matrix), may be empty
+};
+
+// Embeds or classifies every image of the packs once (evaluation mode, no augmentation).
+ValidationResult validate(Context& ctx, FaceModel& model, Task task, const ValidationOptions& options);
+
+}  // namespace cuface
