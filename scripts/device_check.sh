@@ -16,7 +16,8 @@ build=build-device
 
 if [[ $mode == build ]]; then
   set -e
-  cmake -S . -B $build -DCUFACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release \
+  # Without dlib: it would bring OpenBLAS and LAPACK into lib/, and face detection needs no GPU.
+  cmake -S . -B $build -DCUFACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release -DCUFACE_DLIB=OFF \
         -DCUFACE_CPU_ARCH_FLAGS="-march=x86-64-v3" >/dev/null
   cmake --build $build -j"$(nproc)"
   mkdir -p $build/lib

@@ -7,11 +7,13 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <memory>
 
 #include "engine/allocator.h"
 #include "face/cli/commands.h"
+#include "face/image/detect.h"
 #include "face/pack/pack.h"
 
 #if CUFACE_HAS_CUDA
@@ -45,6 +47,11 @@ static void print_build_info() {
   std::printf("CUDA backend: not built (configure with -DCUFACE_CUDA=ON on a machine with the CUDA toolkit)\n");
   std::printf("GPU: no GPU\n");
 #endif
+  if (face_detection_available())
+    std::printf("face detection (--detect): dlib, landmark model %s%s\n", kDefaultLandmarkModel,
+                std::filesystem::exists(kDefaultLandmarkModel) ? "" : " MISSING (install libdlib-data)");
+  else
+    std::printf("face detection (--detect): not built (install libdlib-dev libdlib-data and reconfigure)\n");
   std::printf("nlohmann_json %d.%d.%d, CLI11 %s\n", NLOHMANN_JSON_VERSION_MAJOR, NLOHMANN_JSON_VERSION_MINOR,
               NLOHMANN_JSON_VERSION_PATCH, CLI11_VERSION);
 }
@@ -80,9 +87,13 @@ static void print_pack_info(const std::string& name) {
   std::printf("pack %s: %lld records in %zu shard(s), %lld identity classes\n", name.c_str(), (long long)pack.size(),
               pack.shards().size(), (long long)pack.classes());
   if (!meta.empty()) {
+    const bool detected = meta.contains("detected") && meta.at("detected").is_object();
+    const char* crop = meta.value("aligned", false) ? (detected ? ", faces detected and aligned to the ArcFace template"
+                                                                : ", aligned to the ArcFace template")
+                       : detected                   ? ", detected face boxes cropped"
+                                                    : ", centre-cropped";
     std::printf("images: %dx%d %s%s; from %s (%s); %lld skipped, %lld dropped by --min-per-class %d\n",
-                meta.value("image_size", 0), meta.value("image_size", 0), meta.value("encoding", "?").c_str(),
-                meta.value("aligned", false) ? ", aligned to the ArcFace template" : ", centre-cropped",
+                meta.value("image_size", 0), meta.value("image_size", 0), meta.value("encoding", "?").c_str(), crop,
                 meta.value("input", "?").c_str(), meta.value("input_format", "?").c_str(),
                 (long long)meta.value("skipped", 0), (long long)meta.value("dropped_below_min_per_class", 0),
                 meta.value("min_per_class", 1));

@@ -20,6 +20,7 @@ struct PackArguments {
   PackOptions options;
   std::string encoding = "jpeg";
   std::string labels = "identity";
+  std::string detect_mode = "align";
   std::string verify;
   std::string command;
 };
@@ -46,6 +47,7 @@ void run_pack(PackArguments& args) {
   else if (args.labels == "gender") options.tree_label = TreeLabel::Gender;
   else if (args.labels == "age") options.tree_label = TreeLabel::Age;
   else throw Error("--labels must be identity, gender or age, got '" + args.labels + "'");
+  options.crop.mode = args.detect_mode == "crop" ? DetectMode::Crop : DetectMode::Align;
   options.command = args.command;
 
   // Reasons are counted and the first few shown in full; the rest would flood a terminal.
@@ -87,6 +89,22 @@ void add_pack_command(CLI::App& app) {
   cmd->add_option("--out", o.out, "Output PREFIX (what --train-sets takes later)");
   cmd->add_option("--align", o.landmarks,
                   "Landmark file (LFW landmarks5.txt format): warp each face onto the ArcFace 5-point template");
+  CLI::Option* detect = cmd->add_flag("--detect", o.detect,
+                "Find the largest face in each image (dlib HOG detector + 68-point landmarks reduced to 5) and "
+                "align it as --align does; images without a face are skipped by name (--strict: error)");
+  cmd->add_option("--detect-mode", args->detect_mode,
+                  "With --detect: align (5 points onto the ArcFace template) or crop (the face box enlarged by "
+                  "--pad on each side, resized; the original project's detector crop)")
+      ->check(CLI::IsMember({"align", "crop"}))
+      ->needs(detect)
+      ->capture_default_str();
+  cmd->add_option("--pad", o.crop.pad,
+                  "With --detect-mode crop: margin added on each side, as a fraction of the box side")
+      ->needs(detect)
+      ->capture_default_str();
+  cmd->add_option("--landmark-model", o.landmark_model, "With --detect: dlib's 68-point shape predictor file")
+      ->needs(detect)
+      ->capture_default_str();
   cmd->add_option("--size", o.size, "Output side in pixels (112 or 224)")->capture_default_str();
   cmd->add_option("--min-per-class", o.min_per_class, "Drop identities with fewer images")->capture_default_str();
   cmd->add_option("--shards", o.shards, "Number of shard files")->capture_default_str();
@@ -96,7 +114,8 @@ void add_pack_command(CLI::App& app) {
   cmd->add_option("--quality", o.quality, "JPEG quality of re-encoded images")->capture_default_str();
   cmd->add_option("--labels", args->labels, "What tree folder names (or legacy .idx labels) are: identity, gender or age")
       ->capture_default_str();
-  cmd->add_flag("--strict", o.strict, "Fail on the first unreadable image instead of skipping it");
+  cmd->add_flag("--strict", o.strict,
+                "Fail on the first unreadable image (with --detect: or one without a face) instead of skipping it");
   cmd->add_option("--verify", args->verify, "Check every record's CRC and decode every image of a pack or shard");
   cmd->callback([args] {
     args->command = command_line();

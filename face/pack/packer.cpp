@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <omp.h>
 
 #include "engine/atomic_file.h"
 #include "engine/error.h"
@@ -45,8 +46,9 @@ const Landmarks* find_landmarks(const std::unordered_map<std::string, Landmarks>
   return nullptr;
 }
 
+// `detector` is this thread's own (null without --detect).
 Prepared prepare(const SourceItem& item, const SourceReader& reader, const PackOptions& options,
-                 const std::unordered_map<std::string, Landmarks>& landmarks) {
+                 const std::unordered_map<std::string, Landmarks>& landmarks, FaceDetector* detector) {
   Prepared out;
   std::vector<uint8_t> bytes;
   Image image;
@@ -54,7 +56,17 @@ Prepared prepare(const SourceItem& item, const SourceReader& reader, const PackO
 
   Affine map;
   bool warp = true;
-  if (!options.landmarks.empty()) {
+  if (detector) {
+    const std::optional<FaceDetection> face = detector->detect_largest(image);
+    if (!face) {
+      out.error = "no face found";
+      return out;
+    }
+    if (!face_crop_map(*face, options.size, options.crop, map)) {
+      out.error = "degenerate landmarks";
+      return out;
+    }
+  } else if (!options.landmarks.empty()) {
     const Landmarks* points = find_landmarks(landmarks, item.path);
     if (!points) {
       out.error = "no landmarks in " + options.landmarks;
@@ -105,6 +117,13 @@ std::string utc_now() {
   return text;
 }
 
+// The sidecar's "detected": null, {"mode": "align"} or {"mode": "crop", "pad": P}.
+nlohmann::json detection_record(const PackOptions& options) {
+  if (!options.detect) return nullptr;
+  if (options.crop.mode == DetectMode::Align) return {{"mode", "align"}};
+  return {{"mode", "crop"}, {"pad", options.crop.pad}};
+}
+
 }  // namespace
 
 PackSummary pack_images(const PackOptions& options) {
@@ -115,6 +134,9 @@ PackSummary pack_images(const PackOptions& options) {
   if (options.min_per_class < 1) throw Error("--min-per-class must be at least 1");
   if (options.quality < 1 || options.quality > 100) throw Error("--quality must be between 1 and 100");
   if (options.out.empty()) throw Error("--out PREFIX is required");
+  if (options.detect && !options.landmarks.empty()) throw Error("--detect and --align FILE exclude each other");
+  if (options.detect && !(options.crop.pad >= 0 && options.crop.pad <= 2))
+    throw Error("--pad must be between 0 and 2 (a fraction of the face box's side)");
   const fs::path out_folder = fs::path(options.out).parent_path();
   if (!out_folder.empty() && !fs::is_directory(out_folder))
     throw Error("--out " + options.out + ": folder " + out_folder.string() + " does not exist");
@@ -129,6 +151,9 @@ PackSummary pack_images(const PackOptions& options) {
   }
   std::unordered_map<std::string, Landmarks> landmarks;
   if (!options.landmarks.empty()) landmarks = read_landmarks(options.landmarks);
+  // The detector is not thread-safe: one per worker thread (below), all sharing one landmark model.
+  std::vector<std::unique_ptr<FaceDetector>> detectors;
+  if (options.detect) detectors.push_back(std::make_unique<FaceDetector>(options.landmark_model));
 
   // Identities with enough images, numbered densely.
   std::map<std::string, int64_t> counts;
@@ -155,6 +180,8 @@ PackSummary pack_images(const PackOptions& options) {
   const SourceReader reader(listing);
   const int jobs = options.jobs > 0 ? options.jobs : int(std::max(1u, std::thread::hardware_concurrency()));
   const int64_t chunk = int64_t(jobs) * 32;
+  while (!detectors.empty() && int(detectors.size()) < jobs)
+    detectors.push_back(std::make_unique<FaceDetector>(*detectors[0]));
   std::vector<int64_t> images_per_class(identity.size(), 0);
   std::map<int, int64_t> gender_counts, age_counts;
   std::vector<Prepared> prepared;
@@ -165,7 +192,8 @@ PackSummary pack_images(const PackOptions& options) {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
     for (int64_t i = begin; i < end; ++i) {
       try {
-        prepared[size_t(i - begin)] = prepare(items[size_t(i)], reader, options, landmarks);
+        FaceDetector* detector = detectors.empty() ? nullptr : detectors[size_t(omp_get_thread_num())].get();
+        prepared[size_t(i - begin)] = prepare(items[size_t(i)], reader, options, landmarks, detector);
       } catch (const std::exception& e) {  // encoder failures; decoding itself never throws
         prepared[size_t(i - begin)].error = e.what();
       }
@@ -217,7 +245,8 @@ PackSummary pack_images(const PackOptions& options) {
       {"age_counts", ages},
       {"image_size", options.size},
       {"encoding", encoding_name(options.encoding)},
-      {"aligned", !options.landmarks.empty()},
+      {"aligned", !options.landmarks.empty() || (options.detect && options.crop.mode == DetectMode::Align)},
+      {"detected", detection_record(options)},
       {"input", options.input},
       {"input_format", options.format},
       {"listed", summary.listed},

@@ -1,11 +1,13 @@
 // The packer behind `cuface pack`: lists the input, numbers identities densely, decodes each image,
-// aligns it (5 landmarks -> ArcFace template) or centre-crops it to size x size, re-encodes it and
-// writes records round-robin into the shards, then the sidecar PREFIX.json.
+// aligns it (5 landmarks from a file or the face detector -> ArcFace template), crops the detected
+// face, or centre-crops it to size x size, re-encodes it and writes records round-robin into the
+// shards, then the sidecar PREFIX.json.
 #pragma once
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "face/image/detect.h"
 #include "face/image/image.h"
 #include "face/pack/sources.h"
 
@@ -16,7 +18,10 @@ struct PackOptions {
   std::string format = "tree";  // tree | list | utkface | rec | legacy
   TreeLabel tree_label = TreeLabel::Identity;
   std::string out;              // PREFIX
-  std::string landmarks;        // --align FILE; empty: centre crop
+  std::string landmarks;        // --align FILE; empty: centre crop (or --detect)
+  bool detect = false;          // --detect: the largest face found by dlib, cropped as `crop` says
+  std::string landmark_model = kDefaultLandmarkModel;
+  FaceCropOptions crop;         // --detect-mode, --pad
   int size = 112;               // output side in pixels
   int min_per_class = 1;        // identities with fewer listed images are dropped
   int shards = 1;
@@ -35,7 +40,7 @@ struct PackSummary {
   int64_t listed = 0;            // items found in the input
   int64_t dropped = 0;           // items of identities below --min-per-class
   int64_t packed = 0;
-  int64_t skipped = 0;           // unreadable, undecodable, or without landmarks
+  int64_t skipped = 0;           // unreadable, undecodable, without landmarks, or no face found
   int64_t classes = 0;
   double seconds = 0;
   std::vector<std::string> shard_files;
