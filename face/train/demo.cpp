@@ -48,10 +48,12 @@ std::vector<std::pair<std::string, std::vector<std::string>>> lfw_people(const f
   return people;
 }
 
-// Draws `people` synthetic identities of `per_person` images each as PNG files under `root`.
-std::vector<std::pair<std::string, std::vector<std::string>>> synthetic_people(const fs::path& root, int people,
-                                                                               int per_person, int size,
-                                                                               uint64_t seed) {
+}  // namespace
+
+std::vector<std::pair<std::string, std::vector<std::string>>> write_synthetic_faces(const std::string& root_name,
+                                                                                    int people, int per_person,
+                                                                                    int size, uint64_t seed) {
+  const fs::path root = root_name;
   struct Blob {
     float x, y, radius, colour[3];
   };
@@ -97,6 +99,8 @@ std::vector<std::pair<std::string, std::vector<std::string>>> synthetic_people(c
   }
   return out;
 }
+
+namespace {
 
 // Writes a list file ("path identity" per line) for `people` and packs it; returns the image count.
 int64_t pack_people(const std::vector<std::pair<std::string, std::vector<std::string>>>& people,
@@ -177,7 +181,7 @@ DemoResult run_demo(const DemoOptions& options) {
   } else {
     result.dataset = "synthetic";
     const int people = options.max_identities > 0 ? int(options.max_identities) : 200;
-    split = split_people(synthetic_people(out / "synthetic", people, 8, options.input_size, options.seed), 0,
+    split = split_people(write_synthetic_faces((out / "synthetic").string(), people, 8, options.input_size, options.seed), 0,
                          options.seed);
   }
   if (!options.quiet)

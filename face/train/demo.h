@@ -7,6 +7,8 @@
 // it shifted, rescaled, re-lit and noisy), split the same way.
 #pragma once
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "face/train/trainer.h"
 
@@ -42,5 +44,11 @@ struct DemoResult {
 };
 
 DemoResult run_demo(const DemoOptions& options);
+
+// Draws `people` synthetic identities of `per_person` size x size PNG images each under
+// root/personN/K.png; returns each person's name and image paths.
+std::vector<std::pair<std::string, std::vector<std::string>>> write_synthetic_faces(const std::string& root,
+                                                                                    int people, int per_person,
+                                                                                    int size, uint64_t seed);
 
 }  // namespace cuface
