@@ -18,9 +18,9 @@ struct DemoOptions {
   std::string data = "../shared/data";  // where lfw/ is looked for
   std::string out = "runs/demo";        // packs and the run folder go here (replaced)
   bool synthetic = false;               // force the synthetic faces
-  int64_t steps = 400;
+  int64_t steps = 600;
   int batch = 64;
-  int input_size = 112;
+  int input_size = 64;  // 64 px aligned faces: 3x faster than 112 on a CPU, enough for the tiny network
   int64_t max_identities = 0;           // 0: all eligible LFW people (tests use fewer)
   int64_t valid_pairs = 2000;
   // A few hundred classes and a tiny network train best with a gentler margin than ArcFace's
