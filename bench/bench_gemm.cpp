@@ -6,6 +6,10 @@
 // transposed).
 //
 //   bench_gemm --benchmark_filter=1024     # one size; OMP_NUM_THREADS sets the CPU threads of both
+//
+// For a fair CPU comparison run the two libraries in separate processes
+// (--benchmark_filter=cpu_ours, then =cpu_openblas): both keep idle worker threads spinning after a
+// call, and in one process the two pools compete for the same cores.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 

@@ -10,7 +10,10 @@
 namespace cuface {
 
 // Raw row-major SGEMM on host memory, with leading dimensions: the building block CPU kernels
-// (convolution, linear, margin head) call directly.
+// (convolution, linear, margin head) call directly. lda, ldb, ldc are the stored row lengths
+// (>= the columns of A, B, C as stored). beta == 0 overwrites C without reading it. Uses the OpenMP
+// threads (omp_get_max_threads) when the product is large enough; called inside a parallel region
+// (e.g. one GEMM per image), it runs on the calling thread alone.
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
