@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/labels.h"
 #include "kernels/margin.h"
 
 namespace cuface::cpu {
@@ -13,12 +14,7 @@ void margin_softmax_ce(Context&, Tensor& cos, const Tensor& labels, const Margin
   float* z = cos.data<float>();
   const int32_t* y = labels.data<int32_t>();
   float* stats = row_stats.data<float>();
-  int64_t labelled = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    CUFACE_CHECK(y[i] >= -1 && y[i] < classes, "margin_softmax_ce: label " + std::to_string(y[i]) + " of row " +
-                                                   std::to_string(i) + " outside [-1, " + std::to_string(classes) + ")");
-    labelled += y[i] >= 0;
-  }
+  const int64_t labelled = count_labelled_rows(y, rows, classes, "margin_softmax_ce");
   const float s = params.s;
   const float weight = labelled ? 1.0f / float(labelled) : 0.0f;
 

@@ -2,6 +2,7 @@
 // cache (max and argmax, exponentials and sums, gradient). The CUDA twin is kernels/cuda/softmax_ce.cu.
 #include <cmath>
 
+#include "kernels/cpu/labels.h"
 #include "kernels/softmax_ce.h"
 
 namespace cuface::cpu {
@@ -11,12 +12,7 @@ void softmax_ce(Context&, Tensor& logits, const Tensor& labels, float smoothing,
   float* z = logits.data<float>();
   const int32_t* y = labels.data<int32_t>();
   float* stats = row_stats.data<float>();
-  int64_t labelled = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    CUFACE_CHECK(y[i] >= -1 && y[i] < classes, "softmax_ce: label " + std::to_string(y[i]) + " of row " +
-                                                   std::to_string(i) + " outside [-1, " + std::to_string(classes) + ")");
-    labelled += y[i] >= 0;
-  }
+  const int64_t labelled = count_labelled_rows(y, rows, classes, "softmax_ce");
   const float weight = labelled ? 1.0f / float(labelled) : 0.0f;
   const float q_other = classes > 1 ? smoothing / float(classes - 1) : 0.0f;
   const float q_label = 1.0f - smoothing;
