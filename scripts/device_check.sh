@@ -21,10 +21,11 @@ if [[ $mode == build ]]; then
         -DCUFACE_CPU_ARCH_FLAGS="-march=x86-64-v3" >/dev/null
   cmake --build $build -j"$(nproc)"
   mkdir -p $build/lib
-  # Shared libraries that are not part of the CUDA install, glibc or the GPU driver.
+  # Shared libraries that are not part of the CUDA install (NCCL included: the GPU machine has it
+  # in PyTorch's wheels, found at run time), glibc or the GPU driver; the carry limit is 64 MiB.
   for program in $build/bin/*; do
     ldd "$program" | awk '/=> \// {print $3}'
-  done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux|libcuda|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*|libnvrtc[a-z-]*)\.so' |
+  done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux|libcuda|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*|libnccl|libnvrtc[a-z-]*)\.so' |
     while read -r library; do cp -L "$library" $build/lib/; done
   du -sh $build/bin $build/lib
   exit 0
