@@ -140,9 +140,8 @@ void pack_b_strip(const Problem& g, int64_t p0, int64_t kc, int64_t j0, int64_t 
 // C[0:rows, 0:cols] = alpha * (A~ strip * B~ strip) + beta * C, for rows <= Rows, cols <= Cols.
 // The accumulator loops have compile-time bounds, so GCC keeps `acc` in registers: each p is Rows
 // broadcasts of A and Cols / width vector loads of B feeding Rows * Cols / width FMAs. Strips are
-// MR and NR wide; a smaller Rows x Cols tile reads only their leading part (for ragged edges and
-// small matrices, which then do not pay for a full tile of zeros). beta == 0 never reads C, which
-// may hold NaN (as BLAS specifies).
+// MR and NR wide; a smaller Rows x Cols tile reads only their leading part. beta == 0 never reads
+// C, which may hold NaN (as BLAS specifies).
 template <int64_t Rows, int64_t Cols>
 CUFACE_GEMM_VECTOR_WIDTH void micro_kernel(int64_t kc, const float* __restrict a, const float* __restrict b,
                                            float alpha, float beta, float* __restrict c, int64_t ldc, int64_t rows,
@@ -150,6 +149,7 @@ CUFACE_GEMM_VECTOR_WIDTH void micro_kernel(int64_t kc, const float* __restrict a
   float acc[Rows][Cols] = {};
   for (int64_t p = 0; p < kc; ++p, a += MR, b += NR)
     for (int64_t i = 0; i < Rows; ++i)
+#pragma omp simd  // without it GCC fully unrolls a one-vector row and vectorises it badly (10x slower)
       for (int64_t j = 0; j < Cols; ++j) acc[i][j] += a[i] * b[j];
 
   if (rows == Rows && cols == Cols) {  // a whole tile: fixed trip counts, vector stores
@@ -168,14 +168,20 @@ CUFACE_GEMM_VECTOR_WIDTH void micro_kernel(int64_t kc, const float* __restrict a
   }
 }
 
-// The smallest of the four tiles (full or half, in each direction) that covers rows x cols.
+// The smallest tile that covers rows x cols: MR or about MR / 2 rows, by NR, NR / 2 or NR / 4
+// columns, so edges and narrow matrices (a 2-class head) do not pay for a full tile of zeros.
+template <int64_t Rows>
+void micro_kernel_for_columns(int64_t kc, const float* a, const float* b, float alpha, float beta, float* c,
+                              int64_t ldc, int64_t rows, int64_t cols) {
+  if (cols <= NR / 4) micro_kernel<Rows, NR / 4>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+  else if (cols <= NR / 2) micro_kernel<Rows, NR / 2>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+  else micro_kernel<Rows, NR>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+}
 void run_micro_kernel(int64_t kc, const float* a, const float* b, float alpha, float beta, float* c, int64_t ldc,
                       int64_t rows, int64_t cols) {
-  constexpr int64_t HR = (MR + 1) / 2, HC = NR / 2;
-  if (rows > HR && cols > HC) micro_kernel<MR, NR>(kc, a, b, alpha, beta, c, ldc, rows, cols);
-  else if (cols > HC) micro_kernel<HR, NR>(kc, a, b, alpha, beta, c, ldc, rows, cols);
-  else if (rows > HR) micro_kernel<MR, HC>(kc, a, b, alpha, beta, c, ldc, rows, cols);
-  else micro_kernel<HR, HC>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+  constexpr int64_t half_rows = (MR + 1) / 2;
+  if (rows <= half_rows) micro_kernel_for_columns<half_rows>(kc, a, b, alpha, beta, c, ldc, rows, cols);
+  else micro_kernel_for_columns<MR>(kc, a, b, alpha, beta, c, ldc, rows, cols);
 }
 
 // Each thread packs into its own buffers, kept between calls.
