@@ -217,8 +217,8 @@ void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, in
   }
 }
 
-// How to cut C into row_parts x column_parts <= `parts` rectangles (of whole strips): the grid whose largest rectangle
-// costs least, counting its multiply-adds and the packing of its operands.
+// How to cut C into row_parts x column_parts <= `parts` rectangles of whole strips: the grid whose
+// largest rectangle costs least, counting its multiply-adds and the packing of its operands.
 struct PartGrid {
   int64_t row_parts = 1, column_parts = 1;
 };
@@ -278,17 +278,20 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
     run_part(0);
     return;
   }
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(int(std::min<int64_t>(threads, parts))) schedule(dynamic, 1)
   for (int64_t part = 0; part < parts; ++part) run_part(part);
 }
 
 namespace cpu {
 
+// A tensor's leading dimension; BLAS asks for at least 1 even when a matrix has no columns.
+static int64_t row_length(const Tensor& t) { return std::max<int64_t>(t.size(-1), 1); }
+
 void gemm(Context&, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
           Tensor& c) {
   const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, false);
-  sgemm(trans_a, trans_b, d.m, d.n, d.k, alpha, a.data<float>(), a.size(1), b.data<float>(), b.size(1), beta,
-        c.data<float>(), d.n);
+  sgemm(trans_a, trans_b, d.m, d.n, d.k, alpha, a.data<float>(), row_length(a), b.data<float>(), row_length(b), beta,
+        c.data<float>(), row_length(c));
 }
 
 void gemm_batched(Context&, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
@@ -299,8 +302,8 @@ void gemm_batched(Context&, bool trans_a, bool trans_b, float alpha, const Tenso
   float* pc = c.data<float>();
   // One multi-threaded GEMM after another: each is already split across the threads.
   for (int64_t i = 0; i < d.batch; ++i)
-    sgemm(trans_a, trans_b, d.m, d.n, d.k, alpha, pa + i * d.m * d.k, a.size(2), pb + i * d.k * d.n, b.size(2),
-          beta, pc + i * d.m * d.n, d.n);
+    sgemm(trans_a, trans_b, d.m, d.n, d.k, alpha, pa + i * d.m * d.k, row_length(a), pb + i * d.k * d.n,
+          row_length(b), beta, pc + i * d.m * d.n, row_length(c));
 }
 
 }  // namespace cpu

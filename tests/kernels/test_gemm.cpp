@@ -241,6 +241,17 @@ TEST_P(Gemm, Bf16TensorsOnCuda) {
   EXPECT_LT(error(false, false, 4, 33, 40, 50, 1.0f, 0.0f, DType::F32, DType::BF16), 2e-2);
 }
 
+TEST_P(Gemm, EmptyProductsScaleC) {
+  auto t = [&](Shape s) { return Tensor::zeros(s, DType::F32, device()); };
+  Tensor c = testing::random_tensor({3, 5}, 5).to(device());
+  const Tensor before = c.to(Device::CPU);
+  gemm(ctx(), false, false, 1.0f, t({3, 0}), t({0, 5}), 2.0f, c);  // k = 0: C = beta * C
+  const Tensor after = c.to(Device::CPU);
+  for (int64_t i = 0; i < 15; ++i) ASSERT_EQ(after.data<float>()[i], 2.0f * before.data<float>()[i]) << i;
+  Tensor none = t({0, 5});
+  EXPECT_NO_THROW(gemm(ctx(), false, false, 1.0f, t({0, 4}), t({4, 5}), 0.0f, none));  // m = 0: nothing to do
+}
+
 TEST_P(Gemm, RejectsBadShapesWithTheirNames) {
   auto t = [&](Shape s) { return Tensor::zeros(s, DType::F32, device()); };
   Tensor c = t({3, 5});
