@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <iomanip>
 #include <map>
 #include <sstream>
 
+#include "face/eval/attributes.h"
 #include "face/eval/metrics.h"
 #include "face/eval/pair_sampler.h"
 #include "face/eval/verification.h"
@@ -125,17 +125,15 @@ ValidationResult validate_attribute(Context& ctx, FaceModel& model, Task task, c
                {"top2_accuracy", eval::top_n_accuracy(scores, classes, truth, 2)},
                {"samples", int64_t(truth.size())}};
   if (task == Task::Age) r.figures["within_one_accuracy"] = eval::within_one_accuracy(truth, predicted);
-  std::ostringstream line, matrix_text;
+  std::ostringstream line;
   line.precision(4);
   line << "average accuracy " << matrix.average_accuracy() << ", accuracy " << matrix.overall_accuracy()
        << ", top-2 " << r.figures["top2_accuracy"].get<double>() << " on " << truth.size() << " images";
   r.summary = line.str();
-  matrix_text << "confusion matrix (rows: true class, columns: predicted)\n";
-  for (int t = 0; t < classes; ++t) {
-    for (int p = 0; p < classes; ++p) matrix_text << (p ? " " : "  ") << std::setw(6) << matrix.at(t, p);
-    matrix_text << "\n";
-  }
-  r.details = matrix_text.str();
+  std::vector<std::string> names;
+  for (int c = 0; c < classes; ++c)
+    names.push_back(task == Task::Gender ? (c == 0 ? "male" : "female") : "bin" + std::to_string(c));
+  r.details = eval::format_confusion(matrix, names);
   return r;
 }
 
