@@ -1,8 +1,8 @@
 // The one place that knows there are two backends. A kernel family's header declares its CPU and
 // CUDA implementations and a public function that picks one by the tensors' device:
 //
-//   inline void relu(Context& ctx, const Tensor& x, Tensor& y) {
-//     CUFACE_DISPATCH(y, cpu::relu(ctx, x, y), cuda::relu(ctx, x, y));
+//   inline void scale(Context& ctx, float alpha, Tensor& y) {
+//     CUFACE_DISPATCH(y, cpu::scale(ctx, alpha, y), cuda::scale(ctx, alpha, y));
 //   }
 //
 // Without the CUDA backend the CUDA branch is not compiled and a CUDA tensor is a clear error.

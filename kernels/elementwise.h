@@ -1,7 +1,7 @@
 // Element-wise kernels over whole tensors (any shape; f32 unless noted). y and x may alias.
 //   fill:  y = value                 copy:  y = x (any dtype, same numel)
 //   axpy:  y = alpha * x + y         scale: y = alpha * y
-//   add:   y = a + b                 relu:  y = max(x, 0)
+//   add:   y = a + b
 //   cast:  y = x converted between f32, bf16 and f16 (round to nearest even)
 #pragma once
 #include "kernels/dispatch.h"
@@ -14,7 +14,6 @@ void copy(Context& ctx, const Tensor& x, Tensor& y);
 void axpy(Context& ctx, float alpha, const Tensor& x, Tensor& y);
 void scale(Context& ctx, float alpha, Tensor& y);
 void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);
-void relu(Context& ctx, const Tensor& x, Tensor& y);
 void cast(Context& ctx, const Tensor& x, Tensor& y);
 }  // namespace cpu
 
@@ -24,7 +23,6 @@ void copy(Context& ctx, const Tensor& x, Tensor& y);
 void axpy(Context& ctx, float alpha, const Tensor& x, Tensor& y);
 void scale(Context& ctx, float alpha, Tensor& y);
 void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y);
-void relu(Context& ctx, const Tensor& x, Tensor& y);
 void cast(Context& ctx, const Tensor& x, Tensor& y);
 }  // namespace cuda
 
@@ -48,10 +46,6 @@ inline void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
   check_elementwise(a, y, "add");
   check_elementwise(b, y, "add");
   CUFACE_DISPATCH(y, cpu::add(ctx, a, b, y), cuda::add(ctx, a, b, y));
-}
-inline void relu(Context& ctx, const Tensor& x, Tensor& y) {
-  check_elementwise(x, y, "relu");
-  CUFACE_DISPATCH(y, cpu::relu(ctx, x, y), cuda::relu(ctx, x, y));
 }
 inline void cast(Context& ctx, const Tensor& x, Tensor& y) {
   CUFACE_CHECK(x.numel() == y.numel() && x.device() == y.device(),

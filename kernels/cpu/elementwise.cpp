@@ -1,5 +1,4 @@
 // CPU element-wise kernels: plain loops, split over OpenMP threads and left to the auto-vectoriser.
-#include <algorithm>
 #include <cstring>
 
 #include "kernels/elementwise.h"
@@ -44,14 +43,6 @@ void add(Context&, const Tensor& a, const Tensor& b, Tensor& y) {
   const int64_t n = y.numel();
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) py[i] = pa[i] + pb[i];
-}
-
-void relu(Context&, const Tensor& x, Tensor& y) {
-  const float* px = x.data<float>();
-  float* py = y.data<float>();
-  const int64_t n = y.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) py[i] = std::max(px[i], 0.0f);
 }
 
 // Element i of a float-like tensor, as float.

@@ -20,10 +20,6 @@ __global__ void scale_kernel(float alpha, float* y, int64_t n) {
 __global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) {
   CUFACE_KERNEL_LOOP(i, n) y[i] = a[i] + b[i];
 }
-__global__ void relu_kernel(const float* x, float* y, int64_t n) {
-  CUFACE_KERNEL_LOOP(i, n) y[i] = fmaxf(x[i], 0.0f);
-}
-
 __device__ inline float load_as_float(const void* p, DType dtype, int64_t i) {
   if (dtype == DType::F32) return static_cast<const float*>(p)[i];
   if (dtype == DType::BF16) return to_float(static_cast<const bf16*>(p)[i]);
@@ -72,13 +68,6 @@ void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
   if (y.numel() == 0) return;
   add_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(a.data<float>(), b.data<float>(),
                                                                           y.data<float>(), y.numel());
-  CUDA_CHECK_LAUNCH();
-}
-
-void relu(Context& ctx, const Tensor& x, Tensor& y) {
-  if (y.numel() == 0) return;
-  relu_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.data<float>(), y.data<float>(),
-                                                                           y.numel());
   CUDA_CHECK_LAUNCH();
 }
 

@@ -5,11 +5,24 @@
 #pragma once
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "kernels/margin.h"
 
 namespace cuface::testing {
+
+// Every margin the heads implement, with ArcFace's easy-margin variant, for parameterised tests.
+inline std::vector<MarginParams> all_margins() {
+  MarginParams easy = default_margin_params(MarginType::ArcFace);
+  easy.easy_margin = true;
+  return {default_margin_params(MarginType::ArcFace), easy, default_margin_params(MarginType::CosFace),
+          default_margin_params(MarginType::Combined)};
+}
+
+inline std::string describe(const MarginParams& p) {
+  return std::string(margin_type_name(p.type)) + (p.easy_margin ? " (easy margin)" : "");
+}
 
 // f(c) of each margin, in double.
 inline double reference_margin(const MarginParams& p, double c) {

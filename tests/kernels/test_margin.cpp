@@ -11,18 +11,10 @@
 namespace cuface {
 namespace {
 
+using testing::all_margins;
+using testing::describe;
+
 using testing::reference_margin;
-
-std::vector<MarginParams> all_margins() {
-  MarginParams easy = default_margin_params(MarginType::ArcFace);
-  easy.easy_margin = true;
-  return {default_margin_params(MarginType::ArcFace), easy, default_margin_params(MarginType::CosFace),
-          default_margin_params(MarginType::Combined)};
-}
-
-std::string describe(const MarginParams& p) {
-  return std::string(margin_type_name(p.type)) + (p.easy_margin ? " (easy margin)" : "");
-}
 
 // Random cosines in [-0.6, 0.6]; the target cosine of each row walks through [-0.98, 0.98], so some
 // rows have theta + m > pi (ArcFace fallback) and some are nearly solved, none sits on a kink of a

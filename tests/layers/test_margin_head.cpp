@@ -13,18 +13,10 @@
 namespace cuface {
 namespace {
 
+using testing::all_margins;
+using testing::describe;
+
 constexpr int64_t kRows = 11, kClasses = 37, kDim = 16;  // C a multiple of nothing useful
-
-std::vector<MarginParams> all_margins() {
-  MarginParams easy = default_margin_params(MarginType::ArcFace);
-  easy.easy_margin = true;
-  return {default_margin_params(MarginType::ArcFace), easy, default_margin_params(MarginType::CosFace),
-          default_margin_params(MarginType::Combined)};
-}
-
-std::string describe(const MarginParams& p) {
-  return std::string(margin_type_name(p.type)) + (p.easy_margin ? " (easy margin)" : "");
-}
 
 // A batch whose rows reach every regime: rows 0-1 point away from their class centre (cos near -0.95,
 // so theta + m > pi for ArcFace), rows 2-3 close to it (cos near 0.9), the rest random; row 5 and row
