@@ -191,7 +191,8 @@ Tensor Embedder::forward(const Tensor& crops) {
     cast(ctx_, y, f32);
     y = f32;
   }
-  return y.to(Device::CPU);  // waits for the context's stream
+  ctx_.synchronize();  // Tensor::to does not wait for the context's stream
+  return y.to(Device::CPU);
 }
 
 EmbedResult Embedder::run(const ImageSource& source, const std::function<void(int64_t, int64_t)>& progress) {

@@ -18,6 +18,7 @@
 #include "engine/safetensors.h"
 #include "face/eval/npy.h"
 #include "face/image/align.h"
+#include "face/image/detect.h"
 #include "face/model/face_model.h"
 #include "face/pack/sources.h"
 #include "face/train/checkpoint.h"
@@ -426,6 +427,38 @@ TEST(EvalAttrModel, AccuracyOfTheGenderHeadOnLabelledFolders) {
   const nlohmann::json report = nlohmann::json::parse(slurp(dir / "r.json"));
   EXPECT_EQ(report["samples"], 8);
   EXPECT_DOUBLE_EQ(report["overall_accuracy"].get<double>(), correct / 8.0);
+}
+
+// --detect: an image without a face is reported by name and skipped (--strict: an error); a real
+// face is found. Without dlib the flag is one clear error.
+TEST(EmbedDetect, ImageWithoutAFaceIsSkippedByName) {
+  ScratchDir dir;
+  auto model = tiny_model(91);
+  const std::string m = (dir / "m.safetensors").string();
+  save_model(m, *model, {{"arch", "tiny"}});
+  write_png(dir / "images" / "pattern.png", pattern(80, 80, 9));
+  const fs::path lfw_face = fs::path(CUFACE_SHARED_DATA) / "lfw/images/Aaron_Peirsol/Aaron_Peirsol_0001.jpg";
+  const bool with_face = fs::exists(lfw_face);
+  if (with_face) fs::copy_file(lfw_face, dir / "images" / "face.jpg");
+  const std::string args = "embed --model " + m + " --images " + (dir / "images").string() + " --detect --input-size 32 --out " +
+                           (dir / "e.npy").string();
+  const Outcome run = cuface(dir, args);
+  if (!face_detection_available()) {
+    EXPECT_EQ(run.status, 1);
+    EXPECT_NE(run.err.find("dlib"), std::string::npos) << run.err;
+    GTEST_SKIP() << "cuface was built without dlib: checked only that --detect says so";
+  }
+  if (!fs::exists(kDefaultLandmarkModel)) GTEST_SKIP() << kDefaultLandmarkModel << " is absent (install libdlib-data)";
+  if (!with_face) GTEST_SKIP() << "LFW not found under ../shared/data: no real face to detect";
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.err.find("skipped " + (dir / "images" / "pattern.png").string() + ": no face found"), std::string::npos)
+      << run.err;
+  const eval::Embeddings e = eval::read_embeddings(dir / "e.npy");
+  ASSERT_EQ(e.paths.size(), 1u);
+  EXPECT_EQ(fs::path(e.paths[0]).filename(), "face.jpg");
+  const Outcome strict = cuface(dir, args + " --strict");
+  EXPECT_EQ(strict.status, 1);
+  EXPECT_NE(strict.err.find("pattern.png': no face found"), std::string::npos) << strict.err;
 }
 
 TEST(EmbedLfw, AlignedRowsEqualTheModelOnCropsFromTheLandmarkFile) {
