@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include "engine/atomic_file.h"
@@ -71,13 +72,17 @@ void run_classify(const ClassifyArgs& a) {
   for (const std::string& name : p.names) csv << ",p_" << name;
   csv << "\n";
   std::map<std::string, int64_t> counts;
+  std::set<std::string> taken;  // "label/name": a list file may name equal file names in two folders
   int64_t linked = 0;
   for (size_t k = 0; k < p.result.kept.size(); ++k) {
     const fs::path& file = files[p.result.kept[k]];
     const std::string& label = p.names[size_t(p.label[k])];
     const fs::path folder = a.out / label;
     fs::create_directories(folder);
-    linked += place(file, folder / flat_name(file, a.images)) ? 1 : 0;
+    std::string name = flat_name(file, a.images);
+    for (int n = 2; !taken.insert(label + "/" + name).second; ++n)
+      name = file.stem().string() + "_" + std::to_string(n) + file.extension().string();
+    linked += place(file, folder / name) ? 1 : 0;
     ++counts[label];
     csv << file.string() << "," << label;
     for (double v : p.probability[k]) csv << "," << v;

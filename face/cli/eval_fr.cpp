@@ -214,7 +214,8 @@ void add_eval_fr_command(CLI::App& app) {
   embeddings->excludes(model);
   CLI::Option* labels =
       cmd->add_option("--labels", options->labels, "The image path of each embedding row (default: EMB.txt beside EMB.npy)")
-          ->check(CLI::ExistingFile);
+          ->check(CLI::ExistingFile)
+          ->excludes(model);
   CLI::Option* pairs = cmd->add_option("--pairs", options->pairs,
                                        "Pairs: LFW pairs.txt ('folds n' header, 'name i j' / 'name1 i name2 j') "
                                        "or 'pathA pathB 0|1' lines")

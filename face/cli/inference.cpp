@@ -54,7 +54,10 @@ Inference start_inference(const InferenceFlags& f, eval::Output output) {
   CUFACE_CHECK(!f.model.empty(), "--model is required");
   Inference out;
   out.ctx = std::make_unique<Context>(parse_device(f.device));
-  if (out.ctx->is_cuda()) out.ctx->set_precision(parse_precision(f.precision));
+  if (out.ctx->is_cuda())
+    out.ctx->set_precision(parse_precision(f.precision));
+  else if (f.precision != "fp32")
+    std::fprintf(stderr, "note: --precision %s applies to GPUs; the CPU runs fp32\n", f.precision.c_str());
   out.model = eval::load_inference_model(f.model, out.ctx->device());
   eval::FaceInputOptions input;
   input.size = f.input_size > 0 ? f.input_size : out.model.input_size;

@@ -312,6 +312,49 @@ TEST(EvalFrModel, SameReportAsEmbeddingsFromCufaceEmbed) {
   EXPECT_EQ(b["pairs"], 12);
 }
 
+// An InsightFace .bin as Python 2 pickles it (protocol 2: MARK MARK images LIST, EMPTY_LIST MARK flags
+// APPENDS, TUPLE): images as BINSTRING, flags as BININT1.
+std::string insightface_bin(const std::vector<std::vector<uint8_t>>& jpegs, const std::vector<int>& same) {
+  std::string s = "\x80\x02((";
+  for (const std::vector<uint8_t>& jpeg : jpegs) {
+    s += 'T';
+    for (int i = 0; i < 4; ++i) s += char((jpeg.size() >> (8 * i)) & 0xff);
+    s.append(jpeg.begin(), jpeg.end());
+  }
+  s += "l](";
+  for (int flag : same) s += std::string("K") + char(flag);
+  return s + "et.";
+}
+
+// --bin with --model decodes the .bin's JPEGs: the same report as embedding them from files.
+TEST(EvalFrModel, BinJpegsGiveTheSameReportAsTheirFiles) {
+  ScratchDir dir;
+  std::vector<std::vector<uint8_t>> jpegs;
+  for (int i = 0; i < 12; ++i) {
+    jpegs.push_back(encode_jpeg(pattern(40, 40, uint32_t(300 + i)), 90));
+    dir.write("bin/" + std::to_string(100 + i) + ".jpg", std::string(jpegs.back().begin(), jpegs.back().end()));
+  }
+  const fs::path bin = dir.write("set.bin", insightface_bin(jpegs, {1, 0, 1, 0, 0, 1}));
+  auto model = tiny_model(43);
+  const std::string m = (dir / "m.safetensors").string();
+  save_model(m, *model, {{"arch", "tiny"}});
+  const std::string options = " --input-size 32 --batch 1 --device cpu";
+  ASSERT_EQ(cuface(dir, "embed --model " + m + " --images " + (dir / "bin").string() + " --out " +
+                            (dir / "emb.npy").string() + options)
+                .status,
+            0);
+  const std::string common = "eval-fr --bin " + bin.string() + " --folds 3 --report ";
+  const Outcome from_npy = cuface(dir, common + (dir / "a.json").string() + " --embeddings " + (dir / "emb.npy").string());
+  ASSERT_EQ(from_npy.status, 0) << from_npy.err;
+  const Outcome from_model = cuface(dir, common + (dir / "b.json").string() + " --model " + m + options);
+  ASSERT_EQ(from_model.status, 0) << from_model.err;
+  nlohmann::json a = nlohmann::json::parse(slurp(dir / "a.json")), b = nlohmann::json::parse(slurp(dir / "b.json"));
+  a.erase("embeddings");
+  b.erase("model");
+  EXPECT_EQ(a, b) << a.dump(1) << "\n" << b.dump(1);
+  EXPECT_EQ(b["pairs"], 6);
+}
+
 TEST(EvalFrModel, BadPairsLineAndMissingImageNameTheLine) {
   ScratchDir dir;
   write_lfw_like(dir);
