@@ -237,9 +237,9 @@ void add_eval_attr_command(CLI::App& app) {
   cmd->add_option("--report", options->report, "Write every figure as JSON");
   cmd->callback([options] {
     if (options->predictions.empty() == options->model.model.empty())
-      throw CLI::RequiredError("eval-attr needs either --predictions FILE or --model CKPT|RUN_DIR");
-    if (!options->model.model.empty() && (options->task.empty() || options->images.empty()))
-      throw CLI::RequiredError("eval-attr --model needs --task gender|age and --images");
+      throw CLI::RequiredError("eval-attr: --predictions FILE or --model CKPT|RUN_DIR");
+    if (!options->model.model.empty() && options->task.empty()) throw CLI::RequiredError("eval-attr --model: --task gender|age");
+    if (!options->model.model.empty() && options->images.empty()) throw CLI::RequiredError("eval-attr --model: --images");
     run_eval_attr(*options);
   });
 }

@@ -247,7 +247,7 @@ void add_eval_fr_command(CLI::App& app) {
     if (options->pairs.empty() && options->bin.empty() && options->sample == 0)
       throw CLI::RequiredError("eval-fr needs --pairs FILE, --bin FILE or --sample K");
     if (options->embeddings.empty() == options->model.model.empty())
-      throw CLI::RequiredError("eval-fr needs either --embeddings emb.npy or --model CKPT|RUN_DIR");
+      throw CLI::RequiredError("eval-fr: --embeddings emb.npy or --model CKPT|RUN_DIR");
     run_eval_fr(*options);
   });
 }
