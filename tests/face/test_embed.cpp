@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "engine/safetensors.h"
+#include "face/eval/attributes.h"
 #include "face/eval/npy.h"
 #include "face/image/align.h"
 #include "face/image/detect.h"
@@ -474,6 +475,95 @@ TEST(EvalAttrModel, AccuracyOfTheGenderHeadOnLabelledFolders) {
   const nlohmann::json report = nlohmann::json::parse(slurp(dir / "r.json"));
   EXPECT_EQ(report["samples"], 8);
   EXPECT_DOUBLE_EQ(report["overall_accuracy"].get<double>(), correct / 8.0);
+}
+
+// UTKFace names give the true age; the run's config.json gives the age bins (here 3: [0, 20), [20, 40),
+// [40, inf)), which both the truth and classify's label names follow.
+TEST(EvalAttrModel, UtkFaceAgeUsesTheRunsBinEdges) {
+  ScratchDir dir;
+  FaceModelOptions o = tiny_options(72);
+  o.age_classes = 3;
+  FaceModel model(o);
+  model.set_training(false);
+  fs::create_directories(dir / "run");
+  save_model((dir / "run" / "model-1.safetensors").string(), model, {{"arch", "tiny"}});
+  dir.write("run/latest", "1\n");
+  dir.write("run/config.json", R"({"arch": "tiny", "input_size": 32, "age_edges": [20, 40]})");
+  const std::vector<int> ages{3, 19, 20, 33, 39, 40, 70, 25};
+  std::vector<fs::path> files;
+  for (size_t i = 0; i < ages.size(); ++i) {
+    files.push_back(dir / "utk" / (std::to_string(ages[i]) + "_" + std::to_string(i % 2) + "_0_2017010" +
+                                   std::to_string(i) + ".jpg.chip.png"));
+    write_png(files.back(), pattern(kSize, kSize, uint32_t(700 + i)));
+  }
+  std::sort(files.begin(), files.end());
+  Context ctx(Device::CPU);
+  const Tensor logits = model.classify(ctx, Task::Age, normalised(read_images(files)));
+  int correct = 0;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const float* z = logits.data<float>() + 3 * i;
+    const int predicted = int(std::max_element(z, z + 3) - z);
+    const int age = std::stoi(files[i].filename().string());
+    correct += predicted == (age < 20 ? 0 : age < 40 ? 1 : 2);
+  }
+  const Outcome run = cuface(dir, "eval-attr --model " + (dir / "run").string() + " --task age --images " +
+                                      (dir / "utk").string() + " --truth utkface-age --report " + (dir / "r.json").string());
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json report = nlohmann::json::parse(slurp(dir / "r.json"));
+  EXPECT_EQ(report["samples"], 8);
+  EXPECT_DOUBLE_EQ(report["overall_accuracy"].get<double>(), correct / 8.0);
+
+  ASSERT_EQ(cuface(dir, "classify --model " + (dir / "run").string() + " --task age --images " + (dir / "utk").string() +
+                            " --out " + (dir / "sorted").string())
+                .status,
+            0);
+  const std::string csv = slurp(dir / "sorted" / "scores.csv");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "path,predicted,p_0-19,p_20-39,p_40+");
+}
+
+// LFW's male/female name lists as the truth for the model's gender head on real (grayscale) photos,
+// centre-cropped and resized to the input size.
+TEST(EvalAttrModel, LfwGenderListsOnRealPhotos) {
+  const fs::path lfw = fs::path(CUFACE_SHARED_DATA) / "lfw";
+  if (!fs::exists(lfw / "male_names.txt")) GTEST_SKIP() << "LFW not found under " << lfw << " (../shared/data)";
+  ScratchDir dir;
+  auto model = tiny_model(73);
+  const std::string m = (dir / "m.safetensors").string();
+  save_model(m, *model, {{"arch", "tiny"}});
+  // The first three of each gender by name (names in both lists are left out by the reader).
+  const eval::LfwGender lists = eval::read_lfw_gender(lfw / "male_names.txt", lfw / "female_names.txt");
+  std::vector<fs::path> files;
+  std::vector<int> truth;
+  for (const char* gender : {"male", "female"}) {
+    std::vector<std::string> names;
+    for (const auto& [name, g] : lists.gender_of)
+      if (g == gender) names.push_back(name);
+    std::sort(names.begin(), names.end());
+    for (size_t k = 0; k < 3; ++k) {
+      files.push_back(lfw / "images" / names[k].substr(0, names[k].size() - 9) / names[k]);  // Name_0001.jpg -> Name/
+      truth.push_back(std::string(gender) == "female");
+    }
+  }
+  std::string listing;
+  for (const fs::path& f : files) listing += f.string() + "\n";
+  dir.write("list.txt", listing);
+  std::vector<Image> crops;
+  for (const fs::path& f : files) {
+    const Image image = read_image(f);
+    crops.push_back(warp_to_size(image, centre_crop_map(image.width, image.height, kSize), kSize));
+  }
+  Context ctx(Device::CPU);
+  const Tensor logits = model->classify(ctx, Task::Gender, normalised(crops));
+  int correct = 0;
+  for (size_t i = 0; i < files.size(); ++i)
+    correct += (logits.data<float>()[2 * i + 1] > logits.data<float>()[2 * i] ? 1 : 0) == truth[i];
+  const Outcome run = cuface(dir, "eval-attr --model " + m + " --task gender --images " + (dir / "list.txt").string() +
+                                      " --truth lfw-gender --lfw-names " + lfw.string() + " --input-size 32 --report " +
+                                      (dir / "r.json").string());
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json report = nlohmann::json::parse(slurp(dir / "r.json"));
+  EXPECT_EQ(report["samples"], 6);
+  EXPECT_DOUBLE_EQ(report["overall_accuracy"].get<double>(), correct / 6.0);
 }
 
 // --detect: an image without a face is reported by name and skipped (--strict: an error); a real
