@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
   cuface::cli::add_pack_command(app);
   cuface::cli::add_eval_fr_command(app);
   cuface::cli::add_eval_attr_command(app);
+  cuface::cli::add_embed_command(app);
+  cuface::cli::add_verify_command(app);
+  cuface::cli::add_classify_command(app);
   cuface::cli::add_selfcheck_command(app);
   cuface::cli::add_train_command(app);
   cuface::cli::add_demo_command(app);

@@ -1,6 +1,9 @@
-// `cuface eval-attr`: gender or age classification accuracy from a predictions file.
+// `cuface eval-attr`: gender or age classification accuracy from a predictions file, or of a model's
+// gender/age head run over labelled images (--model --task --images).
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -9,6 +12,7 @@
 #include "engine/atomic_file.h"
 #include "engine/error.h"
 #include "face/cli/commands.h"
+#include "face/cli/inference.h"
 #include "face/eval/attributes.h"
 #include "face/eval/report.h"
 
@@ -23,6 +27,9 @@ struct EvalAttrOptions {
   std::string truth;  // column, folder, utkface-gender, utkface-age, lfw-gender
   std::vector<int> age_bins;
   std::vector<std::string> classes;
+  InferenceFlags model;  // --model and its input flags
+  std::string task;      // with --model: gender | age
+  fs::path images;       // with --model
 };
 
 struct Row {
@@ -71,13 +78,41 @@ std::vector<Row> read_predictions(const fs::path& file, bool& has_truth) {
   return rows;
 }
 
-void run_eval_attr(const EvalAttrOptions& o) {
+// A gender folder named 0/1, m/f, man/woman reads as the model's male/female.
+std::string gender_word(const std::string& label) {
+  std::string l = label;
+  std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  if (l == "0" || l == "m" || l == "man" || l == "male") return "male";
+  if (l == "1" || l == "f" || l == "woman" || l == "female") return "female";
+  return label;
+}
+
+// --model: the head's prediction for each image under --images (age: the bin index, as --age-bins
+// numbers the true bins).
+std::vector<Row> predict_rows(EvalAttrOptions& o) {
+  const Task task = parse_task(o.task);
+  CUFACE_CHECK(task != Task::FR, "--task: eval-attr evaluates the gender or the age head");
+  const std::vector<fs::path> files = eval::list_images(o.images);
+  Inference inference = start_inference(o.model, task == Task::Gender ? eval::Output::Gender : eval::Output::Age);
+  const Predictions p = predict(inference, task, eval::file_source(files), o.model.strict);
+  if (task == Task::Age && o.age_bins.empty()) o.age_bins = inference.model.age_edges;
+  std::vector<Row> rows;
+  for (size_t k = 0; k < p.result.kept.size(); ++k)
+    rows.push_back({int(k + 1), files[p.result.kept[k]].string(),
+                    task == Task::Gender ? p.names[size_t(p.label[k])] : std::to_string(p.label[k]), ""});
+  CUFACE_CHECK(!rows.empty(), "no image could be classified");
+  return rows;
+}
+
+void run_eval_attr(EvalAttrOptions o) {
   bool has_truth = false;
-  std::vector<Row> rows = read_predictions(o.predictions, has_truth);
+  const bool model = !o.model.model.empty();
+  std::vector<Row> rows = model ? predict_rows(o) : read_predictions(o.predictions, has_truth);
+  const std::string input = model ? o.model.model : o.predictions.string();
   const std::string truth_source = !o.truth.empty() ? o.truth : has_truth ? "column" : "";
   if (truth_source.empty())
-    throw Error(o.predictions.string() + " has no 'true' column: say where the labels come from with --truth");
-  if (truth_source == "column" && !has_truth) throw Error("--truth column: " + o.predictions.string() + " has no 'true' column");
+    throw Error(input + " has no 'true' column: say where the labels come from with --truth");
+  if (truth_source == "column" && !has_truth) throw Error("--truth column: " + input + " has no 'true' column");
   if (truth_source == "utkface-age" && o.age_bins.empty())
     throw Error("--truth utkface-age needs --age-bins (the upper edges of the age classes, e.g. 13,20,30,40,50,60)");
   if (!std::is_sorted(o.age_bins.begin(), o.age_bins.end())) throw Error("--age-bins must be ascending");
@@ -91,7 +126,7 @@ void run_eval_attr(const EvalAttrOptions& o) {
   std::vector<std::string> truth, predicted;
   int skipped = 0;
   for (const Row& row : rows) {
-    const std::string where = o.predictions.string() + ":" + std::to_string(row.line);
+    const std::string where = model ? row.path : o.predictions.string() + ":" + std::to_string(row.line);
     const std::string file_name = fs::path(row.path).filename().string();
     std::string label;
     if (truth_source == "column") {
@@ -99,6 +134,7 @@ void run_eval_attr(const EvalAttrOptions& o) {
     } else if (truth_source == "folder") {
       label = fs::path(row.path).parent_path().filename().string();
       if (label.empty()) throw Error(where + ": '" + row.path + "' has no folder to take the label from");
+      if (model && o.task == "gender") label = gender_word(label);
     } else if (truth_source == "utkface-gender" || truth_source == "utkface-age") {
       const auto utk = eval::parse_utkface_name(file_name);
       if (!utk) throw Error(where + ": '" + file_name + "' is not a UTKFace name (AGE_GENDER_RACE_DATE.jpg...)");
@@ -160,7 +196,7 @@ void run_eval_attr(const EvalAttrOptions& o) {
 
   if (!o.csv.empty()) write_file_atomically(o.csv, eval::confusion_csv(m, table.names));
   if (!o.report.empty()) eval::write_json(o.report, report);
-  std::printf("eval-attr: %s, %zu samples: accuracy %.3f%%, average accuracy %.3f%%\n", o.predictions.string().c_str(),
+  std::printf("eval-attr: %s, %zu samples: accuracy %.3f%%, average accuracy %.3f%%\n", input.c_str(),
               truth.size(), 100 * m.overall_accuracy(), 100 * m.average_accuracy());
 }
 
@@ -172,10 +208,20 @@ void add_eval_attr_command(CLI::App& app) {
       "eval-attr",
       "Gender or age accuracy from predictions: confusion matrix (count and row-normalised), per-class, overall "
       "and average accuracy, MAE and within-one-bin accuracy for ordered (integer) classes");
-  cmd->add_option("--predictions", options->predictions,
-                  "CSV with a header naming 'path', 'predicted' and optionally 'true' columns")
-      ->required()
-      ->check(CLI::ExistingFile);
+  CLI::Option* predictions =
+      cmd->add_option("--predictions", options->predictions,
+                      "CSV with a header naming 'path', 'predicted' and optionally 'true' columns")
+          ->check(CLI::ExistingFile);
+  add_inference_flags(cmd, options->model, false, false);
+  CLI::Option* model = cmd->get_option("--model");
+  predictions->excludes(model);
+  cmd->add_option("--task", options->task, "With --model: gender or age (the head to run)")
+      ->check(CLI::IsMember({"gender", "age"}))
+      ->needs(model);
+  cmd->add_option("--images", options->images,
+                  "With --model: the labelled images, a folder (recursively) or a list file; say where labels come from "
+                  "with --truth folder|utkface-gender|utkface-age|lfw-gender")
+      ->needs(model);
   cmd->add_option("--truth", options->truth,
                   "Where the true label comes from: column (the 'true' column, the default when present), folder "
                   "(the image's folder, DIR/<label>/x.jpg), utkface-gender, utkface-age (from UTKFace file names), "
@@ -189,7 +235,13 @@ void add_eval_attr_command(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--csv", options->csv, "Write the confusion matrix (counts) as CSV");
   cmd->add_option("--report", options->report, "Write every figure as JSON");
-  cmd->callback([options] { run_eval_attr(*options); });
+  cmd->callback([options] {
+    if (options->predictions.empty() == options->model.model.empty())
+      throw CLI::RequiredError("eval-attr: --predictions FILE or --model CKPT|RUN_DIR");
+    if (!options->model.model.empty() && options->task.empty()) throw CLI::RequiredError("eval-attr --model: --task gender|age");
+    if (!options->model.model.empty() && options->images.empty()) throw CLI::RequiredError("eval-attr --model: --images");
+    run_eval_attr(*options);
+  });
 }
 
 }  // namespace cuface::cli

@@ -1,6 +1,7 @@
 // `cuface eval-fr`: face verification accuracy of embeddings on a pairs list, an InsightFace .bin, or
-// repeated random pair sets. The embeddings are precomputed (.npy + .txt); a model plugs in through
-// eval::embed_pairs (face/eval/verification.h), which embeds just the images the pairs name.
+// repeated random pair sets. The embeddings are precomputed (.npy + .txt), or computed by a model
+// (--model): through eval::embed_pairs (face/eval/verification.h), which embeds just the images the
+// pairs name, or from the JPEGs inside a .bin.
 #include <CLI/CLI.hpp>
 
 #include <cmath>
@@ -11,6 +12,8 @@
 
 #include "engine/error.h"
 #include "face/cli/commands.h"
+#include "face/cli/inference.h"
+#include "face/cli/progress.h"
 #include "face/eval/insightface_bin.h"
 #include "face/eval/pair_sampler.h"
 #include "face/eval/report.h"
@@ -28,7 +31,69 @@ struct EvalFrOptions {
   int64_t sample = 0;
   int repeat = 5;
   uint64_t seed = 1;
+  InferenceFlags model;  // --model and its input flags
 };
+
+// Drops the pairs that use an image the model skipped (no face / no landmarks), saying how many.
+void drop_skipped(eval::PairEmbeddings& input, const std::vector<size_t>& skipped) {
+  if (skipped.empty()) return;
+  std::vector<uint8_t> gone(size_t(input.matrix.size(0)), 0);
+  for (size_t row : skipped) gone[row] = 1;
+  eval::PairEmbeddings kept{input.matrix, {}, {}};
+  for (size_t i = 0; i < input.rows.size(); ++i) {
+    if (gone[size_t(input.rows[i][0])] || gone[size_t(input.rows[i][1])]) continue;
+    kept.rows.push_back(input.rows[i]);
+    kept.same.push_back(input.same[i]);
+  }
+  std::printf("%zu images skipped: %zu of %zu pairs dropped\n", skipped.size(), input.rows.size() - kept.rows.size(),
+              input.rows.size());
+  CUFACE_CHECK(!kept.rows.empty(), "every pair uses a skipped image");
+  input = std::move(kept);
+}
+
+// --model with --pairs: embed the images the pairs name. With --bin: embed the .bin's JPEGs in order.
+eval::PairEmbeddings model_pairs(const EvalFrOptions& o, int& file_folds) {
+  Inference inference = start_inference(o.model, eval::Output::Embedding);
+  Progress progress("embedding", "images");
+  auto report = [&](int64_t done, int64_t total) { progress.update(done, total); };
+  eval::PairEmbeddings input;
+  std::vector<size_t> skipped;
+  if (!o.bin.empty()) {
+    auto bin = std::make_shared<const eval::VerificationBin>(eval::read_verification_bin(o.bin));
+    const std::string name = o.bin.filename().string();
+    const eval::ImageSource source{bin->images.size(),
+                                   [bin](size_t i) {
+                                     const auto bytes = bin->image(i);
+                                     return std::vector<uint8_t>(bytes.begin(), bytes.end());
+                                   },
+                                   [name](size_t i) { return name + "#" + std::to_string(i); }};
+    const eval::EmbedResult r = inference.embedder->run(source, report);
+    report_skipped(r, source, o.model.strict);
+    CUFACE_CHECK(!r.kept.empty(), "no image of " + o.bin.string() + " could be embedded");
+    const int64_t dim = r.rows.size(1);
+    input.matrix = Tensor::zeros({int64_t(source.count), dim});
+    for (size_t k = 0; k < r.kept.size(); ++k)
+      std::copy_n(r.rows.data<float>() + int64_t(k) * dim, dim, input.matrix.data<float>() + int64_t(r.kept[k]) * dim);
+    for (const auto& s : r.skipped) skipped.push_back(s.first);
+    for (size_t i = 0; i < bin->pairs(); ++i) input.rows.push_back({int64_t(2 * i), int64_t(2 * i + 1)});
+    input.same = bin->same;
+  } else {
+    const eval::PairList pairs = eval::read_pairs(o.pairs);
+    file_folds = pairs.folds;
+    input = eval::embed_pairs(pairs, o.images, eval::image_embedder(*inference.embedder, &skipped, report));
+    const std::vector<std::string> images = pairs.images();
+    for (size_t row : skipped) {
+      if (o.model.strict) throw Error("'" + (o.images / images[row]).string() + "': no face or landmarks (--strict)");
+      std::fprintf(stderr, "skipped %s\n", (o.images / images[row]).string().c_str());
+    }
+  }
+  progress.finish();
+  std::printf("embedded %lld images with %s in %.1f s (%.1f images/s, %s)\n", (long long)input.matrix.size(0),
+              inference.model.file.string().c_str(), progress.seconds(),
+              double(input.matrix.size(0)) / std::max(progress.seconds(), 1e-9), device_description(*inference.ctx).c_str());
+  drop_skipped(input, skipped);
+  return input;
+}
 
 // An InsightFace .bin names no files: row 2i and 2i+1 of the embeddings are pair i's images.
 eval::PairEmbeddings bin_pairs(const EvalFrOptions& o) {
@@ -97,16 +162,16 @@ void run_eval_fr(const EvalFrOptions& o) {
   if (o.sample > 0) return run_sampled(o);
   eval::PairEmbeddings input;
   int file_folds = 0;
-  std::string source;
-  if (!o.bin.empty()) {
+  std::string source = !o.bin.empty() ? o.bin.string() : o.pairs.string();
+  if (!o.model.model.empty()) {
+    input = model_pairs(o, file_folds);
+  } else if (!o.bin.empty()) {
     input = bin_pairs(o);
-    source = o.bin.string();
   } else {
     const eval::PairList pairs = eval::read_pairs(o.pairs);
     file_folds = pairs.folds;
     const fs::path list = o.labels.empty() ? eval::embedding_list_path(o.embeddings) : o.labels;
     input = eval::lookup_pairs(pairs, o.images, eval::read_embeddings(o.embeddings, list), list.string());
-    source = o.pairs.string();
   }
   const int folds = o.folds > 0 ? o.folds : file_folds >= 2 ? file_folds : 10;
 
@@ -118,7 +183,10 @@ void run_eval_fr(const EvalFrOptions& o) {
   if (!o.report.empty()) {
     nlohmann::json report = eval::verification_json(result);
     report["source"] = source;
-    report["embeddings"] = o.embeddings.string();
+    if (o.model.model.empty())
+      report["embeddings"] = o.embeddings.string();
+    else
+      report["model"] = o.model.model;
     eval::write_json(o.report, report);
   }
   const eval::TarAtFar& at_1e3 = result.tar_at_far[2];
@@ -137,13 +205,17 @@ void add_eval_fr_command(CLI::App& app) {
       "eval-fr",
       "Face verification accuracy: the LFW k-fold protocol (as InsightFace), the original project's best "
       "balanced accuracy and gap, TAR at FAR 1e-1..1e-3 (lower where the pairs allow), ROC and AUC");
-  cmd->add_option("--embeddings", options->embeddings,
-                  "Precomputed embeddings: a float32 [images x dim] .npy, its rows named by the .txt beside it")
-      ->required()
-      ->check(CLI::ExistingFile);
+  CLI::Option* embeddings =
+      cmd->add_option("--embeddings", options->embeddings,
+                      "Precomputed embeddings: a float32 [images x dim] .npy, its rows named by the .txt beside it")
+          ->check(CLI::ExistingFile);
+  add_inference_flags(cmd, options->model, false, true);
+  CLI::Option* model = cmd->get_option("--model");
+  embeddings->excludes(model);
   CLI::Option* labels =
       cmd->add_option("--labels", options->labels, "The image path of each embedding row (default: EMB.txt beside EMB.npy)")
-          ->check(CLI::ExistingFile);
+          ->check(CLI::ExistingFile)
+          ->excludes(model);
   CLI::Option* pairs = cmd->add_option("--pairs", options->pairs,
                                        "Pairs: LFW pairs.txt ('folds n' header, 'name i j' / 'name1 i name2 j') "
                                        "or 'pathA pathB 0|1' lines")
@@ -163,7 +235,7 @@ void add_eval_fr_command(CLI::App& app) {
   cmd->add_option("--seed", options->seed, "With --sample: random seed (set r draws from Philox stream r of it)")->capture_default_str();
   pairs->excludes(bin)->excludes(sample);
   bin->excludes(pairs)->excludes(sample)->excludes(labels);
-  sample->excludes(pairs)->excludes(bin);
+  sample->excludes(pairs)->excludes(bin)->excludes(model);
   cmd->add_option("--images", options->images, "Image root the pair paths are relative to")->capture_default_str();
   cmd->add_option("--folds", options->folds,
                   "Folds of the k-fold protocol (default: the pairs file's folds, else 10)")
@@ -174,6 +246,8 @@ void add_eval_fr_command(CLI::App& app) {
   cmd->callback([options] {
     if (options->pairs.empty() && options->bin.empty() && options->sample == 0)
       throw CLI::RequiredError("eval-fr needs --pairs FILE, --bin FILE or --sample K");
+    if (options->embeddings.empty() == options->model.model.empty())
+      throw CLI::RequiredError("eval-fr: --embeddings emb.npy or --model CKPT|RUN_DIR");
     run_eval_fr(*options);
   });
 }

@@ -34,18 +34,6 @@ struct Prepared {
   std::vector<uint8_t> bytes;
 };
 
-// The landmarks of `path`: exact match, else the longest tail of its folders that the file names
-// (so "lfw/images/Name/Name_0001.jpg" finds "Name/Name_0001.jpg").
-const Landmarks* find_landmarks(const std::unordered_map<std::string, Landmarks>& table, const std::string& path) {
-  for (size_t start = 0; start != std::string::npos;) {
-    auto it = table.find(path.substr(start));
-    if (it != table.end()) return &it->second;
-    start = path.find('/', start);
-    if (start != std::string::npos) ++start;
-  }
-  return nullptr;
-}
-
 // `detector` is this thread's own (null without --detect).
 Prepared prepare(const SourceItem& item, const SourceReader& reader, const PackOptions& options,
                  const std::unordered_map<std::string, Landmarks>& landmarks, FaceDetector* detector) {

@@ -311,4 +311,14 @@ std::unordered_map<std::string, Landmarks> read_landmarks(const std::string& pat
   return landmarks;
 }
 
+const Landmarks* find_landmarks(const std::unordered_map<std::string, Landmarks>& table, const std::string& path) {
+  for (size_t start = 0; start != std::string::npos;) {
+    auto it = table.find(path.substr(start));
+    if (it != table.end()) return &it->second;
+    start = path.find('/', start);
+    if (start != std::string::npos) ++start;
+  }
+  return nullptr;
+}
+
 }  // namespace cuface

@@ -71,5 +71,8 @@ class SourceReader {
 // The LFW landmark file format: "relative/path.jpg x1 y1 x2 y2 x3 y3 x4 y4 x5 y5" per line, points in
 // the order of face/image/align.h. Throws cuface::Error naming a malformed line.
 std::unordered_map<std::string, Landmarks> read_landmarks(const std::string& path);
+// The landmarks of `path` in such a table: exact match, else the longest tail of its folders that the
+// file names (so "lfw/images/Name/Name_0001.jpg" finds "Name/Name_0001.jpg"); null when none.
+const Landmarks* find_landmarks(const std::unordered_map<std::string, Landmarks>& table, const std::string& path);
 
 }  // namespace cuface

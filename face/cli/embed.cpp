@@ -1,0 +1,68 @@
+// `cuface embed`: one row per image of a trained model's embedding (or the backbone's pooled
+// features) as a float32 .npy, with the image of each row in the .txt beside it.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <memory>
+
+#include "face/cli/commands.h"
+#include "face/cli/inference.h"
+#include "face/cli/progress.h"
+#include "face/eval/npy.h"
+
+namespace cuface::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct EmbedArgs {
+  InferenceFlags flags;
+  fs::path images, out;
+  std::string features = "embedding";
+};
+
+void run_embed(const EmbedArgs& a) {
+  const std::vector<fs::path> files = eval::list_images(a.images);
+  Inference inference = start_inference(a.flags, eval::parse_features(a.features));
+  const eval::ImageSource source = eval::file_source(files);
+  Progress progress("embedding", "images");
+  const eval::EmbedResult result =
+      inference.embedder->run(source, [&](int64_t done, int64_t total) { progress.update(done, total); });
+  progress.finish();
+  report_skipped(result, source, a.flags.strict);
+  CUFACE_CHECK(!result.kept.empty(), "no image could be embedded (" + std::to_string(result.skipped.size()) + " skipped)");
+
+  eval::Embeddings embeddings{result.rows, {}};
+  for (size_t index : result.kept) embeddings.paths.push_back(files[index].string());
+  eval::write_embeddings(a.out, embeddings);
+  const double seconds = progress.seconds();
+  std::printf("embed: %zu images -> %s [%lld x %lld] (+ %s), %zu skipped, %.1f s, %.1f %s/s (%s, %s, %d px%s)\n",
+              result.kept.size(), a.out.string().c_str(), (long long)result.rows.size(0), (long long)result.rows.size(1),
+              eval::embedding_list_path(a.out).filename().string().c_str(), result.skipped.size(), seconds,
+              double(files.size()) / std::max(seconds, 1e-9), a.features == "pooled" ? "images" : "embeddings",
+              inference.model.file.string().c_str(), device_description(*inference.ctx).c_str(),
+              inference.embedder->input().size, a.flags.flip_test ? ", flip-test" : "");
+}
+
+}  // namespace
+
+void add_embed_command(CLI::App& app) {
+  auto args = std::make_shared<EmbedArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "embed", "Embed images with a trained model: a float32 [images x dim] .npy plus the image of each row in the .txt "
+               "beside it");
+  add_inference_flags(cmd, args->flags, true, true);
+  cmd->add_option("--images", args->images,
+                  "A folder (every image under it, recursively, sorted) or a list file (one path per line)")
+      ->required();
+  cmd->add_option("--out", args->out, "Output .npy (the paths go to the .txt of the same stem)")->required();
+  cmd->add_option("--features", args->features,
+                  "embedding (the model's embedding layer) or pooled (the backbone's global-average-pooled features; "
+                  "works with a torchvision backbone alone)")
+      ->check(CLI::IsMember({"embedding", "pooled"}))
+      ->capture_default_str();
+  cmd->callback([args] { run_embed(*args); });
+}
+
+}  // namespace cuface::cli
