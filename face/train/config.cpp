@@ -7,13 +7,14 @@
 namespace cuface {
 
 // One list of every field, used by both directions of the JSON conversion.
-#define CUFACE_TRAIN_CONFIG_FIELDS(X)                                                                        \
-  X(task) X(train_sets) X(valid_sets) X(out) X(arch) X(input_size) X(init) X(embedding_size) X(margin)          \
-  X(margin_s) X(margin_m) X(margin_m_set) X(margin_m1) X(margin_m2) X(margin_m3) X(easy_margin) X(sample_rate) \
-  X(age_edges) X(bn_momentum) X(batch) X(ids_per_batch) X(imgs_per_id) X(accumulate) X(steps) X(epochs) X(lr) X(lr_fr) X(lr_gender) X(lr_age) X(momentum)    \
-  X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age) X(lr_schedule) X(patience) X(lr_shrink) X(min_lr) X(lr_steps) \
-  X(warmup) X(weight_fr) X(weight_gender) X(weight_age) X(multi_mode) X(freeze_backbone) X(device) X(precision) X(workers)    \
-  X(seed) X(flip) X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
+#define CUFACE_TRAIN_CONFIG_FIELDS(X)                                                                             \
+  X(task) X(train_sets) X(valid_sets) X(out) X(arch) X(input_size) X(init) X(embedding_size) X(margin)            \
+  X(margin_s) X(margin_m) X(margin_m_set) X(margin_m1) X(margin_m2) X(margin_m3) X(easy_margin) X(sample_rate)    \
+  X(age_edges) X(bn_momentum) X(batch) X(ids_per_batch) X(imgs_per_id) X(accumulate) X(steps) X(epochs) X(lr)     \
+  X(lr_fr) X(lr_gender) X(lr_age) X(momentum) X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age) X(lr_schedule)       \
+  X(patience) X(lr_shrink) X(min_lr) X(lr_steps) X(warmup) X(weight_fr) X(weight_gender) X(weight_age)            \
+  X(multi_mode) X(freeze_backbone) X(device) X(precision) X(workers) X(seed) X(flip) X(log_every)                 \
+  X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json json;

@@ -3,6 +3,8 @@
 // trainer use it.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <map>
 #include <set>
 
@@ -141,6 +143,28 @@ TEST(BalancedSampler, TrainerUsesItAndRefusesAConflictingBatch) {
   }
   config.batch = 12;
   EXPECT_EQ(train(config, false).steps, 2);
+}
+
+// On the command line --batch follows P x K; a --batch that differs is one clear error; --help says
+// how small classes are sampled.
+TEST(BalancedSampler, CommandLineBatchFollowsPTimesK) {
+  testing::ScratchDir dir;
+  const std::string pack = testing::synthetic_pack(dir);
+  auto run = [&](const std::string& args) {
+    const std::string command = std::string(CUFACE_BINARY) + " train " + args + " > " + (dir / "out").string() +
+                                " 2> " + (dir / "err").string();
+    const int raw = std::system(command.c_str());
+    return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  };
+  const std::string base = "FR --train-sets " + pack + " --arch tiny --input-size 32 --steps 1 --device cpu " +
+                           "--workers 1 --margin cosface --margin-s 16 --ids-per-batch 4 --imgs-per-id 3 --out ";
+  ASSERT_EQ(run(base + (dir / "run").string()), 0) << testing::slurp(dir / "err");
+  EXPECT_EQ(nlohmann::json::parse(testing::slurp(dir / "run" / "config.json")).at("batch"), 12);
+  EXPECT_NE(run(base + (dir / "bad").string() + " --batch 8"), 0);
+  EXPECT_NE(testing::slurp(dir / "err").find("--ids-per-batch"), std::string::npos) << testing::slurp(dir / "err");
+  ASSERT_EQ(run("--help"), 0);
+  for (const char* text : {"--ids-per-batch", "--imgs-per-id", "with replacement", "--accumulate", "--multi-mode"})
+    EXPECT_NE(testing::slurp(dir / "out").find(text), std::string::npos) << text;
 }
 
 }  // namespace
