@@ -209,9 +209,9 @@ LoaderOptions loader_options(const TrainConfig& config) {
   options.augment.flip = config.flip;
   options.seed = config.seed;
   options.drop_last = true;
-  if (config.ids_per_batch > 0) {
+  if (config.ids_per_batch > 0) {  // after options.world_size: each rank's batches are balanced
     auto sampler = std::make_shared<BalancedSampler>(balance_classes(config), config.ids_per_batch,
-                                                     config.imgs_per_id, config.seed);
+                                                     config.imgs_per_id, config.seed, options.world_size);
     options.sampler = [sampler](int64_t epoch) { return (*sampler)(epoch); };
     options.samples_per_epoch = sampler->samples_per_epoch();
   }
