@@ -37,7 +37,8 @@ std::vector<int64_t> BalancedSampler::operator()(int64_t epoch) const {
   std::vector<int64_t> pool;
   for (int64_t b = 0; b < batches_; ++b)
     for (int p = 0; p < per_batch_; ++p) {
-      const std::vector<int64_t>& records = records_of_class_[size_t(class_order[size_t((b * per_batch_ + p) % classes())])];
+      const int64_t position = (b * per_batch_ + p) % classes();  // past the end: round to the start
+      const std::vector<int64_t>& records = records_of_class_[size_t(class_order[size_t(position)])];
       const uint32_t n = uint32_t(records.size());
       if (n >= uint32_t(per_class_)) {  // a random K-subset: the first K steps of a Fisher-Yates shuffle
         pool = records;

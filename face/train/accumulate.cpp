@@ -25,7 +25,8 @@ std::vector<HeadStats> accumulated_train_step(Context& ctx, FaceModel& model, Sg
                                               int micro_batches, bool train_backbone, int64_t step) {
   const int64_t batch = images.size(0);
   CUFACE_CHECK(micro_batches >= 1 && batch % micro_batches == 0,
-               "--accumulate " + std::to_string(micro_batches) + " does not divide the batch of " + std::to_string(batch));
+               "--accumulate " + std::to_string(micro_batches) + " does not divide the batch of " +
+                   std::to_string(batch));
   if (micro_batches == 1) {
     model.set_step(uint64_t(step));
     return model.train_step(ctx, images, tasks, train_backbone, true);
@@ -36,7 +37,8 @@ std::vector<HeadStats> accumulated_train_step(Context& ctx, FaceModel& model, Sg
     std::vector<TaskLabels> slice = tasks;
     for (TaskLabels& t : slice) t.labels = t.labels.slice(j * rows, (j + 1) * rows);
     model.set_step(uint64_t(step) * uint64_t(micro_batches) + uint64_t(j));
-    std::vector<HeadStats> part = model.train_step(ctx, images.slice(j * rows, (j + 1) * rows), slice, train_backbone, true);
+    const Tensor micro = images.slice(j * rows, (j + 1) * rows);
+    std::vector<HeadStats> part = model.train_step(ctx, micro, slice, train_backbone, true);
     for (size_t t = 0; t < part.size(); ++t) add_stats(total[t], part[t]);
   }
   optimizer.scale_gradients(ctx, 1.0f / float(micro_batches));

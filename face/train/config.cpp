@@ -58,7 +58,8 @@ void TrainConfig::validate() const {
                    " x --imgs-per-id " + std::to_string(imgs_per_id) + " (leave --batch out: it follows)");
   CUFACE_CHECK(accumulate >= 1, "--accumulate must be at least 1");
   CUFACE_CHECK(batch % accumulate == 0, "--batch " + std::to_string(batch) + " is not divisible by --accumulate " +
-                                            std::to_string(accumulate) + " (each micro-batch holds batch / accumulate images)");
+                                            std::to_string(accumulate) +
+                                            " (each micro-batch holds batch / accumulate images)");
   CUFACE_CHECK(batch / accumulate >= 2, "--accumulate " + std::to_string(accumulate) +
                                             " leaves micro-batches of fewer than 2 images (batch statistics)");
   CUFACE_CHECK(multi_mode == "sum" || multi_mode == "alternate", "--multi-mode must be sum or alternate");

@@ -364,7 +364,8 @@ void Run::update(const std::vector<TaskLabels>& trained, double lr) {
     optimizer_->step(ctx_, lr);
   } else {
     std::vector<std::string> parts{"backbone"};
-    for (const TaskLabels& t : trained) parts.push_back(t.task == Task::FR ? "fr" : t.task == Task::Gender ? "gender" : "age");
+    for (const TaskLabels& t : trained)
+      parts.push_back(t.task == Task::FR ? "fr" : t.task == Task::Gender ? "gender" : "age");
     optimizer_->step(ctx_, lr, parts);
   }
   optimizer_->zero_grad(ctx_);

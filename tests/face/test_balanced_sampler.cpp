@@ -30,7 +30,8 @@ std::vector<int32_t> uneven_classes() {
 
 // Checks that `batch` (record indices) holds exactly P classes with K records each, distinct records
 // where the class has at least K; returns the classes.
-std::set<int32_t> check_balanced(const std::vector<int64_t>& batch, const std::vector<int32_t>& class_of, int p, int k) {
+std::set<int32_t> check_balanced(const std::vector<int64_t>& batch, const std::vector<int32_t>& class_of, int p,
+                                 int k) {
   std::map<int32_t, std::vector<int64_t>> by_class;
   for (int64_t record : batch) {
     EXPECT_GE(class_of[size_t(record)], 0) << "an unlabelled record was drawn";

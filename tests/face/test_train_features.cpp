@@ -159,7 +159,8 @@ TEST(Accumulate, ResumesExactlyAndLogsPerUpdate) {
 std::map<std::string, Tensor> checkpoint(const fs::path& file) { return load_safetensors(file.string()).tensors; }
 
 // Whether every tensor of `part` (part_of) is bit-identical in the two checkpoints.
-bool part_unchanged(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b, const std::string& part) {
+bool part_unchanged(const std::map<std::string, Tensor>& a, const std::map<std::string, Tensor>& b,
+                    const std::string& part) {
   bool any = false;
   for (const auto& [name, value] : a) {
     if (part_of(name) != part || value.dtype() != DType::F32) continue;
@@ -231,7 +232,8 @@ TEST(TrainValidation, PrintsAndRecordsDistancesGapProgressTopNAndConfusion) {
 
   // valid.csv: step, task, figure, value.
   std::map<int64_t, std::map<std::string, std::map<std::string, double>>> figures;
-  for (const auto& row : csv_rows(dir / "run" / "valid.csv")) figures[std::stoll(row[0])][row[1]][row[2]] = std::stod(row[3]);
+  for (const auto& row : csv_rows(dir / "run" / "valid.csv"))
+    figures[std::stoll(row[0])][row[1]][row[2]] = std::stod(row[3]);
   ASSERT_EQ(figures.size(), 2u);  // steps 2 and 4
   for (const char* name : {"same_distance", "different_distance", "gap", "steps_without_progress"})
     EXPECT_TRUE(figures[2]["FR"].count(name)) << name;
@@ -252,9 +254,10 @@ TEST(TrainValidation, PrintsAndRecordsDistancesGapProgressTopNAndConfusion) {
           ASSERT_TRUE(f.count(cell)) << task << " " << cell;
           row += f[cell];
         }
+        const double correct = f["confusion_" + std::to_string(t) + "_" + std::to_string(t)];
         total += row;
-        diagonal += f["confusion_" + std::to_string(t) + "_" + std::to_string(t)];
-        if (row > 0) class_accuracy_sum += f["confusion_" + std::to_string(t) + "_" + std::to_string(t)] / row, ++present;
+        diagonal += correct;
+        if (row > 0) class_accuracy_sum += correct / row, ++present;
       }
       EXPECT_EQ(total, f["samples"]) << task;
       EXPECT_NEAR(f["accuracy"], diagonal / total, 1e-9) << task;
@@ -309,7 +312,8 @@ TEST(TrainInterrupt, SigintSavesACheckpointExitsZeroAndResumes) {
                              std::to_string(stopped + 2) + " > " + (dir / "resumed").string() + " 2>&1";
   const int raw = std::system(resume.c_str());
   ASSERT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) == 0) << slurp(dir / "resumed");
-  EXPECT_NE(slurp(dir / "resumed").find("at step " + std::to_string(stopped)), std::string::npos) << slurp(dir / "resumed");
+  const std::string resumed = slurp(dir / "resumed");
+  EXPECT_NE(resumed.find("at step " + std::to_string(stopped)), std::string::npos) << resumed;
   EXPECT_EQ(latest_step(run), stopped + 2);
   const auto rows = csv_rows(run / "loss_debug.csv");
   ASSERT_EQ(int64_t(rows.size()), stopped + 2);
