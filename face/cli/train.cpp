@@ -44,7 +44,9 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
     if (cmd.count("--epochs")) config.epochs = args.config.epochs;
   } else {
     // Defaults, then the --config file, then the flags given on the command line.
-    if (!args.config_file.empty()) config = TrainConfig::from_json(read_config_file(args.config_file));
+    nlohmann::json from_file = nlohmann::json::object();
+    if (!args.config_file.empty()) from_file = read_config_file(args.config_file);
+    config = TrainConfig::from_json(from_file);
     nlohmann::json from_flags = args.config.to_json(), merged = config.to_json();
     for (CLI::Option* option : cmd.get_options()) {
       if (option->count() == 0 || option->get_lnames().empty()) continue;
@@ -54,6 +56,9 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
     }
     if (cmd.count("--margin-m")) merged["margin_m_set"] = true;
     if (cmd.count("task")) merged["task"] = args.config.task;
+    // Balanced batches set the batch size unless it is given (then it must agree: TrainConfig::validate).
+    if (merged.value("ids_per_batch", 0) > 0 && !cmd.count("--batch") && !from_file.contains("batch"))
+      merged["batch"] = merged["ids_per_batch"].get<int>() * merged.value("imgs_per_id", 0);
     config = TrainConfig::from_json(merged);
   }
   TrainSummary summary = train(config, !args.resume.empty());
@@ -89,7 +94,16 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--sample-rate", c.sample_rate, "Partial FC: fraction of class centres per step")->capture_default_str();
   cmd->add_option("--age-edges", c.age_edges, "First ages of age bins 1.. (default 13,20,30,40,50,60)")->delimiter(',');
   cmd->add_option("--bn-momentum", c.bn_momentum, "BatchNorm momentum, PyTorch convention")->capture_default_str();
-  cmd->add_option("--batch", c.batch, "Images per step")->capture_default_str();
+  cmd->add_option("--batch", c.batch, "Images per step (update)")->capture_default_str();
+  cmd->add_option("--ids-per-batch", c.ids_per_batch,
+                  "Class-balanced batches: P identities per batch (Gender/Age runs: P classes); with --imgs-per-id "
+                  "K the batch is P x K. Each epoch visits every class once; a class with fewer than K images is "
+                  "sampled with replacement. Without it: plain shuffling");
+  cmd->add_option("--imgs-per-id", c.imgs_per_id, "Class-balanced batches: K images of each class in a batch");
+  cmd->add_option("--accumulate", c.accumulate,
+                  "Sum gradients over N micro-batches of --batch / N before each update (BN statistics per "
+                  "micro-batch; loss, LR schedule and logging per update)")
+      ->capture_default_str();
   cmd->add_option("--steps", c.steps, "Steps to train (0: --epochs)")->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "Epochs to train when --steps is 0")->capture_default_str();
   cmd->add_option("--lr", c.lr, "Initial learning rate")->capture_default_str();
@@ -110,6 +124,11 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--weight-fr", c.weight_fr, "multi: weight of the FR loss")->capture_default_str();
   cmd->add_option("--weight-gender", c.weight_gender, "multi: weight of the gender loss")->capture_default_str();
   cmd->add_option("--weight-age", c.weight_age, "multi: weight of the age loss")->capture_default_str();
+  cmd->add_option("--multi-mode", c.multi_mode,
+                  "multi: sum the weighted task losses every step, or alternate: step s trains task s mod T "
+                  "(FR, Gender, Age in turn; the other branches rest; the LR schedule sees each step's task loss)")
+      ->check(CLI::IsMember({"sum", "alternate"}))
+      ->capture_default_str();
   cmd->add_flag("--freeze-backbone", c.freeze_backbone, "Train only the task branches (no backbone gradients)");
   cmd->add_option("--device", c.device, "cpu | cuda | auto")->capture_default_str();
   cmd->add_option("--precision", c.precision, "fp32 | tf32 | bf16 (GPU)")->capture_default_str();

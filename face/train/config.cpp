@@ -7,13 +7,14 @@
 namespace cuface {
 
 // One list of every field, used by both directions of the JSON conversion.
-#define CUFACE_TRAIN_CONFIG_FIELDS(X)                                                                        \
-  X(task) X(train_sets) X(valid_sets) X(out) X(arch) X(input_size) X(init) X(embedding_size) X(margin)          \
-  X(margin_s) X(margin_m) X(margin_m_set) X(margin_m1) X(margin_m2) X(margin_m3) X(easy_margin) X(sample_rate) \
-  X(age_edges) X(bn_momentum) X(batch) X(steps) X(epochs) X(lr) X(lr_fr) X(lr_gender) X(lr_age) X(momentum)    \
-  X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age) X(lr_schedule) X(patience) X(lr_shrink) X(min_lr) X(lr_steps) \
-  X(warmup) X(weight_fr) X(weight_gender) X(weight_age) X(freeze_backbone) X(device) X(precision) X(workers)    \
-  X(seed) X(flip) X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
+#define CUFACE_TRAIN_CONFIG_FIELDS(X)                                                                             \
+  X(task) X(train_sets) X(valid_sets) X(out) X(arch) X(input_size) X(init) X(embedding_size) X(margin)            \
+  X(margin_s) X(margin_m) X(margin_m_set) X(margin_m1) X(margin_m2) X(margin_m3) X(easy_margin) X(sample_rate)    \
+  X(age_edges) X(bn_momentum) X(batch) X(ids_per_batch) X(imgs_per_id) X(accumulate) X(steps) X(epochs) X(lr)     \
+  X(lr_fr) X(lr_gender) X(lr_age) X(momentum) X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age) X(lr_schedule)       \
+  X(patience) X(lr_shrink) X(min_lr) X(lr_steps) X(warmup) X(weight_fr) X(weight_gender) X(weight_age)            \
+  X(multi_mode) X(freeze_backbone) X(device) X(precision) X(workers) X(seed) X(flip) X(log_every)                 \
+  X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json json;
@@ -50,6 +51,18 @@ void TrainConfig::validate() const {
   CUFACE_CHECK(!out.empty(), "--out: a run folder is needed");
   CUFACE_CHECK(input_size >= 32 && input_size % 16 == 0, "--input-size must be a multiple of 16 (112 or 224)");
   CUFACE_CHECK(batch >= 2, "--batch must be at least 2 (batch statistics)");
+  CUFACE_CHECK((ids_per_batch > 0) == (imgs_per_id > 0), "--ids-per-batch and --imgs-per-id go together");
+  CUFACE_CHECK(ids_per_batch >= 0 && imgs_per_id >= 0, "--ids-per-batch and --imgs-per-id must be positive");
+  CUFACE_CHECK(ids_per_batch == 0 || int64_t(ids_per_batch) * imgs_per_id == batch,
+               "--batch " + std::to_string(batch) + " differs from --ids-per-batch " + std::to_string(ids_per_batch) +
+                   " x --imgs-per-id " + std::to_string(imgs_per_id) + " (leave --batch out: it follows)");
+  CUFACE_CHECK(accumulate >= 1, "--accumulate must be at least 1");
+  CUFACE_CHECK(batch % accumulate == 0, "--batch " + std::to_string(batch) + " is not divisible by --accumulate " +
+                                            std::to_string(accumulate) +
+                                            " (each micro-batch holds batch / accumulate images)");
+  CUFACE_CHECK(batch / accumulate >= 2, "--accumulate " + std::to_string(accumulate) +
+                                            " leaves micro-batches of fewer than 2 images (batch statistics)");
+  CUFACE_CHECK(multi_mode == "sum" || multi_mode == "alternate", "--multi-mode must be sum or alternate");
   CUFACE_CHECK(steps > 0 || epochs > 0, "--steps or --epochs must be positive");
   CUFACE_CHECK(lr > 0, "--lr must be positive");
   CUFACE_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1)");

@@ -29,7 +29,9 @@ struct TrainConfig {
   std::vector<int> age_edges;                 // empty: the default 7 bins (layers/softmax_head.h)
   float bn_momentum = 0.1f;
   // Optimisation
-  int batch = 128;
+  int batch = 128;                            // images per update (= ids_per_batch * imgs_per_id when balanced)
+  int ids_per_batch = 0, imgs_per_id = 0;     // class-balanced batches (face/loader/balanced_sampler.h); 0: shuffle
+  int accumulate = 1;                         // micro-batches of batch / accumulate per update
   int64_t steps = 0;                          // 0: from epochs
   int64_t epochs = 1;
   double lr = 0.1;
@@ -43,6 +45,7 @@ struct TrainConfig {
   std::vector<int64_t> lr_steps;              // step schedule milestones
   int64_t warmup = 0;                         // linear warm-up steps
   float weight_fr = 1, weight_gender = 1, weight_age = 1;  // multi: loss weights
+  std::string multi_mode = "sum";             // multi: sum the task losses, or alternate tasks step by step
   bool freeze_backbone = false;
   // Execution
   std::string device = "auto";

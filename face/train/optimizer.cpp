@@ -1,5 +1,7 @@
 #include "face/train/optimizer.h"
 
+#include <algorithm>
+
 #include "kernels/elementwise.h"
 #include "kernels/optimizer.h"
 
@@ -7,11 +9,16 @@ namespace cuface {
 
 static bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
 
+std::string part_of(const std::string& name) {
+  if (starts_with(name, "embedding.") || starts_with(name, "fr.")) return "fr";
+  if (starts_with(name, "gender.")) return "gender";
+  if (starts_with(name, "age.")) return "age";
+  return "backbone";
+}
+
 double WeightDecay::for_name(const std::string& name) const {
-  if (starts_with(name, "embedding.") || starts_with(name, "fr.")) return fr;
-  if (starts_with(name, "gender.")) return gender;
-  if (starts_with(name, "age.")) return age;
-  return backbone;
+  const std::string part = part_of(name);
+  return part == "fr" ? fr : part == "gender" ? gender : part == "age" ? age : backbone;
 }
 
 SgdOptimizer::SgdOptimizer(std::vector<NamedParameter> parameters, double momentum, WeightDecay decay)
@@ -24,14 +31,26 @@ SgdOptimizer::SgdOptimizer(std::vector<NamedParameter> parameters, double moment
   }
 }
 
+void SgdOptimizer::update(Context& ctx, Entry& e, double lr) {
+  sgd_momentum_update(ctx, e.parameter.parameter->value, e.parameter.parameter->grad, e.momentum, float(lr),
+                      float(momentum_), e.weight_decay);
+}
+
 void SgdOptimizer::step(Context& ctx, double lr) {
+  for (Entry& e : entries_) update(ctx, e, lr);
+}
+
+void SgdOptimizer::step(Context& ctx, double lr, const std::vector<std::string>& parts) {
   for (Entry& e : entries_)
-    sgd_momentum_update(ctx, e.parameter.parameter->value, e.parameter.parameter->grad, e.momentum, float(lr),
-                        float(momentum_), e.weight_decay);
+    if (std::find(parts.begin(), parts.end(), part_of(e.parameter.name)) != parts.end()) update(ctx, e, lr);
 }
 
 void SgdOptimizer::zero_grad(Context& ctx) {
   for (Entry& e : entries_) fill(ctx, e.parameter.parameter->grad, 0.0f);
+}
+
+void SgdOptimizer::scale_gradients(Context& ctx, float factor) {
+  for (Entry& e : entries_) scale(ctx, factor, e.parameter.parameter->grad);
 }
 
 std::vector<std::pair<std::string, Tensor>> SgdOptimizer::state() const {

@@ -10,6 +10,9 @@
 
 namespace cuface {
 
+// The part a parameter belongs to, by its name: "fr" (embedding.*, fr.*), "gender", "age" or "backbone".
+std::string part_of(const std::string& name);
+
 struct WeightDecay {
   double backbone = 5e-4, fr = 5e-4, gender = 5e-4, age = 5e-4;
   // The decay of a parameter named `name` ("layer1.0.conv1.weight", "fr.weight", "gender.head.bias").
@@ -24,7 +27,11 @@ class SgdOptimizer {
   // One fused update per parameter: v = mu v + (g + wd w); w -= lr v. Gradients are left as they
   // are; the caller zeroes them.
   void step(Context& ctx, double lr);
+  // The same for the parameters whose part (part_of) is in `parts` only; the others keep their
+  // values and momentum, as PyTorch skips parameters that got no gradient (--multi-mode alternate).
+  void step(Context& ctx, double lr, const std::vector<std::string>& parts);
   void zero_grad(Context& ctx);  // of the parameters this optimizer updates
+  void scale_gradients(Context& ctx, float factor);  // g *= factor (--accumulate's 1/N)
 
   // Momentum buffers as "momentum.<name>" tensors (for the run's state file), and back.
   std::vector<std::pair<std::string, Tensor>> state() const;
@@ -37,6 +44,7 @@ class SgdOptimizer {
     Tensor momentum;
     float weight_decay;
   };
+  void update(Context& ctx, Entry& e, double lr);
   std::vector<Entry> entries_;
   double momentum_;
 };

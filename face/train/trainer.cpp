@@ -10,9 +10,11 @@
 
 #include "engine/lr_schedule.h"
 #include "engine/safetensors.h"
+#include "face/loader/balanced_sampler.h"
 #include "face/loader/loader.h"
 #include "face/loader/upload.h"
 #include "face/model/face_model.h"
+#include "face/train/accumulate.h"
 #include "face/train/checkpoint.h"
 #include "face/train/optimizer.h"
 #include "face/train/validation.h"
@@ -161,7 +163,10 @@ class Run {
   void save_checkpoint(const LoaderPosition& next);
   void resume_from_latest();
   void validate_now();
-  void log_row(const std::vector<HeadStats>& stats, double loss, double lr, int64_t epoch, double images_per_second);
+  std::vector<TaskLabels> step_tasks(const DeviceBatch& input) const;
+  void update(const std::vector<TaskLabels>& trained, double lr);
+  void log_row(const std::vector<TaskLabels>& trained, const std::vector<HeadStats>& stats, double loss, double lr,
+               int64_t epoch, double images_per_second);
 
   TrainConfig config_;
   RunFolder folder_;
@@ -174,11 +179,26 @@ class Run {
   std::unique_ptr<LrSchedule> schedule_;
   int64_t step_ = 0;
   double best_score_ = NAN;
+  int64_t best_step_ = 0;  // the step of the best validation: "steps without progress" count from it
   int64_t last_checkpoint_ = -1;
   std::ofstream losses_, validations_;
 };
 
 Device run_device(const TrainConfig& config) { return parse_device(config.device); }
+
+// The class of each training record that balanced batches balance: identities for FR and multi,
+// genders or age bins for a Gender or Age run (as the original's 2 x 75 and 7 x 20 batches).
+std::vector<int32_t> balance_classes(const TrainConfig& config) {
+  PackSet packs(config.train_sets);
+  std::vector<int32_t> classes(size_t(packs.size()));
+  for (int64_t i = 0; i < packs.size(); ++i) {
+    const RecordLabels labels = packs.record(i).labels;
+    classes[size_t(i)] = config.task == "Gender" ? labels.gender
+                         : config.task == "Age"  ? (labels.age < 0 ? -1 : age_to_bin(labels.age, age_edges(config)))
+                                                 : labels.identity;
+  }
+  return classes;
+}
 
 LoaderOptions loader_options(const TrainConfig& config) {
   LoaderOptions options;
@@ -189,6 +209,12 @@ LoaderOptions loader_options(const TrainConfig& config) {
   options.augment.flip = config.flip;
   options.seed = config.seed;
   options.drop_last = true;
+  if (config.ids_per_batch > 0) {  // after options.world_size: each rank's batches are balanced
+    auto sampler = std::make_shared<BalancedSampler>(balance_classes(config), config.ids_per_batch,
+                                                     config.imgs_per_id, config.seed, options.world_size);
+    options.sampler = [sampler](int64_t epoch) { return (*sampler)(epoch); };
+    options.samples_per_epoch = sampler->samples_per_epoch();
+  }
   return options;
 }
 
@@ -249,6 +275,7 @@ void Run::resume_from_latest() {
   step_ = state.at("step").get<int64_t>();
   schedule_->from_json(state.at("schedule"));
   if (!state.at("best_score").is_null()) best_score_ = state.at("best_score").get<double>();
+  best_step_ = state.value("best_step", int64_t(0));
   loader_.seek({state.at("loader_epoch").get<int64_t>(), state.at("loader_step").get<int64_t>()});
   last_checkpoint_ = step_;
   std::printf("resumed %s at step %lld\n", folder_.dir.string().c_str(), (long long)step_);
@@ -262,7 +289,8 @@ void Run::save_checkpoint(const LoaderPosition& next) {
                           {"loader_epoch", next.epoch},
                           {"loader_step", next.step},
                           {"schedule", schedule_->to_json()},
-                          {"best_score", std::isnan(best_score_) ? nlohmann::json() : nlohmann::json(best_score_)}};
+                          {"best_score", std::isnan(best_score_) ? nlohmann::json() : nlohmann::json(best_score_)},
+                          {"best_step", best_step_}};
   write_text_atomically(folder_.state_json(step_), state.dump(2) + "\n");
   write_text_atomically(folder_.latest(), std::to_string(step_) + "\n");  // last: the checkpoint is complete
   last_checkpoint_ = step_;
@@ -293,6 +321,16 @@ void Run::validate_now() {
   // The first task chooses the best checkpoint; every task is reported.
   for (size_t t = 0; t < tasks_.size(); ++t) {
     ValidationResult result = validate(ctx_, *model_, tasks_[t], options);
+    if (t == 0 && (std::isnan(best_score_) || result.score > best_score_)) {
+      best_score_ = result.score;
+      best_step_ = step_;
+      ctx_.synchronize();
+      save_model(folder_.best().string(), *model_, {{"step", std::to_string(step_)}, {"score", std::to_string(result.score)}});
+    }
+    if (t == 0) {  // progress is judged by the first task's score
+      result.figures["steps_without_progress"] = step_ - best_step_;
+      result.summary += ", " + std::to_string(step_ - best_step_) + " steps without progress";
+    }
     std::printf("valid %s step %lld: %s\n%s", task_name(tasks_[t]), (long long)step_, result.summary.c_str(),
                 result.details.c_str());
     const bool fresh = !fs::exists(folder_.validations());
@@ -301,21 +339,44 @@ void Run::validate_now() {
     for (const auto& [key, value] : result.figures.items())
       validations_ << step_ << "," << task_name(tasks_[t]) << "," << key << "," << value.dump() << "\n";
     validations_.flush();
-    if (t == 0 && (std::isnan(best_score_) || result.score > best_score_)) {
-      best_score_ = result.score;
-      ctx_.synchronize();
-      save_model(folder_.best().string(), *model_, {{"step", std::to_string(step_)}, {"score", std::to_string(result.score)}});
-    }
   }
   model_->set_training(true);
 }
 
-void Run::log_row(const std::vector<HeadStats>& stats, double loss, double lr, int64_t epoch,
-                  double images_per_second) {
+// The tasks step_ trains with their labels: every task of the run, or with --multi-mode alternate
+// one task per step, round robin (step s trains task s mod T), so a resumed run alternates the same.
+std::vector<TaskLabels> Run::step_tasks(const DeviceBatch& input) const {
+  std::vector<TaskLabels> labels;
+  for (Task task : tasks_) {
+    const Tensor& l = task == Task::FR ? input.identity : task == Task::Gender ? input.gender : input.age;
+    const float weight = task == Task::FR ? config_.weight_fr : task == Task::Gender ? config_.weight_gender
+                                                                                       : config_.weight_age;
+    labels.push_back({task, l, weight});
+  }
+  if (config_.multi_mode == "alternate") return {labels[size_t(step_ % int64_t(labels.size()))]};
+  return labels;
+}
+
+// The SGD update after a step's gradients. Alternating, only the backbone and the trained branch
+// move: the other branches got no gradient this step and keep their weights and momentum.
+void Run::update(const std::vector<TaskLabels>& trained, double lr) {
+  if (trained.size() == tasks_.size()) {
+    optimizer_->step(ctx_, lr);
+  } else {
+    std::vector<std::string> parts{"backbone"};
+    for (const TaskLabels& t : trained)
+      parts.push_back(t.task == Task::FR ? "fr" : t.task == Task::Gender ? "gender" : "age");
+    optimizer_->step(ctx_, lr, parts);
+  }
+  optimizer_->zero_grad(ctx_);
+}
+
+void Run::log_row(const std::vector<TaskLabels>& trained, const std::vector<HeadStats>& stats, double loss, double lr,
+                  int64_t epoch, double images_per_second) {
   double task_loss[3] = {NAN, NAN, NAN}, task_accuracy[3] = {NAN, NAN, NAN};
-  for (size_t t = 0; t < tasks_.size(); ++t) {
-    task_loss[int(tasks_[t])] = stats[t].loss;
-    task_accuracy[int(tasks_[t])] = stats[t].accuracy;
+  for (size_t t = 0; t < trained.size(); ++t) {
+    task_loss[int(trained[t].task)] = stats[t].loss;
+    task_accuracy[int(trained[t].task)] = stats[t].accuracy;
   }
   auto cell = [](double v) { return std::isnan(v) ? std::string() : std::to_string(v); };
   losses_ << step_ << "," << epoch << "," << lr << "," << loss;
@@ -356,24 +417,17 @@ TrainSummary Run::loop() {
     if (next.step == loader_.steps_per_epoch()) next = {input.epoch + 1, 0};
     if (step_ + 1 < total_steps_) stage_next();
 
-    std::vector<TaskLabels> labels;
-    for (Task task : tasks_) {
-      const Tensor& l = task == Task::FR ? input.identity : task == Task::Gender ? input.gender : input.age;
-      const float weight = task == Task::FR ? config_.weight_fr : task == Task::Gender ? config_.weight_gender
-                                                                                         : config_.weight_age;
-      labels.push_back({task, l, weight});
-    }
+    const std::vector<TaskLabels> labels = step_tasks(input);
     const double lr = schedule_->lr() * warmup_factor(step_, config_.warmup);
-    model_->set_step(uint64_t(step_));
-    std::vector<HeadStats> stats = model_->train_step(ctx_, input.images, labels, !config_.freeze_backbone, true);
+    std::vector<HeadStats> stats = accumulated_train_step(ctx_, *model_, *optimizer_, input.images, labels,
+                                                          config_.accumulate, !config_.freeze_backbone, step_);
     double loss = 0;
     for (size_t t = 0; t < stats.size(); ++t) loss += labels[t].weight * stats[t].loss;
     if (!std::isfinite(loss))
       throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step_) + "; first non-finite: " +
                   locate_nonfinite(ctx_, *model_, input.images) + ". The last good checkpoint is kept in '" +
                   folder_.dir.string() + "' (step " + std::to_string(last_checkpoint_) + ")");
-    optimizer_->step(ctx_, lr);
-    optimizer_->zero_grad(ctx_);
+    update(labels, lr);
     schedule_->record(loss);
     ++step_;
 
@@ -381,14 +435,14 @@ TrainSummary Run::loop() {
     ++interval_steps;
     const auto now = std::chrono::steady_clock::now();
     const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
-    log_row(stats, loss, lr, input.epoch, double(config_.batch) * double(interval_steps) / std::max(interval_seconds, 1e-9));
+    log_row(labels, stats, loss, lr, input.epoch, double(config_.batch) * double(interval_steps) / std::max(interval_seconds, 1e-9));
     if (step_ % config_.log_every == 0 || step_ == total_steps_) {
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double per_step = elapsed / double(step_ - first_step);
       std::printf("step %lld/%lld epoch %lld lr %.3g loss %.4f", (long long)step_, (long long)total_steps_,
                   (long long)input.epoch, lr, interval_loss / double(interval_steps));
       for (size_t t = 0; t < stats.size(); ++t)
-        std::printf(" | %s loss %.4f acc %.3f", task_name(tasks_[t]), stats[t].loss, stats[t].accuracy);
+        std::printf(" | %s loss %.4f acc %.3f", task_name(labels[t].task), stats[t].loss, stats[t].accuracy);
       std::printf(" | %.1f img/s, ETA %s\n", double(config_.batch) * double(interval_steps) / interval_seconds,
                   format_duration(per_step * double(total_steps_ - step_)).c_str());
       std::fflush(stdout);

@@ -4,6 +4,12 @@
 //   backward of the chosen tasks) -> SGD update -> LR schedule -> log line, CSV row, validation,
 //   checkpoint
 //
+// Options of the loop: class-balanced batches (--ids-per-batch/--imgs-per-id, a sampler plugged into
+// the loader: face/loader/balanced_sampler.h); --accumulate N (the step's forward and backward as N
+// micro-batches: face/train/accumulate.h); multi --multi-mode alternate (step s trains task s mod T
+// and updates only the backbone and that task's branch). A step is one update throughout: the loss
+// row, the LR schedule, checkpoints and resume count updates.
+//
 // The run folder holds config.json (everything resolved), loss_debug.csv (a row per step),
 // valid.csv (a row per validation), model-STEP.safetensors (torchvision names for the backbone),
 // state-STEP.safetensors (momentum buffers) with state-STEP.json (step, loader position, LR schedule,

@@ -125,10 +125,17 @@ ValidationResult validate_attribute(Context& ctx, FaceModel& model, Task task, c
                {"top2_accuracy", eval::top_n_accuracy(scores, classes, truth, 2)},
                {"samples", int64_t(truth.size())}};
   if (task == Task::Age) r.figures["within_one_accuracy"] = eval::within_one_accuracy(truth, predicted);
+  if (classes > 3) r.figures["top3_accuracy"] = eval::top_n_accuracy(scores, classes, truth, 3);
+  // The confusion matrix too, one figure per cell: confusion_TRUTH_PREDICTED (counts).
+  for (int t = 0; t < classes; ++t)
+    for (int p = 0; p < classes; ++p)
+      r.figures["confusion_" + std::to_string(t) + "_" + std::to_string(p)] = matrix.at(t, p);
   std::ostringstream line;
   line.precision(4);
   line << "average accuracy " << matrix.average_accuracy() << ", accuracy " << matrix.overall_accuracy()
-       << ", top-2 " << r.figures["top2_accuracy"].get<double>() << " on " << truth.size() << " images";
+       << ", top-2 " << r.figures["top2_accuracy"].get<double>();
+  if (classes > 3) line << ", top-3 " << r.figures["top3_accuracy"].get<double>();
+  line << " on " << truth.size() << " images";
   r.summary = line.str();
   std::vector<std::string> names;
   for (int c = 0; c < classes; ++c)

@@ -1,7 +1,9 @@
 // Validation during training, as the original project printed it: for FR, verification on pairs
 // sampled from an identity-labelled pack (mean same-person and different-person distances, the gap,
 // the best balanced accuracy and the LFW-style 10-fold accuracy); for gender and age, classification
-// of a labelled pack (average per-class accuracy, overall and top-2 accuracy, the confusion matrix).
+// of a labelled pack (average per-class accuracy, overall, top-2 (and for age top-3) accuracy, the
+// confusion matrix, also as figures confusion_TRUTH_PREDICTED). The trainer adds the steps without
+// progress (since the best validation) to the first task's figures.
 #pragma once
 #include <nlohmann/json.hpp>
 

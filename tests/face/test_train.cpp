@@ -13,18 +13,16 @@
 #include "face/pack/packer.h"
 #include "face/train/demo.h"
 #include "face/train/trainer.h"
-#include "scratch_dir.h"
+#include "train_fixtures.h"
 
 namespace cuface {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::ScratchDir;
-
-std::string slurp(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using testing::slurp;
+using testing::synthetic_pack;
+using testing::tiny_config;
 
 // The loss column of loss_debug.csv, as written.
 std::vector<std::string> losses(const fs::path& csv) {
@@ -39,41 +37,6 @@ std::vector<std::string> losses(const fs::path& csv) {
     out.push_back(cell);
   }
   return out;
-}
-
-// 12 synthetic people x 6 images at 32 x 32, packed raw: a few milliseconds per tiny training step.
-std::string synthetic_pack(const ScratchDir& dir) {
-  write_synthetic_faces((dir / "faces").string(), 12, 6, 32, 7);
-  PackOptions options;
-  options.input = (dir / "faces").string();
-  options.format = "tree";
-  options.out = (dir / "faces_pack").string();
-  options.size = 32;
-  options.encoding = Encoding::Raw;
-  options.jobs = 2;
-  pack_images(options);
-  return options.out;
-}
-
-TrainConfig tiny_config(const std::string& pack, const fs::path& out, int64_t steps) {
-  TrainConfig config;
-  config.task = "FR";
-  config.train_sets = {pack};
-  config.out = out.string();
-  config.arch = "tiny";
-  config.input_size = 32;
-  config.batch = 8;
-  config.steps = steps;
-  config.device = "cpu";
-  config.workers = 2;
-  config.log_every = 100;
-  config.valid_every = 0;
-  config.checkpoint_every = 3;
-  config.margin = "cosface";
-  config.margin_s = 16;
-  config.margin_m = 0.1f;
-  config.margin_m_set = true;
-  return config;
 }
 
 TEST(Train, ResumeContinuesBitForBit) {

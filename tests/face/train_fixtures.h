@@ -1,0 +1,89 @@
+// Small training runs for the trainer tests: synthetic faces packed at 32 x 32 (a few milliseconds
+// per tiny step) and a tiny-ResNet configuration that trains on them.
+#pragma once
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "face/pack/packer.h"
+#include "face/train/config.h"
+#include "face/train/demo.h"
+#include "scratch_dir.h"
+
+namespace cuface::testing {
+
+inline std::string slurp(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The rows of a CSV file after its header, split into cells.
+inline std::vector<std::vector<std::string>> csv_rows(const std::filesystem::path& csv) {
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::vector<std::string>> rows;
+  while (std::getline(in, line)) {
+    std::stringstream row(line);
+    std::vector<std::string> cells;
+    std::string cell;
+    while (std::getline(row, cell, ',')) cells.push_back(cell);
+    if (!line.empty() && line.back() == ',') cells.emplace_back();
+    rows.push_back(cells);
+  }
+  return rows;
+}
+
+inline std::string pack_folder(const std::string& input, const std::string& format, const std::string& out) {
+  PackOptions options;
+  options.input = input;
+  options.format = format;
+  options.out = out;
+  options.size = 32;
+  options.encoding = Encoding::Raw;
+  options.jobs = 2;
+  pack_images(options);
+  return out;
+}
+
+// 12 synthetic people x 6 images at 32 x 32, identity labels only.
+inline std::string synthetic_pack(const ScratchDir& dir) {
+  write_synthetic_faces((dir / "faces").string(), 12, 6, 32, 7);
+  return pack_folder((dir / "faces").string(), "tree", (dir / "faces_pack").string());
+}
+
+// The same people with gender (person % 2) and age (5 + 9 * person: every default age bin) labels.
+inline std::string labelled_pack(const ScratchDir& dir) {
+  const auto people = write_synthetic_faces((dir / "labelled").string(), 12, 6, 32, 7);
+  std::ofstream list(dir / "labelled.list");
+  for (size_t person = 0; person < people.size(); ++person)
+    for (const std::string& image : people[person].second)
+      list << image << " " << person << " " << person % 2 << " " << 5 + 9 * person << "\n";
+  list.close();
+  return pack_folder((dir / "labelled.list").string(), "list", (dir / "labelled_pack").string());
+}
+
+inline TrainConfig tiny_config(const std::string& pack, const std::filesystem::path& out, int64_t steps) {
+  TrainConfig config;
+  config.task = "FR";
+  config.train_sets = {pack};
+  config.out = out.string();
+  config.arch = "tiny";
+  config.input_size = 32;
+  config.batch = 8;
+  config.steps = steps;
+  config.device = "cpu";
+  config.workers = 2;
+  config.log_every = 100;
+  config.valid_every = 0;
+  config.checkpoint_every = 3;
+  config.margin = "cosface";
+  config.margin_s = 16;
+  config.margin_m = 0.1f;
+  config.margin_m_set = true;
+  return config;
+}
+
+}  // namespace cuface::testing
