@@ -61,6 +61,11 @@ void Sequential::collect_parameters(const std::string& prefix, std::vector<Named
   for (Child& child : children_) child.layer->collect_parameters(join_name(prefix, child.name), out);
 }
 
+void Sequential::visit(const std::function<void(Layer&)>& f) {
+  f(*this);
+  for (Child& child : children_) child.layer->visit(f);
+}
+
 void Sequential::set_training(bool training) {
   Layer::set_training(training);
   for (Child& child : children_) child.layer->set_training(training);

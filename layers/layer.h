@@ -7,6 +7,7 @@
 // Gradients accumulate (+=) so that several micro-batches can be summed before one update; the
 // trainer zeroes them after each update. A frozen layer computes dx only (no parameter gradients).
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,9 @@ class Layer {
   virtual void set_frozen(bool frozen) { frozen_ = frozen; }
   bool frozen() const { return frozen_; }
 
+  // Calls f on this layer and, recursively, on every layer inside it (containers override).
+  virtual void visit(const std::function<void(Layer&)>& f) { f(*this); }
+
   // Moves every parameter (and gradient) to `device`; gradients are zeroed.
   void to(Device device);
   // Zeroes every parameter gradient.
@@ -88,6 +92,7 @@ class Sequential : public Layer {
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) override;
   void set_training(bool training) override;
   void set_frozen(bool frozen) override;
+  void visit(const std::function<void(Layer&)>& f) override;
 
  private:
   struct Child {
