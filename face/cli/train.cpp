@@ -57,6 +57,7 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
     config = TrainConfig::from_json(merged);
   }
   TrainSummary summary = train(config, !args.resume.empty());
+  if (!summary.leader) return;
   std::printf("train: %lld steps, final loss %.4f, %s%s; run in %s\n", (long long)summary.steps, summary.final_loss,
               summary.stopped_because.c_str(),
               std::isnan(summary.best_score) ? "" : (", best validation " + std::to_string(summary.best_score)).c_str(),
@@ -89,7 +90,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--sample-rate", c.sample_rate, "Partial FC: fraction of class centres per step")->capture_default_str();
   cmd->add_option("--age-edges", c.age_edges, "First ages of age bins 1.. (default 13,20,30,40,50,60)")->delimiter(',');
   cmd->add_option("--bn-momentum", c.bn_momentum, "BatchNorm momentum, PyTorch convention")->capture_default_str();
-  cmd->add_option("--batch", c.batch, "Images per step")->capture_default_str();
+  cmd->add_option("--batch", c.batch, "Images per step and rank (mpirun -np K: K x batch per step)")->capture_default_str();
   cmd->add_option("--steps", c.steps, "Steps to train (0: --epochs)")->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "Epochs to train when --steps is 0")->capture_default_str();
   cmd->add_option("--lr", c.lr, "Initial learning rate")->capture_default_str();
@@ -110,6 +111,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--weight-fr", c.weight_fr, "multi: weight of the FR loss")->capture_default_str();
   cmd->add_option("--weight-gender", c.weight_gender, "multi: weight of the gender loss")->capture_default_str();
   cmd->add_option("--weight-age", c.weight_age, "multi: weight of the age loss")->capture_default_str();
+  cmd->add_option("--embedding-dropout", c.embedding_dropout, "Dropout before the embedding FC")->capture_default_str();
+  cmd->add_flag("--sync-bn", c.sync_bn, "mpirun: BatchNorm statistics over the whole batch of every rank");
+  cmd->add_flag("--shard-classes", c.shard_classes, "mpirun: split the FR head's classes over the ranks (model parallel)");
   cmd->add_flag("--freeze-backbone", c.freeze_backbone, "Train only the task branches (no backbone gradients)");
   cmd->add_option("--device", c.device, "cpu | cuda | auto")->capture_default_str();
   cmd->add_option("--precision", c.precision, "fp32 | tf32 | bf16 (GPU)")->capture_default_str();

@@ -44,6 +44,11 @@ struct TrainConfig {
   int64_t warmup = 0;                         // linear warm-up steps
   float weight_fr = 1, weight_gender = 1, weight_age = 1;  // multi: loss weights
   bool freeze_backbone = false;
+  float embedding_dropout = 0.4f;             // before the embedding FC (the original's 0.4)
+  // Several processes (mpirun): --batch is per rank (InsightFace: per GPU), so a step sees
+  // world size x batch images.
+  bool sync_bn = false;                       // BatchNorm statistics over every rank's rows
+  bool shard_classes = false;                 // the FR head's classes split over the ranks
   // Execution
   std::string device = "auto";
   std::string precision = "fp32";
