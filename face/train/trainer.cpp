@@ -167,6 +167,7 @@ class Run {
   bool distributed() const { return comm_->world_size() > 1; }
   bool sharded(const NamedParameter& np) const { return config_.shard_classes && np.name == "fr.weight"; }
   void start_data_parallel(const std::vector<NamedParameter>& trained);
+  void check_resume_world_size();
   void average_gradients();
   std::vector<double> agree_on(std::vector<double> values);
   bool agree_to_stop(bool local);
@@ -224,6 +225,7 @@ Run::Run(const TrainConfig& config, bool resume)
                                                   std::to_string(config_.batch));
   total_steps_ = config_.steps > 0 ? config_.steps : config_.epochs * loader_.steps_per_epoch();
 
+  if (resume) check_resume_world_size();
   CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
                "--sync-bn and --shard-classes need several processes: start with mpirun -np K cuface train ...");
   FaceModelOptions options = model_options(config_, tasks_, loader_.packs().classes());
@@ -266,17 +268,22 @@ Run::Run(const TrainConfig& config, bool resume)
   CUFACE_CHECK(losses_.good(), "cannot write '" + folder_.losses().string() + "'");
 }
 
-void Run::resume_from_latest() {
-  CUFACE_CHECK(fs::exists(folder_.latest()), "--resume: '" + folder_.dir.string() + "' has no checkpoint ('latest')");
+// Checkpoints from before multi-process training have no world size: one process wrote them.
+void Run::check_resume_world_size() {
+  if (!fs::exists(folder_.latest())) return;  // resume_from_latest names that problem
   const int64_t step = std::stoll(read_text(folder_.latest()));
-  nlohmann::json state = read_json(folder_.state_json(step));
-  // Checkpoints from before multi-process training have no world size: one process wrote them.
-  const int64_t saved_world = state.value("world_size", int64_t(1));
+  const int64_t saved_world = read_json(folder_.state_json(step)).value("world_size", int64_t(1));
   CUFACE_CHECK(saved_world == comm_->world_size(),
                "--resume: '" + folder_.dir.string() + "' was trained by " + std::to_string(saved_world) +
                    " process(es) and this run has " + std::to_string(comm_->world_size()) +
                    "; resume with the same number (mpirun -np " + std::to_string(saved_world) +
                    "): changing the world size changes every rank's share of the data and is not supported");
+}
+
+void Run::resume_from_latest() {
+  CUFACE_CHECK(fs::exists(folder_.latest()), "--resume: '" + folder_.dir.string() + "' has no checkpoint ('latest')");
+  const int64_t step = std::stoll(read_text(folder_.latest()));
+  nlohmann::json state = read_json(folder_.state_json(step));
   std::map<std::string, Tensor> model = load_safetensors(folder_.model(step).string()).tensors;
   std::map<std::string, Tensor> moments = load_safetensors(folder_.state(step).string()).tensors;
   if (config_.shard_classes) {  // the files hold the whole head; each rank keeps its rows
