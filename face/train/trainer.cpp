@@ -414,10 +414,14 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
     view.copy_from(averaged[i]->grad);
     averaged[i]->grad = view;  // layers accumulate into the bucket views from now on
   }
+  int64_t floats = 0;
+  for (int b = 0; b < buckets_->bucket_count(); ++b) floats += buckets_->bucket(b).numel();
   if (leader())
-    std::printf("data parallel: %d ranks (%s), %d gradient buckets, --batch %d per rank%s%s\n", comm_->world_size(),
-                comm_->backend(), buckets_->bucket_count(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
-                config_.shard_classes ? ", FR classes sharded" : "");
+    std::printf("data parallel: %d ranks (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB f32 in %d "
+                "buckets\n",
+                comm_->world_size(), comm_->backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
+                config_.shard_classes ? ", FR classes sharded" : "", double(floats) * 4.0 / 1e6,
+                buckets_->bucket_count());
 }
 
 // The mean over the ranks of every bucket. All buckets start once backward is done (no overlap with
