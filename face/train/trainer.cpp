@@ -158,13 +158,14 @@ std::string format_duration(double seconds) {
 
 class Run {
  public:
-  Run(const TrainConfig& config, bool resume);
+  // `comm` is made before the Context: a GPU rank runs on its local rank's GPU.
+  Run(const TrainConfig& config, bool resume, Communicator& comm);
   TrainSummary loop();
 
  private:
   // Several processes (mpirun): rank 0 writes the run folder and logs; see docs/design.md.
-  bool leader() const { return comm_->rank() == 0; }
-  bool distributed() const { return comm_->world_size() > 1; }
+  bool leader() const { return comm_.rank() == 0; }
+  bool distributed() const { return comm_.world_size() > 1; }
   bool sharded(const NamedParameter& np) const { return config_.shard_classes && np.name == "fr.weight"; }
   void start_data_parallel(const std::vector<NamedParameter>& trained);
   void check_resume_world_size();
@@ -180,7 +181,7 @@ class Run {
   void log_row(const std::vector<HeadStats>& stats, double loss, double lr, int64_t epoch, double images_per_second);
 
   TrainConfig config_;
-  std::unique_ptr<Communicator> comm_;  // before the Context: a GPU rank runs on its local rank's GPU
+  Communicator& comm_;
   RunFolder folder_;
   std::vector<Task> tasks_;
   Context ctx_;
@@ -212,9 +213,9 @@ LoaderOptions loader_options(const TrainConfig& config, const Communicator& comm
   return options;
 }
 
-Run::Run(const TrainConfig& config, bool resume)
-    : config_(config), comm_(make_communicator(run_device(config))), folder_{fs::path(config.out)},
-      tasks_(tasks_of(config)), ctx_(run_device(config), comm_->local_rank()), loader_(loader_options(config, *comm_)) {
+Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
+    : config_(config), comm_(comm), folder_{fs::path(config.out)}, tasks_(tasks_of(config)),
+      ctx_(run_device(config), comm.local_rank()), loader_(loader_options(config, comm)) {
   const Precision precision = parse_precision(config_.precision);
   if (ctx_.is_cuda())
     ctx_.set_precision(precision);
@@ -229,9 +230,9 @@ Run::Run(const TrainConfig& config, bool resume)
   CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
                "--sync-bn and --shard-classes need several processes: start with mpirun -np K cuface train ...");
   FaceModelOptions options = model_options(config_, tasks_, loader_.packs().classes());
-  if (config_.shard_classes) options.shard_classes = comm_.get();
+  if (config_.shard_classes) options.shard_classes = &comm_;
   model_ = std::make_unique<FaceModel>(options);
-  if (config_.sync_bn) BatchNorm::sync_all(*model_, comm_.get());
+  if (config_.sync_bn) BatchNorm::sync_all(*model_, &comm_);
   if (!resume && !config_.init.empty()) {
     LoadReport report = load_model(config_.init, model_->backbone(), true);
     if (leader()) std::printf("init %s: %s\n", config_.init.c_str(), report.summary().c_str());
@@ -273,9 +274,9 @@ void Run::check_resume_world_size() {
   if (!fs::exists(folder_.latest())) return;  // resume_from_latest names that problem
   const int64_t step = std::stoll(read_text(folder_.latest()));
   const int64_t saved_world = read_json(folder_.state_json(step)).value("world_size", int64_t(1));
-  CUFACE_CHECK(saved_world == comm_->world_size(),
+  CUFACE_CHECK(saved_world == comm_.world_size(),
                "--resume: '" + folder_.dir.string() + "' was trained by " + std::to_string(saved_world) +
-                   " process(es) and this run has " + std::to_string(comm_->world_size()) +
+                   " process(es) and this run has " + std::to_string(comm_.world_size()) +
                    "; resume with the same number (mpirun -np " + std::to_string(saved_world) +
                    "): changing the world size changes every rank's share of the data and is not supported");
 }
@@ -290,7 +291,7 @@ void Run::resume_from_latest() {
     for (auto [tensors, name] : {std::pair{&model, "fr.weight"}, std::pair{&moments, "momentum.fr.weight"}}) {
       auto it = tensors->find(name);
       CUFACE_CHECK(it != tensors->end(), "--resume: the checkpoint has no '" + std::string(name) + "'");
-      const auto [first, count] = ShardedMarginHead::shard_of(it->second.size(0), comm_->rank(), comm_->world_size());
+      const auto [first, count] = ShardedMarginHead::shard_of(it->second.size(0), comm_.rank(), comm_.world_size());
       it->second = it->second.slice(first, first + count).clone();
     }
   }
@@ -302,7 +303,7 @@ void Run::resume_from_latest() {
   schedule_->from_json(state.at("schedule"));
   if (!state.at("best_score").is_null()) best_score_ = state.at("best_score").get<double>();
   if (state.contains("loader_positions")) {
-    const nlohmann::json& mine = state.at("loader_positions").at(size_t(comm_->rank()));
+    const nlohmann::json& mine = state.at("loader_positions").at(size_t(comm_.rank()));
     loader_.seek({mine.at(0).get<int64_t>(), mine.at(1).get<int64_t>()});
   } else {
     loader_.seek({state.at("loader_epoch").get<int64_t>(), state.at("loader_step").get<int64_t>()});
@@ -330,7 +331,7 @@ void Run::save_checkpoint(const LoaderPosition& next) {
                           {"schedule", schedule_->to_json()},
                           {"best_score", std::isnan(best_score_) ? nlohmann::json() : nlohmann::json(best_score_)}};
   if (distributed()) {
-    state["world_size"] = comm_->world_size();
+    state["world_size"] = comm_.world_size();
     state["loader_positions"] = positions;  // [[epoch, step] of rank 0, rank 1, ...]
   }
   write_text_atomically(folder_.state_json(step_), state.dump(2) + "\n");
@@ -401,14 +402,14 @@ void Run::log_row(const std::vector<HeadStats>& stats, double loss, double lr, i
 // own), and the trained gradients move into flat buckets, averaged over the ranks after backward.
 void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
   for (NamedParameter& np : model_->named_parameters())
-    if (!sharded(np)) comm_->broadcast(ctx_, np.parameter->value, 0);
+    if (!sharded(np)) comm_.broadcast(ctx_, np.parameter->value, 0);
   std::vector<Parameter*> averaged;
   for (const NamedParameter& np : trained)  // the optimizer's: not a frozen backbone, not buffers
     if (np.parameter->trainable && !sharded(np)) averaged.push_back(np.parameter);
   std::reverse(averaged.begin(), averaged.end());  // backward order: the buckets fill last layer first
   std::vector<Shape> shapes;
   for (Parameter* p : averaged) shapes.push_back(p->value.shape());
-  buckets_ = std::make_unique<GradBuckets>(*comm_, shapes, ctx_.device());
+  buckets_ = std::make_unique<GradBuckets>(comm_, shapes, ctx_.device());
   for (size_t i = 0; i < averaged.size(); ++i) {
     Tensor view = buckets_->grad(int(i));
     view.copy_from(averaged[i]->grad);
@@ -419,7 +420,7 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
   if (leader())
     std::printf("data parallel: %d ranks (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB f32 in %d "
                 "buckets\n",
-                comm_->world_size(), comm_->backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
+                comm_.world_size(), comm_.backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
                 config_.shard_classes ? ", FR classes sharded" : "", double(floats) * 4.0 / 1e6,
                 buckets_->bucket_count());
 }
@@ -431,7 +432,7 @@ void Run::average_gradients() {
 }
 
 std::vector<double> Run::agree_on(std::vector<double> values) {
-  comm_->all_reduce_scalars(values, ReduceOp::Mean);
+  comm_.all_reduce_scalars(values, ReduceOp::Mean);
   return values;
 }
 
@@ -439,29 +440,29 @@ std::vector<double> Run::agree_on(std::vector<double> values) {
 bool Run::agree_to_stop(bool local) {
   if (!distributed()) return local;
   std::vector<double> flag{local ? 1.0 : 0.0};
-  comm_->all_reduce_scalars(flag, ReduceOp::Max);
+  comm_.all_reduce_scalars(flag, ReduceOp::Max);
   return flag[0] > 0;
 }
 
 nlohmann::json Run::loader_positions(const LoaderPosition& next) {
-  Tensor mine = Tensor::empty({1, 2}, DType::I32), all = Tensor::empty({comm_->world_size(), 2}, DType::I32);
+  Tensor mine = Tensor::empty({1, 2}, DType::I32), all = Tensor::empty({comm_.world_size(), 2}, DType::I32);
   mine.data<int32_t>()[0] = int32_t(next.epoch);
   mine.data<int32_t>()[1] = int32_t(next.step);
-  comm_->all_gather(ctx_, mine, all);
+  comm_.all_gather(ctx_, mine, all);
   nlohmann::json positions = nlohmann::json::array();
-  for (int r = 0; r < comm_->world_size(); ++r)
+  for (int r = 0; r < comm_.world_size(); ++r)
     positions.push_back({all.data<int32_t>()[2 * r], all.data<int32_t>()[2 * r + 1]});
   return positions;
 }
 
 // The whole of a row-sharded tensor (this rank's rows given), on every rank, on the host.
 Tensor Run::gather_shards(const Tensor& mine) {
-  const int k = comm_->world_size();
+  const int k = comm_.world_size();
   const int64_t classes = static_cast<ShardedMarginHead&>(model_->head(Task::FR)).classes(), dim = mine.size(1);
   const int64_t most = ShardedMarginHead::shard_of(classes, 0, k).second;  // rank 0 holds the most rows
   Tensor padded = Tensor::zeros({most, dim}), all = Tensor::empty({most * k, dim}), whole = Tensor::empty({classes, dim});
   padded.slice(0, mine.size(0)).copy_from(mine.to(Device::CPU));
-  comm_->all_gather(ctx_, padded, all);
+  comm_.all_gather(ctx_, padded, all);
   for (int r = 0; r < k; ++r) {
     const auto [first, count] = ShardedMarginHead::shard_of(classes, r, k);
     whole.slice(first, first + count).copy_from(all.slice(r * most, r * most + count));
@@ -534,7 +535,7 @@ TrainSummary Run::loop() {
     ++interval_steps;
     const auto now = std::chrono::steady_clock::now();
     const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
-    const double images_per_step = double(config_.batch) * double(comm_->world_size());
+    const double images_per_step = double(config_.batch) * double(comm_.world_size());
     log_row(stats, loss, lr, input.epoch, images_per_step * double(interval_steps) / std::max(interval_seconds, 1e-9));
     if ((step_ % config_.log_every == 0 || step_ == total_steps_) && leader()) {
       const double elapsed = std::chrono::duration<double>(now - start).count();
@@ -580,8 +581,15 @@ TrainSummary Run::loop() {
 
 TrainSummary train(const TrainConfig& config, bool resume) {
   config.validate();
-  Run run(config, resume);
-  return run.loop();
+  std::unique_ptr<Communicator> comm = make_communicator(run_device(config));
+  try {
+    Run run(config, resume, *comm);
+    return run.loop();
+  } catch (const std::exception& e) {
+    // One rank's error ends the job, with its message: the others may be waiting in a collective.
+    if (comm->world_size() > 1) comm->abort_job("rank " + std::to_string(comm->rank()) + ": " + e.what());
+    throw;
+  }
 }
 
 }  // namespace cuface
