@@ -52,7 +52,10 @@ Tensor Sequential::forward(Context& ctx, const Tensor& x) {
 
 Tensor Sequential::backward(Context& ctx, const Tensor& dy) {
   Tensor d = dy;
-  for (auto it = children_.rbegin(); it != children_.rend(); ++it) d = it->layer->backward(ctx, d);
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    d = it->layer->backward(ctx, d);
+    if (backward_hook_) backward_hook_(*it->layer);
+  }
   return d;
 }
 

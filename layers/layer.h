@@ -93,8 +93,12 @@ class Sequential : public Layer {
   void set_training(bool training) override;
   void set_frozen(bool frozen) override;
   void visit(const std::function<void(Layer&)>& f) override;
+  // Called after each child's backward, when that child's parameter gradients are final: lets
+  // data-parallel training start averaging them while backward goes on with earlier children.
+  void set_backward_hook(std::function<void(Layer& child)> hook) { backward_hook_ = std::move(hook); }
 
  private:
+  std::function<void(Layer&)> backward_hook_;
   struct Child {
     std::string name;
     std::unique_ptr<Layer> layer;

@@ -170,6 +170,7 @@ class Run {
   void start_data_parallel(const std::vector<NamedParameter>& trained);
   void check_resume_world_size();
   void average_gradients();
+  void mark_final(Layer& done);
   std::vector<double> agree_on(std::vector<double> values);
   bool agree_to_stop(bool local);
   nlohmann::json loader_positions(const LoaderPosition& next);
@@ -195,6 +196,10 @@ class Run {
   int64_t last_checkpoint_ = -1;
   std::ofstream losses_, validations_;
   std::unique_ptr<GradBuckets> buckets_;  // several ranks: the trained gradients, averaged in buckets
+  std::map<const Parameter*, int> bucket_index_;  // gradient -> its index in buckets_
+  std::vector<int> branch_gradients_;            // outside the backbone: final before its backward starts
+  std::vector<bool> marked_;                     // this step's gradients marked final
+  bool branches_marked_ = false;
 };
 
 Device run_device(const TrainConfig& config) { return parse_device(config.device); }
@@ -410,11 +415,22 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
   std::vector<Shape> shapes;
   for (Parameter* p : averaged) shapes.push_back(p->value.shape());
   buckets_ = std::make_unique<GradBuckets>(comm_, shapes, ctx_.device());
+  std::vector<NamedParameter> backbone = model_->backbone().named_parameters();
   for (size_t i = 0; i < averaged.size(); ++i) {
     Tensor view = buckets_->grad(int(i));
     view.copy_from(averaged[i]->grad);
     averaged[i]->grad = view;  // layers accumulate into the bucket views from now on
+    bucket_index_[averaged[i]] = int(i);
+    if (std::none_of(backbone.begin(), backbone.end(), [&](const NamedParameter& b) { return b.parameter == averaged[i]; }))
+      branch_gradients_.push_back(int(i));
   }
+  marked_.assign(averaged.size(), false);
+  // Overlap: the backbone's top-level layers and its stages' blocks report when their backward is done.
+  Sequential& stem_and_stages = model_->backbone();
+  stem_and_stages.set_backward_hook([this](Layer& done) { mark_final(done); });
+  for (size_t i = 0; i < stem_and_stages.size(); ++i)
+    if (auto* stage = dynamic_cast<Sequential*>(&stem_and_stages[i]))
+      stage->set_backward_hook([this](Layer& done) { mark_final(done); });
   int64_t floats = 0;
   for (int b = 0; b < buckets_->bucket_count(); ++b) floats += buckets_->bucket(b).numel();
   if (leader())
@@ -425,10 +441,30 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
                 buckets_->bucket_count());
 }
 
-// The mean over the ranks of every bucket. All buckets start once backward is done (no overlap with
-// backward yet: that needs each layer to report when its gradients are final), one message per bucket.
+// `done`'s gradients are final: GradBuckets starts each bucket whose gradients all are (in order),
+// while backward goes on. The branches' gradients were final before the backbone's backward began.
+void Run::mark_final(Layer& done) {
+  auto mark = [this](int i) {
+    if (marked_[size_t(i)]) return;  // a block's parameters, then again with its whole stage
+    marked_[size_t(i)] = true;
+    buckets_->mark_ready(ctx_, i);
+  };
+  if (!branches_marked_) {
+    for (int i : branch_gradients_) mark(i);
+    branches_marked_ = true;
+  }
+  for (const NamedParameter& np : done.named_parameters()) {
+    auto it = bucket_index_.find(np.parameter);
+    if (it != bucket_index_.end()) mark(it->second);
+  }
+}
+
+// The mean over the ranks of every bucket: those not started during backward start now (a frozen
+// backbone's, or all of them when backward reported nothing), then all are waited for.
 void Run::average_gradients() {
   buckets_->wait(ctx_);
+  marked_.assign(marked_.size(), false);
+  branches_marked_ = false;
 }
 
 std::vector<double> Run::agree_on(std::vector<double> values) {
