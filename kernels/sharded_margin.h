@@ -20,14 +20,14 @@
 namespace cuface {
 
 namespace cpu {
-void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int64_t first_class,
+void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int64_t first_class, int64_t classes,
                            const MarginParams& params, Tensor& maxima, Tensor& target);
 void sharded_margin_exp_sums(Context& ctx, const Tensor& z, const Tensor& maxima, Tensor& target);
 void sharded_margin_gradient(Context& ctx, Tensor& z, const Tensor& labels, int64_t first_class,
                              const MarginParams& params, const Tensor& maxima, const Tensor& target, Tensor& row_stats);
 }  // namespace cpu
 namespace cuda {
-void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int64_t first_class,
+void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int64_t first_class, int64_t classes,
                            const MarginParams& params, Tensor& maxima, Tensor& target);
 void sharded_margin_exp_sums(Context& ctx, const Tensor& z, const Tensor& maxima, Tensor& target);
 void sharded_margin_gradient(Context& ctx, Tensor& z, const Tensor& labels, int64_t first_class,
@@ -39,11 +39,16 @@ void sharded_margin_gradient(Context& ctx, Tensor& z, const Tensor& labels, int6
 void check_sharded_margin(const Tensor& z, const Tensor& labels, const Tensor& maxima, const Tensor& target,
                           const char* what);
 
+// `classes`: C of all ranks. A label outside [-1, C) is an error on the CPU and makes the loss NaN on
+// the GPU (as kernels/margin.h's kernels treat it).
 inline void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int64_t first_class,
-                                  const MarginParams& params, Tensor& maxima, Tensor& target) {
+                                  int64_t classes, const MarginParams& params, Tensor& maxima, Tensor& target) {
   check_sharded_margin(cos, labels, maxima, target, "sharded_margin_logits");
-  CUFACE_DISPATCH(cos, cpu::sharded_margin_logits(ctx, cos, labels, first_class, params, maxima, target),
-                  cuda::sharded_margin_logits(ctx, cos, labels, first_class, params, maxima, target));
+  CUFACE_CHECK(0 <= first_class && first_class + cos.size(1) <= classes,
+               "sharded_margin_logits: columns [" + std::to_string(first_class) + ", " +
+                   std::to_string(first_class + cos.size(1)) + ") outside the " + std::to_string(classes) + " classes");
+  CUFACE_DISPATCH(cos, cpu::sharded_margin_logits(ctx, cos, labels, first_class, classes, params, maxima, target),
+                  cuda::sharded_margin_logits(ctx, cos, labels, first_class, classes, params, maxima, target));
 }
 
 inline void sharded_margin_exp_sums(Context& ctx, const Tensor& z, const Tensor& labels, const Tensor& maxima,

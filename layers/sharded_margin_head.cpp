@@ -71,7 +71,7 @@ Tensor ShardedMarginHead::forward(Context& ctx, const Tensor& x, const Tensor& l
   gemm(ctx, false, true, 1.0f, x_hat_all_, centres_hat_, 0.0f, cos_);
 
   Tensor maxima = Tensor::empty({2, rows}, DType::F32, device), target = Tensor::empty({4, rows}, DType::F32, device);
-  sharded_margin_logits(ctx, cos_, labels_all_, first_, options_.margin, maxima, target);
+  sharded_margin_logits(ctx, cos_, labels_all_, first_, classes_, options_.margin, maxima, target);
   comm_.all_reduce(ctx, maxima, ReduceOp::Max);
   sharded_margin_exp_sums(ctx, cos_, labels_all_, maxima, target);
   comm_.all_reduce(ctx, target, ReduceOp::Sum);

@@ -3,15 +3,17 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/labels.h"
 #include "kernels/sharded_margin.h"
 
 namespace cuface::cpu {
 
-void sharded_margin_logits(Context&, Tensor& cos, const Tensor& labels, int64_t first_class,
+void sharded_margin_logits(Context&, Tensor& cos, const Tensor& labels, int64_t first_class, int64_t all_classes,
                            const MarginParams& params, Tensor& maxima, Tensor& target) {
   const int64_t rows = cos.size(0), classes = cos.size(1);
   float* z = cos.data<float>();
   const int32_t* y = labels.data<int32_t>();
+  count_labelled_rows(y, rows, all_classes, "sharded_margin_logits");
   float *max_z = maxima.data<float>(), *max_cos = max_z + rows;
   float* t = target.data<float>();
 #pragma omp parallel for schedule(static) if (rows * classes > 32768)

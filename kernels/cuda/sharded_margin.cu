@@ -35,7 +35,7 @@ struct Sum {
 };
 
 __global__ void logits_kernel(float* z, const int32_t* labels, int64_t rows, int64_t classes, int64_t first_class,
-                              MarginParams params, float* maxima, float* target) {
+                              int64_t all_classes, MarginParams params, float* maxima, float* target) {
   const int64_t i = blockIdx.x;
   float* row = z + i * classes;
   const int64_t local = int64_t(labels[i]) - first_class;
@@ -51,6 +51,7 @@ __global__ void logits_kernel(float* z, const int32_t* labels, int64_t rows, int
       target[2 * rows + i] = row[local];
       target[3 * rows + i] = margin.slope;
     }
+    if (labels[i] < -1 || labels[i] >= all_classes) target[rows + i] = NAN;  // a bad label: the loss shows it
   }
   __syncthreads();
   float best_cos = -INFINITY, best_z = -INFINITY;
@@ -89,8 +90,9 @@ __global__ void gradient_kernel(float* z, const int32_t* labels, int64_t rows, i
   for (int64_t r = threadIdx.x; r < rows; r += kBlock) count += labels[r] >= 0 ? 1.0f : 0.0f;
   const float labelled = block_reduce(count, Sum());
   if (labels[i] < 0) {
-    for (int64_t j = threadIdx.x; j < classes; j += kBlock) row[j] = 0.0f;
-    if (threadIdx.x == 0) out[0] = out[1] = out[2] = 0.0f;
+    const float fill = labels[i] < -1 ? NAN : 0.0f;  // -1 is ignored; anything lower is a bad label
+    for (int64_t j = threadIdx.x; j < classes; j += kBlock) row[j] = fill;
+    if (threadIdx.x == 0) out[0] = out[1] = out[2] = fill;
     return;
   }
   const float sum = target[i], target_z = target[rows + i], target_cos = target[2 * rows + i];
@@ -110,12 +112,12 @@ __global__ void gradient_kernel(float* z, const int32_t* labels, int64_t rows, i
 
 }  // namespace
 
-void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int64_t first_class,
+void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int64_t first_class, int64_t all_classes,
                            const MarginParams& params, Tensor& maxima, Tensor& target) {
   const int64_t rows = cos.size(0);
   if (rows == 0) return;
   logits_kernel<<<unsigned(rows), kBlock, 0, cuda_stream(ctx)>>>(cos.data<float>(), labels.data<int32_t>(), rows,
-                                                                 cos.size(1), first_class, params,
+                                                                 cos.size(1), first_class, all_classes, params,
                                                                  maxima.data<float>(), target.data<float>());
   CUDA_CHECK_LAUNCH();
 }

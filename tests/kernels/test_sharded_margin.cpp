@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/backends.h"
 #include "common/reference.h"
@@ -48,7 +49,7 @@ TEST_P(ShardedMarginKernels, TwoShardsEqualTheFusedKernel) {
       z[s] = columns(cos, firsts[s], counts[s], device());
       maxima[s] = Tensor::empty({2, rows}, DType::F32, device());
       target[s] = Tensor::empty({4, rows}, DType::F32, device());
-      sharded_margin_logits(ctx(), z[s], labels, firsts[s], params, maxima[s], target[s]);
+      sharded_margin_logits(ctx(), z[s], labels, firsts[s], classes, params, maxima[s], target[s]);
     }
     Tensor a = maxima[0].to(Device::CPU), b = maxima[1].to(Device::CPU);  // all_reduce(Max)
     for (int64_t i = 0; i < a.numel(); ++i) a.data<float>()[i] = std::max(a.data<float>()[i], b.data<float>()[i]);
@@ -72,6 +73,25 @@ TEST_P(ShardedMarginKernels, TwoShardsEqualTheFusedKernel) {
       EXPECT_LT(relative_error(stats[s], expected_stats), 1e-5) << margin_type_name(type) << " shard " << s;
     }
   }
+}
+
+TEST_P(ShardedMarginKernels, ALabelOutsideTheClassesIsAnErrorOrNan) {
+  const int64_t classes = 6;
+  Tensor z = random_tensor({2, 3}, 5).to(device());
+  Tensor labels_host = Tensor::empty({2}, DType::I32);
+  labels_host.data<int32_t>()[0] = 1;
+  labels_host.data<int32_t>()[1] = int32_t(classes);  // one past the last class
+  Tensor labels = labels_host.to(device());
+  Tensor maxima = Tensor::empty({2, 2}, DType::F32, device()), target = Tensor::empty({4, 2}, DType::F32, device());
+  MarginParams params = default_margin_params(MarginType::CosFace);
+  if (device() == Device::CPU) {
+    EXPECT_THROW(sharded_margin_logits(ctx(), z, labels, 0, classes, params, maxima, target), Error);
+  } else {
+    sharded_margin_logits(ctx(), z, labels, 0, classes, params, maxima, target);
+    EXPECT_TRUE(std::isnan(target.to(Device::CPU).data<float>()[2 + 1])) << "row 1's target logit";
+  }
+  EXPECT_THROW(sharded_margin_logits(ctx(), z, labels, 4, classes, params, maxima, target), Error)
+      << "columns [4, 7) of 6 classes";
 }
 
 CUFACE_ON_EVERY_BACKEND(ShardedMarginKernels);
