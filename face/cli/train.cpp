@@ -113,6 +113,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--weight-age", c.weight_age, "multi: weight of the age loss")->capture_default_str();
   cmd->add_option("--embedding-dropout", c.embedding_dropout, "Dropout before the embedding FC")->capture_default_str();
   cmd->add_flag("--sync-bn", c.sync_bn, "mpirun: BatchNorm statistics over the whole batch of every rank");
+  cmd->add_option("--gradient-wire", c.gradient_wire, "mpirun: average gradients in f32, or bf16 (half the traffic)")
+      ->capture_default_str();
   cmd->add_flag("--shard-classes", c.shard_classes, "mpirun: split the FR head's classes over the ranks (model parallel)");
   cmd->add_flag("--freeze-backbone", c.freeze_backbone, "Train only the task branches (no backbone gradients)");
   cmd->add_option("--device", c.device, "cpu | cuda | auto")->capture_default_str();

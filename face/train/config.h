@@ -49,6 +49,7 @@ struct TrainConfig {
   // world size x batch images.
   bool sync_bn = false;                       // BatchNorm statistics over every rank's rows
   bool shard_classes = false;                 // the FR head's classes split over the ranks
+  std::string gradient_wire = "f32";          // f32 | bf16: the format gradients are averaged in
   // Execution
   std::string device = "auto";
   std::string precision = "fp32";

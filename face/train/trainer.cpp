@@ -414,7 +414,8 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
   std::reverse(averaged.begin(), averaged.end());  // backward order: the buckets fill last layer first
   std::vector<Shape> shapes;
   for (Parameter* p : averaged) shapes.push_back(p->value.shape());
-  buckets_ = std::make_unique<GradBuckets>(comm_, shapes, ctx_.device());
+  const DType wire = config_.gradient_wire == "bf16" ? DType::BF16 : DType::F32;
+  buckets_ = std::make_unique<GradBuckets>(comm_, shapes, ctx_.device(), GradBuckets::kDefaultBucketBytes, wire);
   std::vector<NamedParameter> backbone = model_->backbone().named_parameters();
   for (size_t i = 0; i < averaged.size(); ++i) {
     Tensor view = buckets_->grad(int(i));
@@ -434,11 +435,11 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
   int64_t floats = 0;
   for (int b = 0; b < buckets_->bucket_count(); ++b) floats += buckets_->bucket(b).numel();
   if (leader())
-    std::printf("data parallel: %d ranks (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB f32 in %d "
+    std::printf("data parallel: %d ranks (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB %s in %d "
                 "buckets\n",
                 comm_.world_size(), comm_.backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
-                config_.shard_classes ? ", FR classes sharded" : "", double(floats) * 4.0 / 1e6,
-                buckets_->bucket_count());
+                config_.shard_classes ? ", FR classes sharded" : "", double(floats) * double(dtype_size(wire)) / 1e6,
+                config_.gradient_wire.c_str(), buckets_->bucket_count());
 }
 
 // `done`'s gradients are final: GradBuckets starts each bucket whose gradients all are (in order),

@@ -286,10 +286,17 @@ TEST(TrainDistributed, TwoRanksEqualOneRankWithTwiceTheBatch) {
   train(reference_config(pack, dir / "half", 4), false);
   ASSERT_EQ(train_ranks(dir / "two", pack, 2, 4, 5, "--sync-bn"), 0) << slurp(dir / "two.log");
   ASSERT_EQ(train_ranks(dir / "sharded", pack, 2, 4, 5, "--sync-bn --shard-classes"), 0) << slurp(dir / "sharded.log");
+  ASSERT_EQ(train_ranks(dir / "bf16", pack, 2, 4, 3, "--sync-bn --gradient-wire bf16"), 0) << slurp(dir / "bf16.log");
   const fs::path reference = dir / "one" / "model-5.safetensors";
   EXPECT_LT(model_difference(reference, dir / "two" / "model-5.safetensors"), 1e-4);
   EXPECT_LT(model_difference(reference, dir / "sharded" / "model-5.safetensors"), 1e-4);
   EXPECT_GT(model_difference(reference, dir / "half" / "model-5.safetensors"), 0.1) << "the test cannot tell";
+  // Gradients averaged in bf16 (2^-8 relative per rounding): close after 3 steps, but visibly not the
+  // f32 result. (Over more steps the tiny network's BatchNorms on 1x1 maps amplify any perturbation.)
+  const fs::path reference3 = dir / "one" / "model-3.safetensors";
+  const double bf16 = model_difference(reference3, dir / "bf16" / "model-3.safetensors");
+  EXPECT_LT(bf16, 3e-2);  // measured 8e-3
+  EXPECT_GT(bf16, 10 * model_difference(reference3, dir / "two" / "model-3.safetensors"));  // f32: 6e-6
   // Rank 0 alone wrote the log; its loss is the mean over the ranks, the whole batch's loss.
   std::vector<std::string> one = losses(dir / "one" / "loss_debug.csv"), two = losses(dir / "two" / "loss_debug.csv");
   ASSERT_EQ(two.size(), one.size());
