@@ -200,6 +200,9 @@ class Run {
   std::vector<int> branch_gradients_;            // outside the backbone: final before its backward starts
   std::vector<bool> marked_;                     // this step's gradients marked final
   bool branches_marked_ = false;
+  // Set for the backward whose gradients are averaged next (with gradient accumulation: the last
+  // micro-batch's only; earlier ones must not start buckets that later ones still add to).
+  bool overlap_armed_ = false;
 };
 
 Device run_device(const TrainConfig& config) { return parse_device(config.device); }
@@ -445,6 +448,7 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
 // `done`'s gradients are final: GradBuckets starts each bucket whose gradients all are (in order),
 // while backward goes on. The branches' gradients were final before the backbone's backward began.
 void Run::mark_final(Layer& done) {
+  if (!overlap_armed_) return;
   auto mark = [this](int i) {
     if (marked_[size_t(i)]) return;  // a block's parameters, then again with its whole stage
     marked_[size_t(i)] = true;
@@ -466,6 +470,7 @@ void Run::average_gradients() {
   buckets_->wait(ctx_);
   marked_.assign(marked_.size(), false);
   branches_marked_ = false;
+  overlap_armed_ = false;
 }
 
 std::vector<double> Run::agree_on(std::vector<double> values) {
@@ -548,6 +553,7 @@ TrainSummary Run::loop() {
     }
     const double lr = schedule_->lr() * warmup_factor(step_, config_.warmup);
     model_->set_step(uint64_t(step_));
+    overlap_armed_ = distributed();
     std::vector<HeadStats> stats = model_->train_step(ctx_, input.images, labels, !config_.freeze_backbone, true);
     if (distributed()) {
       average_gradients();
