@@ -261,7 +261,8 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
 
   if (resume) {
     resume_from_latest();
-    if (leader()) write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");  // --steps may have changed
+    // --steps may have changed
+    if (leader()) write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
   } else if (leader()) {
     CUFACE_CHECK(!fs::exists(folder_.latest()), "run folder '" + folder_.dir.string() +
                                                     "' already holds a run: use --resume, or another --out");
@@ -425,8 +426,8 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
     view.copy_from(averaged[i]->grad);
     averaged[i]->grad = view;  // layers accumulate into the bucket views from now on
     bucket_index_[averaged[i]] = int(i);
-    if (std::none_of(backbone.begin(), backbone.end(), [&](const NamedParameter& b) { return b.parameter == averaged[i]; }))
-      branch_gradients_.push_back(int(i));
+    const auto same = [&](const NamedParameter& b) { return b.parameter == averaged[i]; };
+    if (std::none_of(backbone.begin(), backbone.end(), same)) branch_gradients_.push_back(int(i));
   }
   marked_.assign(averaged.size(), false);
   // Overlap: the backbone's top-level layers and its stages' blocks report when their backward is done.
@@ -502,7 +503,8 @@ Tensor Run::gather_shards(const Tensor& mine) {
   const int k = comm_.world_size();
   const int64_t classes = static_cast<ShardedMarginHead&>(model_->head(Task::FR)).classes(), dim = mine.size(1);
   const int64_t most = ShardedMarginHead::shard_of(classes, 0, k).second;  // rank 0 holds the most rows
-  Tensor padded = Tensor::zeros({most, dim}), all = Tensor::empty({most * k, dim}), whole = Tensor::empty({classes, dim});
+  Tensor padded = Tensor::zeros({most, dim}), all = Tensor::empty({most * k, dim});
+  Tensor whole = Tensor::empty({classes, dim});
   padded.slice(0, mine.size(0)).copy_from(mine.to(Device::CPU));
   comm_.all_gather(ctx_, padded, all);
   for (int r = 0; r < k; ++r) {
@@ -561,7 +563,10 @@ TrainSummary Run::loop() {
       std::vector<double> figures;
       for (const HeadStats& s : stats) figures.insert(figures.end(), {s.loss, s.accuracy});
       figures = agree_on(figures);
-      for (size_t t = 0; t < stats.size(); ++t) stats[t].loss = float(figures[2 * t]), stats[t].accuracy = float(figures[2 * t + 1]);
+      for (size_t t = 0; t < stats.size(); ++t) {
+        stats[t].loss = float(figures[2 * t]);
+        stats[t].accuracy = float(figures[2 * t + 1]);
+      }
     }
     double loss = 0;
     for (size_t t = 0; t < stats.size(); ++t) loss += labels[t].weight * stats[t].loss;
