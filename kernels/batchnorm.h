@@ -40,6 +40,12 @@ void batch_norm_forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma,
 void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
                          const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx,
                          Tensor& dgamma, Tensor& dbeta);
+void batch_norm_moments(Context& ctx, const Tensor& x, const Tensor& shift, Tensor& moments);
+void batch_norm_stats_from_moments(Context& ctx, const Tensor& moments, int64_t count, float momentum,
+                                   Tensor& running_mean, Tensor& running_var, Tensor& num_batches_tracked,
+                                   Tensor& mean, Tensor& var);
+void batch_norm_sync_input_grad(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                const Tensor& invstd, const Tensor& sums, int64_t count, Tensor& dx);
 }  // namespace cpu
 
 namespace cuda {
@@ -52,6 +58,12 @@ void batch_norm_forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma,
 void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
                          const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx,
                          Tensor& dgamma, Tensor& dbeta);
+void batch_norm_moments(Context& ctx, const Tensor& x, const Tensor& shift, Tensor& moments);
+void batch_norm_stats_from_moments(Context& ctx, const Tensor& moments, int64_t count, float momentum,
+                                   Tensor& running_mean, Tensor& running_var, Tensor& num_batches_tracked,
+                                   Tensor& mean, Tensor& var);
+void batch_norm_sync_input_grad(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                const Tensor& invstd, const Tensor& sums, int64_t count, Tensor& dx);
 }  // namespace cuda
 
 // Argument checks shared by both backends (throw with a message naming `what`): activations have the
@@ -105,6 +117,55 @@ inline void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, 
   check_batch_norm_backward(x, y, dy, gamma, mean, invstd, relu, dx, dgamma, dbeta);
   CUFACE_DISPATCH(x, cpu::batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta),
                   cuda::batch_norm_backward(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta));
+}
+
+// ---- synchronised BatchNorm (layers/batch_norm.h, --sync-bn): the statistics of a batch split over ranks
+//
+// Forward: each rank computes moments of its rows about a shift every rank shares (the running mean,
+// identical on every rank because sync-BN updates it from the global statistics), the moments are
+// summed over the ranks (Communicator::all_reduce), and the global mean and variance follow:
+//   S1 = sum (x - shift),  S2 = sum (x - shift)^2  (over all M rows of all ranks)
+//   mean = shift + S1 / M,  var = S2 / M - (S1 / M)^2
+// Shifting by the running mean keeps the E[x^2] - mean^2 cancellation small once the running mean is
+// near the batch mean (the first steps lose about log10(mean^2 / var) digits of fp32's seven).
+// batch_norm_forward_eval then normalises with (mean, var) as its statistics.
+// Backward: batch_norm_backward with batch_stats = false gives k * g and the local sums of g and
+// g * xhat (its dbeta and dgamma); those are summed over the ranks, and batch_norm_sync_input_grad
+// subtracts the terms that flow through the global statistics:
+//   dx -= k * (sum g / M + xhat * sum g * xhat / M),   k = gamma * invstd
+
+// moments [2, C] f32 = { sum (x - shift), sum (x - shift)^2 } over this tensor's rows; shift [C] f32.
+inline void batch_norm_moments(Context& ctx, const Tensor& x, const Tensor& shift, Tensor& moments) {
+  check_batch_norm_forward(x, Tensor(), Tensor(), shift, shift, x, shift, shift, "batch_norm_moments");
+  check_shape(moments, Shape{2, x.size(-1)}, "batch_norm_moments");
+  check_same_device(x, moments, "batch_norm_moments");
+  CUFACE_DISPATCH(x, cpu::batch_norm_moments(ctx, x, shift, moments), cuda::batch_norm_moments(ctx, x, shift, moments));
+}
+
+// From moments summed over `count` rows (all ranks) about shift = running_mean: mean and biased var
+// [C], and the running statistics updated as batch_norm_forward_train does (num_batches_tracked + 1).
+inline void batch_norm_stats_from_moments(Context& ctx, const Tensor& moments, int64_t count, float momentum,
+                                          Tensor& running_mean, Tensor& running_var, Tensor& num_batches_tracked,
+                                          Tensor& mean, Tensor& var) {
+  CUFACE_CHECK(count > 1, "batch_norm_stats_from_moments: expected more than one value per channel");
+  const int64_t channels = running_mean.numel();
+  check_shape(moments, Shape{2, channels}, "batch_norm_stats_from_moments");
+  for (const Tensor* t : {&running_var, &mean, &var}) check_shape(*t, Shape{channels}, "batch_norm_stats_from_moments");
+  CUFACE_DISPATCH(moments,
+                  cpu::batch_norm_stats_from_moments(ctx, moments, count, momentum, running_mean, running_var,
+                                                     num_batches_tracked, mean, var),
+                  cuda::batch_norm_stats_from_moments(ctx, moments, count, momentum, running_mean, running_var,
+                                                      num_batches_tracked, mean, var));
+}
+
+// dx -= k * (sums[0] / count + xhat * sums[1] / count) in place: sums [2, C] = { sum g, sum g * xhat }
+// over all `count` rows of all ranks (g masked by the fused ReLU, as batch_norm_backward computes it).
+inline void batch_norm_sync_input_grad(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                       const Tensor& invstd, const Tensor& sums, int64_t count, Tensor& dx) {
+  check_batch_norm_backward(x, Tensor(), dx, gamma, mean, invstd, false, dx, Tensor(), Tensor());
+  check_shape(sums, Shape{2, x.size(-1)}, "batch_norm_sync_input_grad");
+  CUFACE_DISPATCH(x, cpu::batch_norm_sync_input_grad(ctx, x, gamma, mean, invstd, sums, count, dx),
+                  cuda::batch_norm_sync_input_grad(ctx, x, gamma, mean, invstd, sums, count, dx));
 }
 
 }  // namespace cuface

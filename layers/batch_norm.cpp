@@ -1,6 +1,7 @@
 #include "layers/batch_norm.h"
 
 #include "kernels/batchnorm.h"
+#include "kernels/elementwise.h"
 
 namespace cuface {
 
@@ -39,7 +40,9 @@ Tensor BatchNorm::forward(Context& ctx, const Tensor& x) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   mean_ = Tensor::empty({channels_}, DType::F32, x.device());
   invstd_ = Tensor::empty({channels_}, DType::F32, x.device());
-  if (training_)
+  if (training_ && sync_)
+    forward_sync(ctx, x, y);
+  else if (training_)
     batch_norm_forward_train(ctx, x, weight_.value, bias_.value, options_.eps, options_.momentum, options_.relu,
                              running_mean_.value, running_var_.value, num_batches_tracked_.value, y, mean_, invstd_);
   else
@@ -53,6 +56,7 @@ Tensor BatchNorm::forward(Context& ctx, const Tensor& x) {
 
 Tensor BatchNorm::backward(Context& ctx, const Tensor& dy) {
   CUFACE_CHECK(x_.defined(), "BatchNorm: backward called before forward");
+  if (used_batch_stats_ && sync_) return backward_sync(ctx, dy);
   Tensor dx = Tensor::empty(x_.shape(), x_.dtype(), x_.device());
   Tensor no_gradient;
   const bool parameter_grads = options_.affine && !frozen_;
@@ -61,6 +65,48 @@ Tensor BatchNorm::backward(Context& ctx, const Tensor& dy) {
   batch_norm_backward(ctx, x_, y_, dy, weight_.value, mean_, invstd_, used_batch_stats_, options_.relu, dx, dgamma,
                       dbeta);
   return dx;
+}
+
+// ---- synchronised over the ranks ---------------------------------------------------------------------
+
+namespace {
+// Row k of a [2, C] tensor as a [C] view.
+Tensor row_of(const Tensor& pair, int64_t k) { return pair.slice(k, k + 1).reshape({pair.size(1)}); }
+}  // namespace
+
+Tensor BatchNorm::forward_sync(Context& ctx, const Tensor& x, Tensor& y) {
+  const int64_t count = x.numel() / channels_ * sync_->world_size();  // the same rows on every rank
+  Tensor moments = Tensor::empty({2, channels_}, DType::F32, x.device());
+  batch_norm_moments(ctx, x, running_mean_.value, moments);
+  sync_->all_reduce(ctx, moments, ReduceOp::Sum);
+  Tensor mean = Tensor::empty({channels_}, DType::F32, x.device()), var = Tensor::empty({channels_}, DType::F32, x.device());
+  batch_norm_stats_from_moments(ctx, moments, count, options_.momentum, running_mean_.value, running_var_.value,
+                                num_batches_tracked_.value, mean, var);
+  batch_norm_forward_eval(ctx, x, weight_.value, bias_.value, mean, var, options_.eps, options_.relu, y, mean_, invstd_);
+  return y;
+}
+
+Tensor BatchNorm::backward_sync(Context& ctx, const Tensor& dy) {
+  const int64_t count = x_.numel() / channels_ * sync_->world_size();
+  // k * g and this rank's sums of g (row 0) and g * xhat (row 1), then the sums over every rank.
+  Tensor dx = Tensor::empty(x_.shape(), x_.dtype(), x_.device());
+  Tensor sums = Tensor::zeros({2, channels_}, DType::F32, x_.device());
+  Tensor sum_g = row_of(sums, 0), sum_gxhat = row_of(sums, 1);
+  batch_norm_backward(ctx, x_, y_, dy, weight_.value, mean_, invstd_, false, options_.relu, dx, sum_gxhat, sum_g);
+  // The parameter gradients are this rank's share; the gradient all-reduce of the trainer sums them.
+  if (options_.affine && !frozen_) {
+    axpy(ctx, 1.0f, sum_g, bias_.grad);
+    if (weight_.trainable) axpy(ctx, 1.0f, sum_gxhat, weight_.grad);
+  }
+  sync_->all_reduce(ctx, sums, ReduceOp::Sum);
+  batch_norm_sync_input_grad(ctx, x_, weight_.value, mean_, invstd_, sums, count, dx);
+  return dx;
+}
+
+void BatchNorm::sync_all(Layer& root, Communicator* comm) {
+  root.visit([comm](Layer& layer) {
+    if (auto* bn = dynamic_cast<BatchNorm*>(&layer)) bn->set_sync(comm);
+  });
 }
 
 }  // namespace cuface

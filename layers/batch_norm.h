@@ -16,6 +16,13 @@
 //   relu      fuse max(y, 0) into forward and its mask into backward (ResNet's conv -> BN -> ReLU);
 //             the mask is read from the saved output y, so nothing extra is stored.
 //
+// Synchronised (set_sync, `cuface train --sync-bn`): in training the batch statistics are those of
+// the whole batch over every rank of the communicator (each rank holding its own rows, the same count
+// on every rank), and backward differentiates through them: three all-reduces per layer and step
+// (the moments of forward, the two gradient sums of backward, in one [2, C] message each way; see
+// kernels/batchnorm.h). Two ranks x B/2 rows then compute what one rank computes on B rows. The
+// running statistics are updated from the global ones and so stay identical on every rank.
+//
 // Parameters, named as torchvision's state_dict names them:
 //   weight [C] (gamma, ones), bias [C] (beta, zeros): trainable, no weight decay;
 //   running_mean [C] (zeros), running_var [C] (ones): buffers;
@@ -23,6 +30,7 @@
 //   torchvision stores it as an int64 scalar; checkpoint code converts (the count fits 31 bits for
 //   any real run). Without affine only the three buffers exist, as in PyTorch.
 #pragma once
+#include "engine/communicator.h"
 #include "layers/layer.h"
 
 namespace cuface {
@@ -50,11 +58,18 @@ class BatchNorm : public Layer {
   Parameter& running_mean() { return running_mean_; }
   Parameter& running_var() { return running_var_; }
   Parameter& num_batches_tracked() { return num_batches_tracked_; }
+  // Statistics over every rank of `comm` (null: this process's rows only). `comm` outlives the layer.
+  void set_sync(Communicator* comm) { sync_ = comm; }
+  // Every BatchNorm under `root` (itself included) synchronised over `comm`.
+  static void sync_all(Layer& root, Communicator* comm);
 
  private:
   int64_t channels_;
   BatchNormOptions options_;
   Parameter weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+  Communicator* sync_ = nullptr;
+  Tensor forward_sync(Context& ctx, const Tensor& x, Tensor& y);
+  Tensor backward_sync(Context& ctx, const Tensor& dy);
   // Saved by forward for backward.
   Tensor x_, y_, mean_, invstd_;
   bool used_batch_stats_ = false;

@@ -52,13 +52,21 @@ Tensor Sequential::forward(Context& ctx, const Tensor& x) {
 
 Tensor Sequential::backward(Context& ctx, const Tensor& dy) {
   Tensor d = dy;
-  for (auto it = children_.rbegin(); it != children_.rend(); ++it) d = it->layer->backward(ctx, d);
+  for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
+    d = it->layer->backward(ctx, d);
+    if (backward_hook_) backward_hook_(*it->layer);
+  }
   return d;
 }
 
 void Sequential::collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) {
   Layer::collect_parameters(prefix, out);
   for (Child& child : children_) child.layer->collect_parameters(join_name(prefix, child.name), out);
+}
+
+void Sequential::visit(const std::function<void(Layer&)>& f) {
+  f(*this);
+  for (Child& child : children_) child.layer->visit(f);
 }
 
 void Sequential::set_training(bool training) {

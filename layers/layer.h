@@ -7,6 +7,7 @@
 // Gradients accumulate (+=) so that several micro-batches can be summed before one update; the
 // trainer zeroes them after each update. A frozen layer computes dx only (no parameter gradients).
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,9 @@ class Layer {
   virtual void set_frozen(bool frozen) { frozen_ = frozen; }
   bool frozen() const { return frozen_; }
 
+  // Calls f on this layer and, recursively, on every layer inside it (containers override).
+  virtual void visit(const std::function<void(Layer&)>& f) { f(*this); }
+
   // Moves every parameter (and gradient) to `device`; gradients are zeroed.
   void to(Device device);
   // Zeroes every parameter gradient.
@@ -88,8 +92,13 @@ class Sequential : public Layer {
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) override;
   void set_training(bool training) override;
   void set_frozen(bool frozen) override;
+  void visit(const std::function<void(Layer&)>& f) override;
+  // Called after each child's backward, when that child's parameter gradients are final: lets
+  // data-parallel training start averaging them while backward goes on with earlier children.
+  void set_backward_hook(std::function<void(Layer& child)> hook) { backward_hook_ = std::move(hook); }
 
  private:
+  std::function<void(Layer&)> backward_hook_;
   struct Child {
     std::string name;
     std::unique_ptr<Layer> layer;

@@ -62,6 +62,7 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
     config = TrainConfig::from_json(merged);
   }
   TrainSummary summary = train(config, !args.resume.empty());
+  if (!summary.leader) return;
   std::printf("train: %lld steps, final loss %.4f, %s%s; run in %s\n", (long long)summary.steps, summary.final_loss,
               summary.stopped_because.c_str(),
               std::isnan(summary.best_score) ? "" : (", best validation " + std::to_string(summary.best_score)).c_str(),
@@ -94,7 +95,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--sample-rate", c.sample_rate, "Partial FC: fraction of class centres per step")->capture_default_str();
   cmd->add_option("--age-edges", c.age_edges, "First ages of age bins 1.. (default 13,20,30,40,50,60)")->delimiter(',');
   cmd->add_option("--bn-momentum", c.bn_momentum, "BatchNorm momentum, PyTorch convention")->capture_default_str();
-  cmd->add_option("--batch", c.batch, "Images per step (update)")->capture_default_str();
+  cmd->add_option("--batch", c.batch, "Images per step (update) and rank (mpirun -np K: K x batch per step)")->capture_default_str();
   cmd->add_option("--ids-per-batch", c.ids_per_batch,
                   "Class-balanced batches: P identities per batch (Gender/Age runs: P classes); with --imgs-per-id "
                   "K the batch is P x K. Each epoch visits every class once; a class with fewer than K images is "
@@ -129,6 +130,11 @@ void add_train_command(CLI::App& app) {
                   "(FR, Gender, Age in turn; the other branches rest; the LR schedule sees each step's task loss)")
       ->check(CLI::IsMember({"sum", "alternate"}))
       ->capture_default_str();
+  cmd->add_option("--embedding-dropout", c.embedding_dropout, "Dropout before the embedding FC")->capture_default_str();
+  cmd->add_flag("--sync-bn", c.sync_bn, "mpirun: BatchNorm statistics over the whole batch of every rank");
+  cmd->add_option("--gradient-wire", c.gradient_wire, "mpirun: average gradients in f32, or bf16 (half the traffic)")
+      ->capture_default_str();
+  cmd->add_flag("--shard-classes", c.shard_classes, "mpirun: split the FR head's classes over the ranks (model parallel)");
   cmd->add_flag("--freeze-backbone", c.freeze_backbone, "Train only the task branches (no backbone gradients)");
   cmd->add_option("--device", c.device, "cpu | cuda | auto")->capture_default_str();
   cmd->add_option("--precision", c.precision, "fp32 | tf32 | bf16 (GPU)")->capture_default_str();

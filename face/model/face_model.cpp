@@ -61,7 +61,11 @@ FaceModel::FaceModel(const FaceModelOptions& options) : options_(options) {
   if (options.identities > 0) {
     MarginHeadOptions margin = options.margin;
     margin.seed = seeds.next();
-    fr_.head = std::make_unique<MarginHead>(options.identities, options.embedding_size, margin);
+    if (options.shard_classes)
+      fr_.head = std::make_unique<ShardedMarginHead>(*options.shard_classes, options.identities,
+                                                     options.embedding_size, margin);
+    else
+      fr_.head = std::make_unique<MarginHead>(options.identities, options.embedding_size, margin);
   }
 
   SoftmaxHeadOptions softmax;
@@ -170,6 +174,15 @@ void FaceModel::set_training(bool training) {
   for (Branch* b : {&fr_, &gender_, &age_}) {
     b->hidden.set_training(training);
     if (b->head) b->head->set_training(training);
+  }
+}
+
+void FaceModel::visit(const std::function<void(Layer&)>& f) {
+  f(*this);
+  backbone_->visit(f);
+  for (Branch* b : {&fr_, &gender_, &age_}) {
+    b->hidden.visit(f);
+    if (b->head) b->head->visit(f);
   }
 }
 

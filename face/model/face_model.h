@@ -21,6 +21,7 @@
 
 #include "face/model/resnet.h"
 #include "layers/margin_head.h"
+#include "layers/sharded_margin_head.h"
 #include "layers/softmax_head.h"
 
 namespace cuface {
@@ -36,6 +37,7 @@ struct FaceModelOptions {
   float embedding_dropout = 0.4f;
   int64_t identities = 0;                // FR classes; 0 builds no FR head (embedding still exists)
   MarginHeadOptions margin;
+  Communicator* shard_classes = nullptr;  // FR head split over these ranks (ShardedMarginHead)
   bool gender = false;
   std::vector<int64_t> gender_hidden{512};
   int64_t age_classes = 0;               // 0 builds no age head
@@ -87,6 +89,7 @@ class FaceModel : public Layer {
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) override;
   void set_training(bool training) override;
   void set_frozen(bool frozen) override;
+  void visit(const std::function<void(Layer&)>& f) override;
 
  private:
   struct Branch {

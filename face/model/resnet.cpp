@@ -71,6 +71,12 @@ void ResidualBlock::set_training(bool training) {
   if (downsample_) downsample_->set_training(training);
 }
 
+void ResidualBlock::visit(const std::function<void(Layer&)>& f) {
+  f(*this);
+  main_.visit(f);
+  if (downsample_) downsample_->visit(f);
+}
+
 void ResidualBlock::set_frozen(bool frozen) {
   Layer::set_frozen(frozen);
   main_.set_frozen(frozen);

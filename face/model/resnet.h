@@ -60,6 +60,7 @@ class ResidualBlock : public Layer {
   void collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) override;
   void set_training(bool training) override;
   void set_frozen(bool frozen) override;
+  void visit(const std::function<void(Layer&)>& f) override;
 
  private:
   bool bottleneck_;

@@ -47,6 +47,12 @@ struct TrainConfig {
   float weight_fr = 1, weight_gender = 1, weight_age = 1;  // multi: loss weights
   std::string multi_mode = "sum";             // multi: sum the task losses, or alternate tasks step by step
   bool freeze_backbone = false;
+  float embedding_dropout = 0.4f;             // before the embedding FC (the original's 0.4)
+  // Several processes (mpirun): --batch is per rank (InsightFace: per GPU), so a step sees
+  // world size x batch images.
+  bool sync_bn = false;                       // BatchNorm statistics over every rank's rows
+  bool shard_classes = false;                 // the FR head's classes split over the ranks
+  std::string gradient_wire = "f32";          // f32 | bf16: the format gradients are averaged in
   // Execution
   std::string device = "auto";
   std::string precision = "fp32";

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/communicator.h"
+#include "engine/grad_buckets.h"
 #include "engine/lr_schedule.h"
 #include "engine/safetensors.h"
 #include "face/loader/balanced_sampler.h"
@@ -18,6 +20,7 @@
 #include "face/train/checkpoint.h"
 #include "face/train/optimizer.h"
 #include "face/train/validation.h"
+#include "layers/batch_norm.h"
 
 namespace cuface {
 
@@ -108,6 +111,7 @@ FaceModelOptions model_options(const TrainConfig& config, const std::vector<Task
     options.margin.margin.easy_margin = config.easy_margin;
     options.margin.sample_rate = config.sample_rate;
   }
+  options.embedding_dropout = config.embedding_dropout;
   options.gender = has_task(tasks, Task::Gender);
   options.age_classes = has_task(tasks, Task::Age) ? int64_t(age_edges(config).size()) + 1 : 0;
   return options;
@@ -156,10 +160,24 @@ std::string format_duration(double seconds) {
 
 class Run {
  public:
-  Run(const TrainConfig& config, bool resume);
+  // `comm` is made before the Context: a GPU rank runs on its local rank's GPU.
+  Run(const TrainConfig& config, bool resume, Communicator& comm);
   TrainSummary loop();
 
  private:
+  // Several processes (mpirun): rank 0 writes the run folder and logs; see docs/design.md.
+  bool leader() const { return comm_.rank() == 0; }
+  bool distributed() const { return comm_.world_size() > 1; }
+  bool sharded(const NamedParameter& np) const { return config_.shard_classes && np.name == "fr.weight"; }
+  void start_data_parallel(const std::vector<NamedParameter>& trained);
+  void check_resume_world_size();
+  void average_gradients();
+  void mark_final(Layer& done);
+  std::vector<double> agree_on(std::vector<double> values);
+  bool agree_to_stop(bool local);
+  nlohmann::json loader_positions(const LoaderPosition& next);
+  Tensor gather_shards(const Tensor& mine);
+
   void save_checkpoint(const LoaderPosition& next);
   void resume_from_latest();
   void validate_now();
@@ -169,6 +187,7 @@ class Run {
                int64_t epoch, double images_per_second);
 
   TrainConfig config_;
+  Communicator& comm_;
   RunFolder folder_;
   std::vector<Task> tasks_;
   Context ctx_;
@@ -182,6 +201,14 @@ class Run {
   int64_t best_step_ = 0;  // the step of the best validation: "steps without progress" count from it
   int64_t last_checkpoint_ = -1;
   std::ofstream losses_, validations_;
+  std::unique_ptr<GradBuckets> buckets_;  // several ranks: the trained gradients, averaged in buckets
+  std::map<const Parameter*, int> bucket_index_;  // gradient -> its index in buckets_
+  std::vector<int> branch_gradients_;            // outside the backbone: final before its backward starts
+  std::vector<bool> marked_;                     // this step's gradients marked final
+  bool branches_marked_ = false;
+  // Set for the backward whose gradients are averaged next (with gradient accumulation: the last
+  // micro-batch's only; earlier ones must not start buckets that later ones still add to).
+  bool overlap_armed_ = false;
 };
 
 Device run_device(const TrainConfig& config) { return parse_device(config.device); }
@@ -200,8 +227,10 @@ std::vector<int32_t> balance_classes(const TrainConfig& config) {
   return classes;
 }
 
-LoaderOptions loader_options(const TrainConfig& config) {
+LoaderOptions loader_options(const TrainConfig& config, const Communicator& comm) {
   LoaderOptions options;
+  options.rank = comm.rank();
+  options.world_size = comm.world_size();
   options.packs = config.train_sets;
   options.batch_size = config.batch;
   options.workers = config.workers;
@@ -218,23 +247,29 @@ LoaderOptions loader_options(const TrainConfig& config) {
   return options;
 }
 
-Run::Run(const TrainConfig& config, bool resume)
-    : config_(config), folder_{fs::path(config.out)}, tasks_(tasks_of(config)), ctx_(run_device(config)),
-      loader_(loader_options(config)) {
+Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
+    : config_(config), comm_(comm), folder_{fs::path(config.out)}, tasks_(tasks_of(config)),
+      ctx_(run_device(config), comm.local_rank()), loader_(loader_options(config, comm)) {
   const Precision precision = parse_precision(config_.precision);
   if (ctx_.is_cuda())
     ctx_.set_precision(precision);
-  else if (precision != Precision::FP32)
+  else if (precision != Precision::FP32 && leader())
     std::printf("note: --precision %s applies to GPUs; the CPU trains in fp32\n", config_.precision.c_str());
 
   CUFACE_CHECK(loader_.steps_per_epoch() > 0, "--train-sets hold fewer images than one --batch of " +
                                                   std::to_string(config_.batch));
   total_steps_ = config_.steps > 0 ? config_.steps : config_.epochs * loader_.steps_per_epoch();
 
-  model_ = std::make_unique<FaceModel>(model_options(config_, tasks_, loader_.packs().classes()));
+  if (resume) check_resume_world_size();
+  CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
+               "--sync-bn and --shard-classes need several processes: start with mpirun -np K cuface train ...");
+  FaceModelOptions options = model_options(config_, tasks_, loader_.packs().classes());
+  if (config_.shard_classes) options.shard_classes = &comm_;
+  model_ = std::make_unique<FaceModel>(options);
+  if (config_.sync_bn) BatchNorm::sync_all(*model_, &comm_);
   if (!resume && !config_.init.empty()) {
     LoadReport report = load_model(config_.init, model_->backbone(), true);
-    std::printf("init %s: %s\n", config_.init.c_str(), report.summary().c_str());
+    if (leader()) std::printf("init %s: %s\n", config_.init.c_str(), report.summary().c_str());
   }
   model_->to(ctx_.device());
   if (config_.freeze_backbone) model_->backbone().set_frozen(true);
@@ -252,13 +287,16 @@ Run::Run(const TrainConfig& config, bool resume)
 
   if (resume) {
     resume_from_latest();
-    write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");  // --steps may have changed
-  } else {
+    // --steps may have changed
+    if (leader()) write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
+  } else if (leader()) {
     CUFACE_CHECK(!fs::exists(folder_.latest()), "run folder '" + folder_.dir.string() +
                                                     "' already holds a run: use --resume, or another --out");
     fs::create_directories(folder_.dir);
     write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
   }
+  if (distributed()) start_data_parallel(trained);
+  if (!leader()) return;
   const bool fresh_log = !resume || !fs::exists(folder_.losses());
   losses_.open(folder_.losses(), std::ios::app);
   if (fresh_log)
@@ -266,34 +304,75 @@ Run::Run(const TrainConfig& config, bool resume)
   CUFACE_CHECK(losses_.good(), "cannot write '" + folder_.losses().string() + "'");
 }
 
+// Checkpoints from before multi-process training have no world size: one process wrote them.
+void Run::check_resume_world_size() {
+  if (!fs::exists(folder_.latest())) return;  // resume_from_latest names that problem
+  const int64_t step = std::stoll(read_text(folder_.latest()));
+  const int64_t saved_world = read_json(folder_.state_json(step)).value("world_size", int64_t(1));
+  CUFACE_CHECK(saved_world == comm_.world_size(),
+               "--resume: '" + folder_.dir.string() + "' was trained by " + std::to_string(saved_world) +
+                   " process(es) and this run has " + std::to_string(comm_.world_size()) +
+                   "; resume with the same number (mpirun -np " + std::to_string(saved_world) +
+                   "): changing the world size changes every rank's share of the data and is not supported");
+}
+
 void Run::resume_from_latest() {
   CUFACE_CHECK(fs::exists(folder_.latest()), "--resume: '" + folder_.dir.string() + "' has no checkpoint ('latest')");
   const int64_t step = std::stoll(read_text(folder_.latest()));
-  load_model(folder_.model(step).string(), *model_);
-  optimizer_->load_state(load_safetensors(folder_.state(step).string()).tensors);
   nlohmann::json state = read_json(folder_.state_json(step));
+  std::map<std::string, Tensor> model = load_safetensors(folder_.model(step).string()).tensors;
+  std::map<std::string, Tensor> moments = load_safetensors(folder_.state(step).string()).tensors;
+  if (config_.shard_classes) {  // the files hold the whole head; each rank keeps its rows
+    for (auto [tensors, name] : {std::pair{&model, "fr.weight"}, std::pair{&moments, "momentum.fr.weight"}}) {
+      auto it = tensors->find(name);
+      CUFACE_CHECK(it != tensors->end(), "--resume: the checkpoint has no '" + std::string(name) + "'");
+      const auto [first, count] = ShardedMarginHead::shard_of(it->second.size(0), comm_.rank(), comm_.world_size());
+      it->second = it->second.slice(first, first + count).clone();
+    }
+  }
+  const LoadReport report = load_state(*model_, model);
+  CUFACE_CHECK(report.exact(), "model file '" + folder_.model(step).string() + "' does not fit the model: " +
+                                   report.summary());
+  optimizer_->load_state(moments);
   step_ = state.at("step").get<int64_t>();
   schedule_->from_json(state.at("schedule"));
   if (!state.at("best_score").is_null()) best_score_ = state.at("best_score").get<double>();
   best_step_ = state.value("best_step", int64_t(0));
-  loader_.seek({state.at("loader_epoch").get<int64_t>(), state.at("loader_step").get<int64_t>()});
+  if (state.contains("loader_positions")) {
+    const nlohmann::json& mine = state.at("loader_positions").at(size_t(comm_.rank()));
+    loader_.seek({mine.at(0).get<int64_t>(), mine.at(1).get<int64_t>()});
+  } else {
+    loader_.seek({state.at("loader_epoch").get<int64_t>(), state.at("loader_step").get<int64_t>()});
+  }
   last_checkpoint_ = step_;
-  std::printf("resumed %s at step %lld\n", folder_.dir.string().c_str(), (long long)step_);
+  if (leader()) std::printf("resumed %s at step %lld\n", folder_.dir.string().c_str(), (long long)step_);
 }
 
 void Run::save_checkpoint(const LoaderPosition& next) {
   ctx_.synchronize();
-  save_model(folder_.model(step_).string(), *model_, {{"step", std::to_string(step_)}, {"arch", config_.arch}});
-  save_safetensors(folder_.state(step_).string(), optimizer_->state());
+  // Collective parts first (every rank): the loader positions and, sharded, the whole FR head.
+  const nlohmann::json positions = loader_positions(next);
+  std::vector<std::pair<std::string, Tensor>> model = export_state(*model_), moments = optimizer_->state();
+  if (config_.shard_classes)
+    for (auto* tensors : {&model, &moments})
+      for (auto& [name, tensor] : *tensors)
+        if (name == "fr.weight" || name == "momentum.fr.weight") tensor = gather_shards(tensor);
+  last_checkpoint_ = step_;
+  if (!leader()) return;
+  save_safetensors(folder_.model(step_).string(), model, {{"step", std::to_string(step_)}, {"arch", config_.arch}});
+  save_safetensors(folder_.state(step_).string(), moments);
   nlohmann::json state = {{"step", step_},
                           {"loader_epoch", next.epoch},
                           {"loader_step", next.step},
                           {"schedule", schedule_->to_json()},
                           {"best_score", std::isnan(best_score_) ? nlohmann::json() : nlohmann::json(best_score_)},
                           {"best_step", best_step_}};
+  if (distributed()) {
+    state["world_size"] = comm_.world_size();
+    state["loader_positions"] = positions;  // [[epoch, step] of rank 0, rank 1, ...]
+  }
   write_text_atomically(folder_.state_json(step_), state.dump(2) + "\n");
   write_text_atomically(folder_.latest(), std::to_string(step_) + "\n");  // last: the checkpoint is complete
-  last_checkpoint_ = step_;
 
   // Keep the newest few checkpoints.
   std::vector<int64_t> steps;
@@ -309,7 +388,8 @@ void Run::save_checkpoint(const LoaderPosition& next) {
 }
 
 void Run::validate_now() {
-  if (config_.valid_sets.empty()) return;
+  // Rank 0 alone; the others wait in the next step's first collective (mind CUFACE_COMM_TIMEOUT).
+  if (config_.valid_sets.empty() || !leader()) return;
   ValidationOptions options;
   options.packs = config_.valid_sets;
   options.image_size = config_.input_size;
@@ -373,6 +453,7 @@ void Run::update(const std::vector<TaskLabels>& trained, double lr) {
 
 void Run::log_row(const std::vector<TaskLabels>& trained, const std::vector<HeadStats>& stats, double loss, double lr,
                   int64_t epoch, double images_per_second) {
+  if (!leader()) return;
   double task_loss[3] = {NAN, NAN, NAN}, task_accuracy[3] = {NAN, NAN, NAN};
   for (size_t t = 0; t < trained.size(); ++t) {
     task_loss[int(trained[t].task)] = stats[t].loss;
@@ -383,6 +464,115 @@ void Run::log_row(const std::vector<TaskLabels>& trained, const std::vector<Head
   for (double v : task_loss) losses_ << "," << cell(v);
   for (double v : task_accuracy) losses_ << "," << cell(v);
   losses_ << "," << images_per_second << "\n";
+}
+
+// ---- several processes ---------------------------------------------------------------------------
+
+// Every rank starts from rank 0's weights and BatchNorm buffers (a sharded head's rows are each rank's
+// own), and the trained gradients move into flat buckets, averaged over the ranks after backward.
+void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
+  for (NamedParameter& np : model_->named_parameters())
+    if (!sharded(np)) comm_.broadcast(ctx_, np.parameter->value, 0);
+  std::vector<Parameter*> averaged;
+  for (const NamedParameter& np : trained)  // the optimizer's: not a frozen backbone, not buffers
+    if (np.parameter->trainable && !sharded(np)) averaged.push_back(np.parameter);
+  std::reverse(averaged.begin(), averaged.end());  // backward order: the buckets fill last layer first
+  std::vector<Shape> shapes;
+  for (Parameter* p : averaged) shapes.push_back(p->value.shape());
+  const DType wire = config_.gradient_wire == "bf16" ? DType::BF16 : DType::F32;
+  buckets_ = std::make_unique<GradBuckets>(comm_, shapes, ctx_.device(), GradBuckets::kDefaultBucketBytes, wire);
+  std::vector<NamedParameter> backbone = model_->backbone().named_parameters();
+  for (size_t i = 0; i < averaged.size(); ++i) {
+    Tensor view = buckets_->grad(int(i));
+    view.copy_from(averaged[i]->grad);
+    averaged[i]->grad = view;  // layers accumulate into the bucket views from now on
+    bucket_index_[averaged[i]] = int(i);
+    const auto same = [&](const NamedParameter& b) { return b.parameter == averaged[i]; };
+    if (std::none_of(backbone.begin(), backbone.end(), same)) branch_gradients_.push_back(int(i));
+  }
+  marked_.assign(averaged.size(), false);
+  // Overlap: the backbone's top-level layers and its stages' blocks report when their backward is done.
+  Sequential& stem_and_stages = model_->backbone();
+  stem_and_stages.set_backward_hook([this](Layer& done) { mark_final(done); });
+  for (size_t i = 0; i < stem_and_stages.size(); ++i)
+    if (auto* stage = dynamic_cast<Sequential*>(&stem_and_stages[i]))
+      stage->set_backward_hook([this](Layer& done) { mark_final(done); });
+  int64_t floats = 0;
+  for (int b = 0; b < buckets_->bucket_count(); ++b) floats += buckets_->bucket(b).numel();
+  if (leader())
+    std::printf("data parallel: %d ranks (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB %s in %d "
+                "buckets\n",
+                comm_.world_size(), comm_.backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
+                config_.shard_classes ? ", FR classes sharded" : "", double(floats) * double(dtype_size(wire)) / 1e6,
+                config_.gradient_wire.c_str(), buckets_->bucket_count());
+}
+
+// `done`'s gradients are final: GradBuckets starts each bucket whose gradients all are (in order),
+// while backward goes on. The branches' gradients were final before the backbone's backward began.
+void Run::mark_final(Layer& done) {
+  if (!overlap_armed_) return;
+  auto mark = [this](int i) {
+    if (marked_[size_t(i)]) return;  // a block's parameters, then again with its whole stage
+    marked_[size_t(i)] = true;
+    buckets_->mark_ready(ctx_, i);
+  };
+  if (!branches_marked_) {
+    for (int i : branch_gradients_) mark(i);
+    branches_marked_ = true;
+  }
+  for (const NamedParameter& np : done.named_parameters()) {
+    auto it = bucket_index_.find(np.parameter);
+    if (it != bucket_index_.end()) mark(it->second);
+  }
+}
+
+// The mean over the ranks of every bucket: those not started during backward start now (a frozen
+// backbone's, or all of them when backward reported nothing), then all are waited for.
+void Run::average_gradients() {
+  buckets_->wait(ctx_);
+  marked_.assign(marked_.size(), false);
+  branches_marked_ = false;
+  overlap_armed_ = false;
+}
+
+std::vector<double> Run::agree_on(std::vector<double> values) {
+  comm_.all_reduce_scalars(values, ReduceOp::Mean);
+  return values;
+}
+
+// A SIGINT may reach the ranks in different steps: they stop together, when any rank saw it.
+bool Run::agree_to_stop(bool local) {
+  if (!distributed()) return local;
+  std::vector<double> flag{local ? 1.0 : 0.0};
+  comm_.all_reduce_scalars(flag, ReduceOp::Max);
+  return flag[0] > 0;
+}
+
+nlohmann::json Run::loader_positions(const LoaderPosition& next) {
+  Tensor mine = Tensor::empty({1, 2}, DType::I32), all = Tensor::empty({comm_.world_size(), 2}, DType::I32);
+  mine.data<int32_t>()[0] = int32_t(next.epoch);
+  mine.data<int32_t>()[1] = int32_t(next.step);
+  comm_.all_gather(ctx_, mine, all);
+  nlohmann::json positions = nlohmann::json::array();
+  for (int r = 0; r < comm_.world_size(); ++r)
+    positions.push_back({all.data<int32_t>()[2 * r], all.data<int32_t>()[2 * r + 1]});
+  return positions;
+}
+
+// The whole of a row-sharded tensor (this rank's rows given), on every rank, on the host.
+Tensor Run::gather_shards(const Tensor& mine) {
+  const int k = comm_.world_size();
+  const int64_t classes = static_cast<ShardedMarginHead&>(model_->head(Task::FR)).classes(), dim = mine.size(1);
+  const int64_t most = ShardedMarginHead::shard_of(classes, 0, k).second;  // rank 0 holds the most rows
+  Tensor padded = Tensor::zeros({most, dim}), all = Tensor::empty({most * k, dim});
+  Tensor whole = Tensor::empty({classes, dim});
+  padded.slice(0, mine.size(0)).copy_from(mine.to(Device::CPU));
+  comm_.all_gather(ctx_, padded, all);
+  for (int r = 0; r < k; ++r) {
+    const auto [first, count] = ShardedMarginHead::shard_of(classes, r, k);
+    whole.slice(first, first + count).copy_from(all.slice(r * most, r * most + count));
+  }
+  return whole;
 }
 
 TrainSummary Run::loop() {
@@ -419,8 +609,22 @@ TrainSummary Run::loop() {
 
     const std::vector<TaskLabels> labels = step_tasks(input);
     const double lr = schedule_->lr() * warmup_factor(step_, config_.warmup);
+    // Accumulating, the buckets start after the last micro-batch (in average_gradients), not during
+    // the backward of the first: later micro-batches still add into them.
+    overlap_armed_ = distributed() && config_.accumulate == 1;
     std::vector<HeadStats> stats = accumulated_train_step(ctx_, *model_, *optimizer_, input.images, labels,
                                                           config_.accumulate, !config_.freeze_backbone, step_);
+    if (distributed()) {
+      average_gradients();
+      // Every rank logs and decides (plateau LR, NaN) on the same numbers: the means over the ranks.
+      std::vector<double> figures;
+      for (const HeadStats& s : stats) figures.insert(figures.end(), {s.loss, s.accuracy});
+      figures = agree_on(figures);
+      for (size_t t = 0; t < stats.size(); ++t) {
+        stats[t].loss = float(figures[2 * t]);
+        stats[t].accuracy = float(figures[2 * t + 1]);
+      }
+    }
     double loss = 0;
     for (size_t t = 0; t < stats.size(); ++t) loss += labels[t].weight * stats[t].loss;
     if (!std::isfinite(loss))
@@ -435,18 +639,21 @@ TrainSummary Run::loop() {
     ++interval_steps;
     const auto now = std::chrono::steady_clock::now();
     const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
-    log_row(labels, stats, loss, lr, input.epoch, double(config_.batch) * double(interval_steps) / std::max(interval_seconds, 1e-9));
-    if (step_ % config_.log_every == 0 || step_ == total_steps_) {
+    const double images_per_step = double(config_.batch) * double(comm_.world_size());
+    log_row(labels, stats, loss, lr, input.epoch, images_per_step * double(interval_steps) / std::max(interval_seconds, 1e-9));
+    if ((step_ % config_.log_every == 0 || step_ == total_steps_) && leader()) {
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double per_step = elapsed / double(step_ - first_step);
       std::printf("step %lld/%lld epoch %lld lr %.3g loss %.4f", (long long)step_, (long long)total_steps_,
                   (long long)input.epoch, lr, interval_loss / double(interval_steps));
       for (size_t t = 0; t < stats.size(); ++t)
         std::printf(" | %s loss %.4f acc %.3f", task_name(labels[t].task), stats[t].loss, stats[t].accuracy);
-      std::printf(" | %.1f img/s, ETA %s\n", double(config_.batch) * double(interval_steps) / interval_seconds,
+      std::printf(" | %.1f img/s, ETA %s\n", images_per_step * double(interval_steps) / interval_seconds,
                   format_duration(per_step * double(total_steps_ - step_)).c_str());
       std::fflush(stdout);
       losses_.flush();
+    }
+    if (step_ % config_.log_every == 0 || step_ == total_steps_) {
       summary.final_loss = interval_loss / double(interval_steps);
       interval_loss = 0;
       interval_steps = 0;
@@ -458,7 +665,7 @@ TrainSummary Run::loop() {
       summary.stopped_because = "learning rate below --min-lr";
       break;
     }
-    if (stop_requested()) {
+    if (agree_to_stop(stop_requested())) {
       summary.stopped_because = "interrupted";
       break;
     }
@@ -467,8 +674,9 @@ TrainSummary Run::loop() {
   if (interval_steps > 0) summary.final_loss = interval_loss / double(interval_steps);
   if (summary.stopped_because != "interrupted") validate_now();
   if (last_checkpoint_ != step_) save_checkpoint(next);
-  losses_.flush();
+  if (leader()) losses_.flush();
   summary.steps = step_;
+  summary.leader = leader();
   summary.best_score = best_score_;
   return summary;
 }
@@ -477,8 +685,15 @@ TrainSummary Run::loop() {
 
 TrainSummary train(const TrainConfig& config, bool resume) {
   config.validate();
-  Run run(config, resume);
-  return run.loop();
+  std::unique_ptr<Communicator> comm = make_communicator(run_device(config));
+  try {
+    Run run(config, resume, *comm);
+    return run.loop();
+  } catch (const std::exception& e) {
+    // One rank's error ends the job, with its message: the others may be waiting in a collective.
+    if (comm->world_size() > 1) comm->abort_job("rank " + std::to_string(comm->rank()) + ": " + e.what());
+    throw;
+  }
 }
 
 }  // namespace cuface

@@ -29,6 +29,7 @@ struct TrainSummary {
   double final_loss = 0;       // mean loss of the last logged steps
   double best_score = 0;       // best validation score (NaN without validation)
   std::string stopped_because; // "steps done", "learning rate below --min-lr", "interrupted"
+  bool leader = true;          // rank 0 (or the only process): the one that reports
 };
 
 // Set by SIGINT: the trainer saves a checkpoint at the end of the current step and returns.

@@ -172,4 +172,61 @@ void batch_norm_backward(Context&, const Tensor& x, const Tensor& y, const Tenso
     backward<false>(x, y, dy, gamma, mean, invstd, batch_stats, dx, dgamma, dbeta);
 }
 
+// ---- synchronised BatchNorm ------------------------------------------------------------------------
+
+void batch_norm_moments(Context&, const Tensor& x, const Tensor& shift, Tensor& moments) {
+  const int64_t channels = x.size(-1), rows = x.numel() / channels;
+  const float* px = x.data<float>();
+  const float* ps = shift.data<float>();
+  const std::vector<double> sums = channel_sums<2>(rows, channels, [&](int64_t row, std::array<double*, 2>& s) {
+    const float* xr = px + row * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const double v = double(xr[c]) - double(ps[c]);
+      s[0][c] += v;
+      s[1][c] += v * v;
+    }
+  });
+  for (int64_t i = 0; i < 2 * channels; ++i) moments.data<float>()[i] = float(sums[size_t(i)]);
+}
+
+void batch_norm_stats_from_moments(Context&, const Tensor& moments, int64_t count, float momentum,
+                                   Tensor& running_mean, Tensor& running_var, Tensor& num_batches_tracked,
+                                   Tensor& mean, Tensor& var) {
+  const int64_t channels = running_mean.numel();
+  const float* s = moments.data<float>();
+  float* rm = running_mean.data<float>();
+  float* rv = running_var.data<float>();
+  for (int64_t c = 0; c < channels; ++c) {
+    const double offset = double(s[c]) / double(count);  // mean - shift
+    const double batch_var = std::max(double(s[channels + c]) / double(count) - offset * offset, 0.0);
+    const double batch_mean = double(rm[c]) + offset;  // the shift is the running mean
+    mean.data<float>()[c] = float(batch_mean);
+    var.data<float>()[c] = float(batch_var);
+    rm[c] = float((1.0 - momentum) * rm[c] + momentum * batch_mean);
+    rv[c] = float((1.0 - momentum) * rv[c] + momentum * batch_var * double(count) / double(count - 1));
+  }
+  if (num_batches_tracked.defined()) num_batches_tracked.data<int32_t>()[0] += 1;
+}
+
+void batch_norm_sync_input_grad(Context&, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                const Tensor& invstd, const Tensor& sums, int64_t count, Tensor& dx) {
+  const int64_t channels = x.size(-1), rows = x.numel() / channels;
+  // dx -= k * (mean_g + xhat * mean_gxhat) = a[c] + b[c] * (x - mean), per channel.
+  std::vector<float> a(static_cast<size_t>(channels)), b(static_cast<size_t>(channels));
+  const float* m = mean.data<float>();
+  const float* is = invstd.data<float>();
+  for (int64_t c = 0; c < channels; ++c) {
+    const float k = (gamma.defined() ? gamma.data<float>()[c] : 1.0f) * is[c];
+    a[size_t(c)] = k * float(double(sums.data<float>()[c]) / double(count));
+    b[size_t(c)] = k * is[c] * float(double(sums.data<float>()[channels + c]) / double(count));
+  }
+  const float* px = x.data<float>();
+  float* pdx = dx.data<float>();
+#pragma omp parallel for schedule(static) if (rows * channels > 65536)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t base = row * channels;
+    for (int64_t c = 0; c < channels; ++c) pdx[base + c] -= a[size_t(c)] + b[size_t(c)] * (px[base + c] - m[c]);
+  }
+}
+
 }  // namespace cuface::cpu

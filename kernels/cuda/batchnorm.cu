@@ -291,4 +291,105 @@ void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const T
     backward<float>(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta);
 }
 
+// ---- synchronised BatchNorm ------------------------------------------------------------------------
+
+namespace {
+
+// Merges welford_partials' slabs and turns (count, mean, M2) into sums about `shift`:
+// S1 = n (mean - shift), S2 = M2 + n (mean - shift)^2.
+template <class T>
+__global__ void moments_finalize_kernel(const T* x, const float* partial, int slabs, int channels, const float* shift,
+                                        float* moments) {
+  CUFACE_KERNEL_LOOP(c64, channels) {
+    const int c = int(c64);
+    double count = 0, mean = 0, m2 = 0;
+    for (int s = 0; s < slabs; ++s)
+      welford_merge<double>(count, mean, m2, partial[(0 * slabs + s) * int64_t(channels) + c],
+                            partial[(1 * slabs + s) * int64_t(channels) + c],
+                            partial[(2 * slabs + s) * int64_t(channels) + c]);
+    const double offset = mean + double(as_float(x[c])) - double(shift[c]);
+    moments[c] = float(count * offset);
+    moments[channels + c] = float(m2 + count * offset * offset);
+  }
+}
+
+template <class T>
+void moments(Context& ctx, const Tensor& x, const Tensor& shift, Tensor& out) {
+  const int channels = int(x.size(-1));
+  const int64_t rows = x.numel() / channels;
+  const ChannelReduceGrid reduce = channel_reduce_grid(ctx, rows, channels);
+  float* partial =
+      static_cast<float*>(ctx.cuda().workspace_bytes(sizeof(float) * 3 * size_t(reduce.slabs) * size_t(channels)));
+  cudaStream_t stream = cuda_stream(ctx);
+  welford_partials_kernel<T><<<reduce.grid, reduce.block, 0, stream>>>(x.data<T>(), rows, channels, partial);
+  CUDA_CHECK_LAUNCH();
+  moments_finalize_kernel<T><<<grid_for(channels, kBlock), kBlock, 0, stream>>>(
+      x.data<T>(), partial, reduce.slabs, channels, shift.data<float>(), out.data<float>());
+  CUDA_CHECK_LAUNCH();
+}
+
+__global__ void stats_from_moments_kernel(const float* moments, int channels, int64_t count, float momentum,
+                                          float* running_mean, float* running_var, int32_t* num_batches_tracked,
+                                          float* mean, float* var) {
+  CUFACE_KERNEL_LOOP(c64, channels) {
+    const int c = int(c64);
+    const double offset = double(moments[c]) / double(count);
+    const double batch_var = fmax(double(moments[channels + c]) / double(count) - offset * offset, 0.0);
+    const double batch_mean = double(running_mean[c]) + offset;  // the shift was the running mean
+    mean[c] = float(batch_mean);
+    var[c] = float(batch_var);
+    running_mean[c] = float((1.0 - momentum) * running_mean[c] + momentum * batch_mean);
+    running_var[c] = float((1.0 - momentum) * running_var[c] + momentum * batch_var * double(count) / double(count - 1));
+  }
+  if (num_batches_tracked && blockIdx.x == 0 && threadIdx.x == 0) *num_batches_tracked += 1;
+}
+
+template <class T>
+__global__ void sync_input_grad_kernel(const T* x, const float* gamma, const float* mean, const float* invstd,
+                                       const float* sums, int64_t count, T* dx, int64_t n, int channels) {
+  for_each_element(n, channels, [&](int64_t i, int c) {
+    const float k = (gamma ? gamma[c] : 1.0f) * invstd[c];
+    const float mean_g = float(double(sums[c]) / double(count));
+    const float mean_gxhat = float(double(sums[channels + c]) / double(count));
+    const float xhat = (as_float(x[i]) - mean[c]) * invstd[c];
+    dx[i] = from_float<T>(as_float(dx[i]) - k * (mean_g + xhat * mean_gxhat));
+  });
+}
+
+}  // namespace
+
+void batch_norm_moments(Context& ctx, const Tensor& x, const Tensor& shift, Tensor& out) {
+  if (x.dtype() == DType::BF16)
+    moments<bf16>(ctx, x, shift, out);
+  else
+    moments<float>(ctx, x, shift, out);
+}
+
+void batch_norm_stats_from_moments(Context& ctx, const Tensor& moments, int64_t count, float momentum,
+                                   Tensor& running_mean, Tensor& running_var, Tensor& num_batches_tracked,
+                                   Tensor& mean, Tensor& var) {
+  const int channels = int(running_mean.numel());
+  stats_from_moments_kernel<<<grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
+      moments.data<float>(), channels, count, momentum, running_mean.data<float>(), running_var.data<float>(),
+      num_batches_tracked.defined() ? num_batches_tracked.data<int32_t>() : nullptr, mean.data<float>(),
+      var.data<float>());
+  CUDA_CHECK_LAUNCH();
+}
+
+void batch_norm_sync_input_grad(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& mean,
+                                const Tensor& invstd, const Tensor& sums, int64_t count, Tensor& dx) {
+  const int64_t n = x.numel();
+  const int channels = int(x.size(-1));
+  cudaStream_t stream = cuda_stream(ctx);
+  if (x.dtype() == DType::BF16)
+    sync_input_grad_kernel<bf16><<<grid_for(n, kBlock), kBlock, 0, stream>>>(
+        x.data<bf16>(), data_or_null(gamma), mean.data<float>(), invstd.data<float>(), sums.data<float>(), count,
+        dx.data<bf16>(), n, channels);
+  else
+    sync_input_grad_kernel<float><<<grid_for(n, kBlock), kBlock, 0, stream>>>(
+        x.data<float>(), data_or_null(gamma), mean.data<float>(), invstd.data<float>(), sums.data<float>(), count,
+        dx.data<float>(), n, channels);
+  CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace cuface::cuda

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -190,6 +191,116 @@ TEST(TrainEndToEnd, UtkfaceGenderBeatsTheMajorityClass) {
   std::printf("UTKFace gender: held-out accuracy %.3f, majority class %.3f\n", accuracy, majority);
   EXPECT_GT(accuracy, majority + 0.08);
 }
+
+// ---- several processes (mpirun) --------------------------------------------------------------------
+
+#ifdef CUFACE_MPIEXEC
+// The launcher found at build time may be missing where the tests run (the GPU machine gets the
+// built programs, not Open MPI's tools).
+#define CUFACE_REQUIRE_MPIEXEC()                                                             \
+  if (!fs::exists(std::string(CUFACE_MPIEXEC).substr(0, std::string(CUFACE_MPIEXEC).find(' ')))) \
+  GTEST_SKIP() << "no " << CUFACE_MPIEXEC
+
+// `mpirun -np ranks cuface train` with tiny_config's settings, --batch per rank and `extra` flags;
+// returns the exit status (output in OUT/log).
+int train_ranks(const fs::path& out, const std::string& pack, int ranks, int batch, int64_t steps,
+                const std::string& extra) {
+  const std::string command = std::string("OMP_NUM_THREADS=1 ") + CUFACE_MPIEXEC + " -np " + std::to_string(ranks) +
+                              " " + CUFACE_BINARY + " train FR --train-sets " + pack + " --out " + out.string() +
+                              " --arch tiny --input-size 32 --device cpu --workers 1 --log-every 100" +
+                              " --valid-every 0 --checkpoint-every 3 --margin cosface --margin-s 16 --margin-m 0.1" +
+                              " --lr 0.001 --embedding-dropout 0 --batch " + std::to_string(batch) + " --steps " +
+                              std::to_string(steps) + " " + extra + " > " + out.string() + ".log 2>&1";
+  const int raw = std::system(command.c_str());
+  return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+}
+
+// The largest difference of any float tensor of two model files, relative to that tensor's largest
+// magnitude (plus 1e-3, for the BatchNorm biases that start at zero).
+double model_difference(const fs::path& a, const fs::path& b) {
+  std::map<std::string, Tensor> x = load_safetensors(a.string()).tensors, y = load_safetensors(b.string()).tensors;
+  double worst = 0;
+  for (const auto& [name, tensor] : x) {
+    if (tensor.dtype() != DType::F32) continue;
+    const Tensor& other = y.at(name);
+    double difference = 0, magnitude = 0;
+    for (int64_t i = 0; i < tensor.numel(); ++i) {
+      difference = std::max(difference, double(std::fabs(tensor.data<float>()[i] - other.data<float>()[i])));
+      magnitude = std::max(magnitude, double(std::fabs(tensor.data<float>()[i])));
+    }
+    worst = std::max(worst, difference / (magnitude + 1e-3));
+  }
+  return worst;
+}
+
+TrainConfig reference_config(const std::string& pack, const fs::path& out, int batch) {
+  TrainConfig config = tiny_config(pack, out, 5);
+  config.batch = batch;
+  config.lr = 0.001;
+  config.embedding_dropout = 0;
+  config.workers = 1;
+  return config;
+}
+
+// 2 ranks x batch 4 train the same weights as 1 rank x batch 8 (5 steps): the loader deals each
+// step's 8 images over the ranks, sync-BN normalises over all 8, the gradients are averaged; and the
+// same with the FR head's classes split over the ranks. The differences are rounding, grown over 5
+// steps (about 1e-5 of a tensor's scale); one rank with batch 4 differs by about 3. The small LR keeps
+// the tiny network out of its chaotic regime: at --lr 0.01 its BatchNorms over 8 rows of 1x1 maps
+// turn a 1e-6 change of the LR itself into 1e-2 differences after 5 steps.
+TEST(TrainDistributed, TwoRanksEqualOneRankWithTwiceTheBatch) {
+  CUFACE_REQUIRE_MPIEXEC();
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  train(reference_config(pack, dir / "one", 8), false);
+  train(reference_config(pack, dir / "half", 4), false);
+  ASSERT_EQ(train_ranks(dir / "two", pack, 2, 4, 5, "--sync-bn"), 0) << slurp(dir / "two.log");
+  ASSERT_EQ(train_ranks(dir / "sharded", pack, 2, 4, 5, "--sync-bn --shard-classes"), 0) << slurp(dir / "sharded.log");
+  ASSERT_EQ(train_ranks(dir / "bf16", pack, 2, 4, 3, "--sync-bn --gradient-wire bf16"), 0) << slurp(dir / "bf16.log");
+  const fs::path reference = dir / "one" / "model-5.safetensors";
+  EXPECT_LT(model_difference(reference, dir / "two" / "model-5.safetensors"), 1e-4);
+  EXPECT_LT(model_difference(reference, dir / "sharded" / "model-5.safetensors"), 1e-4);
+  EXPECT_GT(model_difference(reference, dir / "half" / "model-5.safetensors"), 0.1) << "the test cannot tell";
+  // Gradients averaged in bf16 (2^-8 relative per rounding): close after 3 steps, but visibly not the
+  // f32 result. (Over more steps the tiny network's BatchNorms on 1x1 maps amplify any perturbation.)
+  const fs::path reference3 = dir / "one" / "model-3.safetensors";
+  const double bf16 = model_difference(reference3, dir / "bf16" / "model-3.safetensors");
+  EXPECT_LT(bf16, 3e-2);  // measured 8e-3
+  EXPECT_GT(bf16, 10 * model_difference(reference3, dir / "two" / "model-3.safetensors"));  // f32: 6e-6
+  // Rank 0 alone wrote the log; its loss is the mean over the ranks, the whole batch's loss.
+  std::vector<std::string> one = losses(dir / "one" / "loss_debug.csv"), two = losses(dir / "two" / "loss_debug.csv");
+  ASSERT_EQ(two.size(), one.size());
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(std::stod(two[i]), std::stod(one[i]), 1e-4) << "step " << i + 1;
+  EXPECT_NE(slurp(dir / "two.log").find("data parallel: 2 ranks"), std::string::npos) << slurp(dir / "two.log");
+}
+
+// A 2-rank run resumed by 2 ranks continues bit for bit; resumed by one process it stops with a
+// message naming the world size it needs.
+TEST(TrainDistributed, ResumeNeedsTheSameWorldSize) {
+  CUFACE_REQUIRE_MPIEXEC();
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  ASSERT_EQ(train_ranks(dir / "straight", pack, 2, 4, 5, "--sync-bn --shard-classes"), 0) << slurp(dir / "straight.log");
+  ASSERT_EQ(train_ranks(dir / "split", pack, 2, 4, 3, "--sync-bn --shard-classes"), 0) << slurp(dir / "split.log");
+  nlohmann::json state = nlohmann::json::parse(slurp(dir / "split" / "state-3.json"));
+  EXPECT_EQ(state.at("world_size"), 2);
+  EXPECT_EQ(state.at("loader_positions"), nlohmann::json::parse("[[0, 3], [0, 3]]"));
+
+  const std::string resume = std::string(CUFACE_BINARY) + " train --resume " + (dir / "split").string() +
+                             " --steps 5 > " + (dir / "alone.log").string() + " 2>&1";
+  const int raw = std::system(resume.c_str());
+  EXPECT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) != 0);
+  EXPECT_NE(slurp(dir / "alone.log").find("was trained by 2 process(es) and this run has 1"), std::string::npos)
+      << slurp(dir / "alone.log");
+
+  const std::string resume_two = std::string("OMP_NUM_THREADS=1 ") + CUFACE_MPIEXEC + " -np 2 " + resume;
+  ASSERT_EQ(std::system(resume_two.c_str()), 0) << slurp(dir / "alone.log");
+  EXPECT_EQ(slurp(dir / "straight" / "model-5.safetensors"), slurp(dir / "split" / "model-5.safetensors"));
+  EXPECT_EQ(slurp(dir / "straight" / "state-5.safetensors"), slurp(dir / "split" / "state-5.safetensors"));
+}
+#else
+TEST(TrainDistributed, TwoRanksEqualOneRankWithTwiceTheBatch) { GTEST_SKIP() << "built without MPI (no mpiexec)"; }
+#endif
 
 }  // namespace
 }  // namespace cuface

@@ -1,0 +1,62 @@
+// Synchronised BatchNorm: each rank normalises its slice of a batch with the statistics of the whole
+// batch. Compared with an ordinary BatchNorm that sees the whole batch in one process (computed on
+// every rank): outputs, running statistics, input gradients (this rank's rows) and parameter
+// gradients (summed over the ranks, as the trainer's gradient average times the world size).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "layers/batch_norm.h"
+#include "mpi/world.h"
+
+namespace cuface::testing {
+namespace {
+
+void expect_near_tensor(const Tensor& got, const Tensor& expected, double tolerance, const char* what) {
+  ASSERT_EQ(got.shape(), expected.shape()) << what;
+  EXPECT_LT(relative_error(got, expected), tolerance) << what;
+}
+
+void check_sync_batch_norm(bool relu, const Shape& rank_shape) {
+  Context ctx(Device::CPU);
+  const int k = world().world_size(), rank = world().rank();
+  const int64_t channels = rank_shape[rank_shape.rank - 1];
+  const int64_t rank_rows = rank_shape[0];
+  Shape full_shape = rank_shape;
+  full_shape.dims[0] = rank_rows * k;
+  // Activations with an offset, so the shifted moments matter; the same on every rank.
+  Tensor x = random_tensor(full_shape, 11, 2.0f, 5.0f);
+  Tensor dy = random_tensor(full_shape, 12, -1.0f, 1.0f);
+
+  BatchNormOptions options;
+  options.relu = relu;
+  options.momentum = 0.3f;
+  BatchNorm whole(channels, options), mine(channels, options);
+  for (BatchNorm* bn : {&whole, &mine}) {
+    Tensor gamma = random_tensor({channels}, 13, 0.5f, 1.5f), beta = random_tensor({channels}, 14, -0.5f, 0.5f);
+    bn->weight().value.copy_from(gamma);
+    bn->bias().value.copy_from(beta);
+  }
+  mine.set_sync(&world());
+
+  Tensor y_whole = whole.forward(ctx, x), dx_whole = whole.backward(ctx, dy);
+  const int64_t first = rank * rank_rows;
+  Tensor y_mine = mine.forward(ctx, x.slice(first, first + rank_rows).clone());
+  Tensor dx_mine = mine.backward(ctx, dy.slice(first, first + rank_rows).clone());
+
+  expect_near_tensor(y_mine, y_whole.slice(first, first + rank_rows).clone(), 1e-5, "y");
+  expect_near_tensor(dx_mine, dx_whole.slice(first, first + rank_rows).clone(), 1e-4, "dx");
+  expect_near_tensor(mine.running_mean().value, whole.running_mean().value, 1e-6, "running_mean");
+  expect_near_tensor(mine.running_var().value, whole.running_var().value, 1e-5, "running_var");
+  EXPECT_EQ(mine.num_batches_tracked().value.data<int32_t>()[0], 1);
+  for (Parameter* p : {&mine.weight(), &mine.bias()}) world().all_reduce(ctx, p->grad, ReduceOp::Sum);
+  expect_near_tensor(mine.weight().grad, whole.weight().grad, 1e-5, "dgamma");
+  expect_near_tensor(mine.bias().grad, whole.bias().grad, 1e-5, "dbeta");
+  EXPECT_TRUE(same_on_every_rank(ctx, mine.running_var().value));
+}
+
+TEST(SyncBatchNorm, EqualsTheWholeBatch2d) { check_sync_batch_norm(true, {3, 4, 5, 7}); }
+TEST(SyncBatchNorm, EqualsTheWholeBatch1d) { check_sync_batch_norm(false, {4, 33}); }
+
+}  // namespace
+}  // namespace cuface::testing
