@@ -4,6 +4,7 @@
 // pairs name, or from the JPEGs inside a .bin.
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -18,6 +19,7 @@
 #include "face/eval/pair_sampler.h"
 #include "face/eval/report.h"
 #include "face/eval/verification.h"
+#include "face/train/validation.h"
 
 namespace cuface::cli {
 
@@ -32,6 +34,7 @@ struct EvalFrOptions {
   int repeat = 5;
   uint64_t seed = 1;
   InferenceFlags model;  // --model and its input flags
+  std::vector<std::string> packs;  // --sample with --model: identity-labelled packs to embed
 };
 
 // Drops the pairs that use an image the model skipped (no face / no landmarks), saying how many.
@@ -108,14 +111,38 @@ eval::PairEmbeddings bin_pairs(const EvalFrOptions& o) {
   return out;
 }
 
-// --sample K --repeat R: R random sets of K pairs among the embedded images, people told apart by
-// the folder of each image; every figure is reported as mean +- std (population) over the repeats.
-void run_sampled(const EvalFrOptions& o) {
+// The images --sample draws pairs from, with each one's identity: the rows of --embeddings (the person
+// being the folder of each image), or every image of --pack embedded by --model (the pack's labels).
+PackEmbeddings sampling_population(const EvalFrOptions& o, std::string& source) {
+  if (!o.model.model.empty()) {
+    Inference inference = start_inference(o.model, eval::Output::Embedding);
+    ValidationOptions options;
+    options.packs = o.packs;
+    options.image_size = o.model.input_size > 0 ? o.model.input_size : inference.model.input_size;
+    options.batch = o.model.batch;
+    options.workers = o.model.workers;
+    const auto start = std::chrono::steady_clock::now();
+    PackEmbeddings embedded = embed_pack(*inference.ctx, *inference.model.model, options);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::printf("embedded %lld pack images with %s in %.1f s (%.1f embeddings/s)\n", (long long)embedded.identity.size(),
+                inference.model.file.string().c_str(), seconds, double(embedded.identity.size()) / std::max(seconds, 1e-9));
+    source = inference.model.file.string() + " on " + o.packs.front() + (o.packs.size() > 1 ? ",..." : "");
+    return embedded;
+  }
   const fs::path list = o.labels.empty() ? eval::embedding_list_path(o.embeddings) : o.labels;
   eval::Embeddings embeddings = eval::read_embeddings(o.embeddings, list);
   std::vector<std::string> people;
   for (const std::string& path : embeddings.paths) people.push_back(fs::path(path).parent_path().string());
-  const std::vector<int> identity = eval::identity_numbers(people);
+  source = o.embeddings.string();
+  return {embeddings.matrix, eval::identity_numbers(people)};
+}
+
+// --sample K --repeat R: R random sets of K pairs among the population's images; every figure is
+// reported as mean +- std (population) over the repeats.
+void run_sampled(const EvalFrOptions& o) {
+  std::string source;
+  const PackEmbeddings population = sampling_population(o, source);
+  const std::vector<int>& identity = population.identity;
   const int folds = o.folds > 0 ? o.folds : 10;
 
   // Scalars summarised over repeats, by report key.
@@ -125,7 +152,7 @@ void run_sampled(const EvalFrOptions& o) {
   for (int r = 0; r < o.repeat; ++r) {
     const eval::SampledPairs sampled = eval::sample_pairs(identity, o.sample, o.seed, uint64_t(r));
     const eval::VerificationResult result =
-        eval::evaluate_verification({embeddings.matrix, sampled.rows, sampled.same}, folds);
+        eval::evaluate_verification({population.matrix, sampled.rows, sampled.same}, folds);
     nlohmann::json report = eval::verification_json(result);
     report.erase("definitions");
     for (const std::string& key : keys) values[key].push_back(report[key].get<double>());
@@ -146,14 +173,14 @@ void run_sampled(const EvalFrOptions& o) {
     std::printf("%-22s %.6f +- %.6f\n", key.c_str(), mean, std::sqrt(variance));
   }
   if (!o.report.empty())
-    eval::write_json(o.report, {{"embeddings", o.embeddings.string()},
+    eval::write_json(o.report, {{"source", source},
                                 {"sample", o.sample},
                                 {"repeat", o.repeat},
                                 {"seed", o.seed},
                                 {"folds", folds},
                                 {"summary", summary},
                                 {"repeats", repeats}});
-  std::printf("eval-fr: %s, %d x %lld sampled pairs: accuracy %.3f%% +- %.3f%%\n", o.embeddings.string().c_str(),
+  std::printf("eval-fr: %s, %d x %lld sampled pairs: accuracy %.3f%% +- %.3f%%\n", source.c_str(),
               o.repeat, (long long)o.sample, 100 * summary["accuracy_mean"]["mean"].get<double>(),
               100 * summary["accuracy_mean"]["std"].get<double>());
 }
@@ -227,7 +254,7 @@ void add_eval_fr_command(CLI::App& app) {
   CLI::Option* sample =
       cmd->add_option("--sample", options->sample,
                       "Instead of a pairs list: evaluate random sets of K pairs (half same-person) among the embedded "
-                      "images, the person being each image's folder")
+                      "images (the person being each image's folder), or with --model among the images of --pack")
           ->check(CLI::Range(int64_t(4), int64_t(1) << 40));
   cmd->add_option("--repeat", options->repeat, "With --sample: how many random sets (mean +- std reported)")
       ->capture_default_str()
@@ -235,7 +262,13 @@ void add_eval_fr_command(CLI::App& app) {
   cmd->add_option("--seed", options->seed, "With --sample: random seed (set r draws from Philox stream r of it)")->capture_default_str();
   pairs->excludes(bin)->excludes(sample);
   bin->excludes(pairs)->excludes(sample)->excludes(labels);
-  sample->excludes(pairs)->excludes(bin)->excludes(model);
+  cmd->add_option("--pack", options->packs,
+                                      "With --model --sample: identity-labelled pack prefixes (cuface pack --out) whose "
+                                      "images are embedded and sampled")
+      ->delimiter(',')
+      ->needs(sample)
+      ->needs(model);
+  sample->excludes(pairs)->excludes(bin);
   cmd->add_option("--images", options->images, "Image root the pair paths are relative to")->capture_default_str();
   cmd->add_option("--folds", options->folds,
                   "Folds of the k-fold protocol (default: the pairs file's folds, else 10)")
@@ -248,6 +281,8 @@ void add_eval_fr_command(CLI::App& app) {
       throw CLI::RequiredError("eval-fr needs --pairs FILE, --bin FILE or --sample K");
     if (options->embeddings.empty() == options->model.model.empty())
       throw CLI::RequiredError("eval-fr: --embeddings emb.npy or --model CKPT|RUN_DIR");
+    if (options->sample > 0 && !options->model.model.empty() && options->packs.empty())
+      throw CLI::RequiredError("eval-fr --model --sample K needs --pack PREFIX (the identity-labelled images to sample)");
     run_eval_fr(*options);
   });
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include "face/eval/attributes.h"
@@ -16,10 +17,18 @@ namespace cuface {
 
 namespace {
 
-// Runs `per_batch(device_batch, host_batch)` over every record of the packs exactly once.
+// Runs `per_batch(device_batch, host_batch)` over every record of the packs exactly once, in the
+// packs' order (so rows are the records' indices).
 template <class F>
 void for_each_batch(Context& ctx, const ValidationOptions& options, F per_batch) {
+  const int64_t records = PackSet(options.packs).size();
   LoaderOptions loader_options;
+  loader_options.sampler = [records](int64_t) {
+    std::vector<int64_t> in_order(static_cast<size_t>(records));
+    std::iota(in_order.begin(), in_order.end(), int64_t(0));
+    return in_order;
+  };
+  loader_options.samples_per_epoch = records;
   loader_options.packs = options.packs;
   loader_options.batch_size = options.batch;
   loader_options.workers = options.workers;
@@ -35,17 +44,31 @@ void for_each_batch(Context& ctx, const ValidationOptions& options, F per_batch)
   }
 }
 
-ValidationResult validate_fr(Context& ctx, FaceModel& model, const ValidationOptions& options) {
+}  // namespace
+
+PackEmbeddings embed_pack(Context& ctx, FaceModel& model, const ValidationOptions& options) {
   std::vector<float> rows;
-  std::vector<int> identity;
+  PackEmbeddings out;
   int64_t dim = 0;
   for_each_batch(ctx, options, [&](const DeviceBatch& input, const Batch& batch) {
     Tensor embedding = model.embed(ctx, input.images).to(Device::CPU);
     dim = embedding.size(1);
     rows.insert(rows.end(), embedding.data<float>(), embedding.data<float>() + embedding.numel());
     const int32_t* ids = batch.identity.data<int32_t>();
-    identity.insert(identity.end(), ids, ids + batch.size());
+    out.identity.insert(out.identity.end(), ids, ids + batch.size());
   });
+  out.matrix = Tensor::empty({int64_t(out.identity.size()), dim});
+  std::copy(rows.begin(), rows.end(), out.matrix.data<float>());
+  return out;
+}
+
+namespace {
+
+ValidationResult validate_fr(Context& ctx, FaceModel& model, const ValidationOptions& options) {
+  const PackEmbeddings embedded = embed_pack(ctx, model, options);
+  const std::vector<int>& identity = embedded.identity;
+  const int64_t dim = embedded.matrix.size(1);
+  const float* rows = embedded.matrix.data<float>();
   // A small validation set cannot offer every requested pair: the sampler takes at most half of the
   // available same-person pairs, so ask for no more than that many pairs of each kind.
   std::map<int, int64_t> images_of;
@@ -57,7 +80,7 @@ ValidationResult validate_fr(Context& ctx, FaceModel& model, const ValidationOpt
                                 "): they need identities with several images each");
   eval::SampledPairs sampled = eval::sample_pairs(identity, pair_count, options.seed);
   eval::PairEmbeddings pairs;
-  pairs.matrix = Tensor::from_blob(rows.data(), {int64_t(identity.size()), dim}, DType::F32, Device::CPU);
+  pairs.matrix = embedded.matrix;
   pairs.rows = sampled.rows;
   pairs.same = sampled.same;
   eval::VerificationResult v = eval::evaluate_verification(pairs, 10);
@@ -65,8 +88,8 @@ ValidationResult validate_fr(Context& ctx, FaceModel& model, const ValidationOpt
   // Mean Euclidean distances of normalised embeddings, as the original printed them.
   double same_sum = 0, different_sum = 0;
   for (size_t i = 0; i < pairs.rows.size(); ++i) {
-    const float* a = rows.data() + pairs.rows[i][0] * dim;
-    const float* b = rows.data() + pairs.rows[i][1] * dim;
+    const float* a = rows + pairs.rows[i][0] * dim;
+    const float* b = rows + pairs.rows[i][1] * dim;
     double aa = 0, bb = 0, ab = 0;
     for (int64_t k = 0; k < dim; ++k) aa += double(a[k]) * a[k], bb += double(b[k]) * b[k], ab += double(a[k]) * b[k];
     const double distance = std::sqrt(std::max(0.0, 2.0 - 2.0 * ab / std::sqrt(aa * bb)));

@@ -32,6 +32,14 @@ struct ValidationResult {
   std::string details;         // multi-line extras (the confusion matrix), may be empty
 };
 
+// The embedding of every image of the packs (evaluation mode, no augmentation) and its identity label:
+// what FR validation and `cuface eval-fr --pack` sample pairs from.
+struct PackEmbeddings {
+  Tensor matrix;              // f32 [images, dim], CPU
+  std::vector<int> identity;  // per row, -1 unknown
+};
+PackEmbeddings embed_pack(Context& ctx, FaceModel& model, const ValidationOptions& options);
+
 // Embeds or classifies every image of the packs once (evaluation mode, no augmentation).
 ValidationResult validate(Context& ctx, FaceModel& model, Task task, const ValidationOptions& options);
 

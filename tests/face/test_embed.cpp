@@ -21,7 +21,12 @@
 #include "face/image/align.h"
 #include "face/image/detect.h"
 #include "face/model/face_model.h"
+#include "face/eval/pair_sampler.h"
+#include "face/eval/verification.h"
+#include "face/pack/pack.h"
+#include "face/pack/packer.h"
 #include "face/pack/sources.h"
+#include "face/train/demo.h"
 #include "face/train/checkpoint.h"
 #include "scratch_dir.h"
 
@@ -624,6 +629,60 @@ TEST(EmbedLfw, AlignedRowsEqualTheModelOnCropsFromTheLandmarkFile) {
   }
   Context ctx(Device::CPU);
   expect_rows_near(eval::read_npy(dir / "e.npy"), model->embed(ctx, normalised(crops)), 1e-5, "aligned LFW rows");
+}
+
+// --model --pack --sample: every pack image embedded by the model, pairs drawn from the pack's identity
+// labels. Reference: `cuface embed` rows of the same images, put in pack order by each record's
+// source path, sampled and evaluated here.
+TEST(EvalFrModel, SampledPairsFromAPackEqualThoseFromEmbedRows) {
+  ScratchDir dir;
+  write_synthetic_faces((dir / "faces").string(), 8, 5, kSize, 3);
+  PackOptions pack;
+  pack.input = (dir / "faces").string();
+  pack.format = "tree";
+  pack.out = (dir / "faces_pack").string();
+  pack.size = kSize;
+  pack.encoding = Encoding::Raw;
+  pack_images(pack);
+  auto model = tiny_model(53);
+  const std::string m = (dir / "m.safetensors").string();
+  save_model(m, *model, {{"arch", "tiny"}});
+
+  const Outcome sampled = cuface(dir, "eval-fr --model " + m + " --pack " + pack.out + " --sample 40 --repeat 2 --seed 9" +
+                                          " --input-size 32 --device cpu --report " + (dir / "r.json").string());
+  ASSERT_EQ(sampled.status, 0) << sampled.err;
+  EXPECT_NE(sampled.out.find("embedded 40 pack images"), std::string::npos) << sampled.out;
+  const nlohmann::json report = nlohmann::json::parse(slurp(dir / "r.json"));
+
+  ASSERT_EQ(cuface(dir, "embed --model " + m + " --images " + pack.input + " --out " + (dir / "emb.npy").string() +
+                            " --input-size 32 --device cpu")
+                .status,
+            0);
+  const eval::Embeddings rows = eval::read_embeddings(dir / "emb.npy");
+  const PackSet set({pack.out});
+  ASSERT_EQ(set.size(), 40);
+  std::vector<int> identity;
+  Tensor ordered = Tensor::empty({set.size(), rows.matrix.size(1)});
+  for (int64_t i = 0; i < set.size(); ++i) {
+    const RecordView record = set.record(i);
+    identity.push_back(record.labels.identity);
+    const fs::path source = fs::path(pack.input) / std::string(record.source);
+    const auto row = std::find(rows.paths.begin(), rows.paths.end(), source.string());
+    ASSERT_NE(row, rows.paths.end()) << source;
+    ordered.slice(i, i + 1).copy_from(rows.matrix.slice(row - rows.paths.begin(), row - rows.paths.begin() + 1));
+  }
+  for (int r = 0; r < 2; ++r) {
+    const eval::SampledPairs pairs = eval::sample_pairs(identity, 40, 9, uint64_t(r));
+    const eval::VerificationResult expected = eval::evaluate_verification({ordered, pairs.rows, pairs.same}, 10);
+    const nlohmann::json& got = report["repeats"][size_t(r)];
+    EXPECT_NEAR(got["accuracy_mean"].get<double>(), expected.kfold.accuracy_mean, 1e-6) << r;
+    EXPECT_NEAR(got["gap"].get<double>(), expected.gap, 1e-4) << r;
+    EXPECT_NEAR(got["auc"].get<double>(), expected.auc, 1e-6) << r;
+  }
+  // Without --pack the command says what it needs.
+  const Outcome missing = cuface(dir, "eval-fr --model " + m + " --sample 40 --device cpu");
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.err.find("--pack"), std::string::npos) << missing.err;
 }
 
 }  // namespace
