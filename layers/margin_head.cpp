@@ -27,17 +27,21 @@ void MarginHead::check_input(const Tensor& x) const {
   check_same_device(x, weight_.value, "MarginHead");
 }
 
-Tensor MarginHead::forward(Context& ctx, const Tensor& x) {
-  check_input(x);
+Tensor normalized_cosines(Context& ctx, const Tensor& x, const Tensor& weight) {
   const Device device = x.device();
   Tensor x_hat = Tensor::empty(x.shape(), DType::F32, device), x_norms = Tensor::empty({x.size(0)}, DType::F32, device);
-  Tensor w_hat = Tensor::empty(weight_.value.shape(), DType::F32, device);
-  Tensor w_norms = Tensor::empty({classes()}, DType::F32, device);
+  Tensor w_hat = Tensor::empty(weight.shape(), DType::F32, device);
+  Tensor w_norms = Tensor::empty({weight.size(0)}, DType::F32, device);
   l2norm_forward(ctx, x, x_hat, x_norms);
-  l2norm_forward(ctx, weight_.value, w_hat, w_norms);
-  Tensor cos = Tensor::empty({x.size(0), classes()}, DType::F32, device);
+  l2norm_forward(ctx, weight, w_hat, w_norms);
+  Tensor cos = Tensor::empty({x.size(0), weight.size(0)}, DType::F32, device);
   gemm(ctx, false, true, 1.0f, x_hat, w_hat, 0.0f, cos);
   return cos;
+}
+
+Tensor MarginHead::forward(Context& ctx, const Tensor& x) {
+  check_input(x);
+  return normalized_cosines(ctx, x, weight_.value);
 }
 
 Tensor MarginHead::forward(Context& ctx, const Tensor& x, const Tensor& labels) {

@@ -28,6 +28,10 @@
 
 namespace cuface {
 
+// Inference cosines of a margin head: x^ W^T [N, C] for rows x [N, D] and class centres W [C, D], both
+// L2-normalised (fp32).
+Tensor normalized_cosines(Context& ctx, const Tensor& x, const Tensor& weight);
+
 struct MarginHeadOptions {
   MarginParams margin;       // type, s, m, m1, m2, m3, easy_margin
   float sample_rate = 1.0f;  // Partial FC: fraction of the classes per step, in (0, 1]

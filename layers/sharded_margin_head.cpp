@@ -33,15 +33,7 @@ ShardedMarginHead::ShardedMarginHead(Communicator& comm, int64_t classes, int64_
 }
 
 Tensor ShardedMarginHead::forward(Context& ctx, const Tensor& x) {
-  const Device device = x.device();
-  Tensor x_hat = Tensor::empty(x.shape(), DType::F32, device), x_norms = Tensor::empty({x.size(0)}, DType::F32, device);
-  Tensor w_hat = Tensor::empty(weight_.value.shape(), DType::F32, device);
-  Tensor w_norms = Tensor::empty({local_classes()}, DType::F32, device);
-  l2norm_forward(ctx, x, x_hat, x_norms);
-  l2norm_forward(ctx, weight_.value, w_hat, w_norms);
-  Tensor cos = Tensor::empty({x.size(0), local_classes()}, DType::F32, device);
-  gemm(ctx, false, true, 1.0f, x_hat, w_hat, 0.0f, cos);
-  return cos;
+  return normalized_cosines(ctx, x, weight_.value);
 }
 
 Tensor ShardedMarginHead::forward(Context& ctx, const Tensor& x, const Tensor& labels) {

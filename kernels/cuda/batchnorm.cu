@@ -66,6 +66,15 @@ __global__ void welford_partials_kernel(const T* x, int64_t rows, int channels, 
   }
 }
 
+// Channel c's (count, mean, m2) over every slab's partial statistics, in double.
+__device__ inline void merge_slabs(const float* partial, int slabs, int channels, int c, double& count, double& mean,
+                                   double& m2) {
+  for (int s = 0; s < slabs; ++s)
+    welford_merge<double>(count, mean, m2, partial[(0 * slabs + s) * int64_t(channels) + c],
+                          partial[(1 * slabs + s) * int64_t(channels) + c],
+                          partial[(2 * slabs + s) * int64_t(channels) + c]);
+}
+
 // scale = gamma * invstd, shift = beta - mean * scale (gamma, beta null: 1, 0).
 __device__ inline void fold_affine(const float* gamma, const float* beta, int c, float mean, float invstd, float* scale,
                                    float* shift) {
@@ -83,10 +92,7 @@ __global__ void forward_finalize_kernel(const T* x, const float* partial, int sl
   CUFACE_KERNEL_LOOP(c64, channels) {
     const int c = int(c64);
     double count = 0, mean = 0, m2 = 0;
-    for (int s = 0; s < slabs; ++s)
-      welford_merge<double>(count, mean, m2, partial[(0 * slabs + s) * int64_t(channels) + c],
-                            partial[(1 * slabs + s) * int64_t(channels) + c],
-                            partial[(2 * slabs + s) * int64_t(channels) + c]);
+    merge_slabs(partial, slabs, channels, c, count, mean, m2);
     mean += double(as_float(x[c]));  // the shift welford_partials took off
     const double var = m2 / count;
     const float invstd = float(1.0 / sqrt(var + double(eps)));
@@ -303,10 +309,7 @@ __global__ void moments_finalize_kernel(const T* x, const float* partial, int sl
   CUFACE_KERNEL_LOOP(c64, channels) {
     const int c = int(c64);
     double count = 0, mean = 0, m2 = 0;
-    for (int s = 0; s < slabs; ++s)
-      welford_merge<double>(count, mean, m2, partial[(0 * slabs + s) * int64_t(channels) + c],
-                            partial[(1 * slabs + s) * int64_t(channels) + c],
-                            partial[(2 * slabs + s) * int64_t(channels) + c]);
+    merge_slabs(partial, slabs, channels, c, count, mean, m2);
     const double offset = mean + double(as_float(x[c])) - double(shift[c]);
     moments[c] = float(count * offset);
     moments[channels + c] = float(m2 + count * offset * offset);

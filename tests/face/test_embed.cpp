@@ -28,7 +28,7 @@
 #include "face/pack/sources.h"
 #include "face/train/demo.h"
 #include "face/train/checkpoint.h"
-#include "scratch_dir.h"
+#include "cuface_program.h"
 
 namespace cuface {
 namespace {
@@ -38,22 +38,9 @@ using testing::ScratchDir;
 
 constexpr int kSize = 32;
 
-struct Outcome {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-Outcome cuface(const ScratchDir& dir, const std::string& args) {
-  const std::string command = std::string(CUFACE_BINARY) + " " + args + " > " + (dir / "stdout").string() + " 2> " +
-                              (dir / "stderr").string();
-  const int raw = std::system(command.c_str());
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};
-}
+using testing::cuface;
+using testing::Outcome;
+using testing::slurp;
 
 // A tiny model with every head, whose BN running statistics are moved off their initial 0 / 1 so a
 // forward in training mode (batch statistics) could not pass for evaluation mode.

@@ -12,29 +12,16 @@
 #include <random>
 
 #include "face/eval/npy.h"
-#include "scratch_dir.h"
+#include "cuface_program.h"
 
 namespace cuface::eval {
 namespace {
 
 using testing::ScratchDir;
 
-struct Outcome {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-Outcome cuface(const ScratchDir& dir, const std::string& args) {
-  const std::string command = std::string(CUFACE_BINARY) + " " + args + " > " + (dir / "stdout").string() + " 2> " +
-                              (dir / "stderr").string();
-  const int raw = std::system(command.c_str());
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};
-}
+using testing::cuface;
+using testing::Outcome;
+using testing::slurp;
 
 // 10 people with 4 images each. Each person's embeddings point along their own axis (plus a little
 // noise) and are scaled by arbitrary factors, so after normalisation a same pair is under 0.1 apart

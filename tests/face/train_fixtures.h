@@ -10,14 +10,9 @@
 #include "face/pack/packer.h"
 #include "face/train/config.h"
 #include "face/train/demo.h"
-#include "scratch_dir.h"
+#include "cuface_program.h"
 
 namespace cuface::testing {
-
-inline std::string slurp(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // The rows of a CSV file after its header, split into cells.
 inline std::vector<std::vector<std::string>> csv_rows(const std::filesystem::path& csv) {
