@@ -4,7 +4,8 @@
 #   scripts/device_check.sh build   (here, on a machine with the CUDA toolkit but maybe no GPU)
 #       builds with CUDA for sm_90 into build-device/ and copies the shared libraries the programs
 #       need that the GPU machine lacks (Debian's libbenchmark, libgomp, Open MPI, ...) into
-#       build-device/lib. Carry build-device to the GPU machine.
+#       build-device/lib. Carry build-device/bin and build-device/lib (about 50 MB; the carry limit
+#       is 64 MiB) to the GPU machine.
 #   scripts/device_check.sh run     (on the GPU machine, from the repository root)
 #       runs every GPU test (all test programs: CUDA cases no longer skip), the GPU-vs-CPU
 #       comparisons, the benchmarks and the PyTorch side-by-side scripts when torch is importable,
@@ -18,16 +19,16 @@ if [[ $mode == build ]]; then
   set -e
   # Without dlib: it would bring OpenBLAS and LAPACK into lib/, and face detection needs no GPU.
   cmake -S . -B $build -DCUFACE_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release -DCUFACE_DLIB=OFF \
-        -DCUFACE_CPU_ARCH_FLAGS="-march=x86-64-v3" >/dev/null
+        -DCUFACE_BENCH_OPENBLAS=OFF -DCUFACE_CPU_ARCH_FLAGS="-march=x86-64-v3" >/dev/null
   cmake --build $build -j"$(nproc)"
-  mkdir -p $build/lib
+  rm -rf $build/lib && mkdir -p $build/lib
   # Shared libraries that are not part of the CUDA install (NCCL included: the GPU machine has it
   # in PyTorch's wheels, found at run time), glibc or the GPU driver; the carry limit is 64 MiB.
   for program in $build/bin/*; do
     ldd "$program" | awk '/=> \// {print $3}'
   done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux|libcuda|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*|libnccl|libnvrtc[a-z-]*)\.so' |
     while read -r library; do cp -L "$library" $build/lib/; done
-  du -sh $build/bin $build/lib
+  du -shc $build/bin $build/lib
   exit 0
 fi
 
@@ -35,6 +36,8 @@ out=${OUT:-$build/out}
 mkdir -p "$out"
 # cuDNN/cuBLAS: the CUDA install's, or PyTorch's wheels on the GPU machine.
 extra=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | tr '\n' ':')
+# The tests that run the program find it here, not at the path it was built at.
+export CUFACE_BINARY="$PWD/$build/bin/cuface"
 export LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${extra}${LD_LIBRARY_PATH:-}"
 python=$(ls /opt/torch/.venv/bin/python 2>/dev/null || command -v python3)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"

@@ -1,5 +1,5 @@
-// Running the `cuface` program itself from a test (CUFACE_BINARY, a compile definition of test_face):
-// its exit status and what it printed, captured through files in the test's scratch folder.
+// Running the `cuface` program itself from a test: its exit status and what it printed, captured
+// through files in the test's scratch folder.
 #pragma once
 #include <sys/wait.h>
 
@@ -12,6 +12,13 @@
 
 namespace cuface::testing {
 
+// The program under test: $CUFACE_BINARY when set (a build carried to another machine, as
+// scripts/device_check.sh does), else the one this build made (CUFACE_BINARY, a compile definition).
+inline std::string cuface_binary() {
+  const char* carried = std::getenv("CUFACE_BINARY");
+  return carried && *carried ? carried : CUFACE_BINARY;
+}
+
 inline std::string slurp(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -23,7 +30,7 @@ struct Outcome {
 };
 
 inline Outcome cuface(const ScratchDir& dir, const std::string& args) {
-  const std::string command = std::string(CUFACE_BINARY) + " " + args + " > " + (dir / "stdout").string() + " 2> " +
+  const std::string command = cuface_binary() + " " + args + " > " + (dir / "stdout").string() + " 2> " +
                               (dir / "stderr").string();
   const int raw = std::system(command.c_str());
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};

@@ -152,7 +152,7 @@ TEST(BalancedSampler, CommandLineBatchFollowsPTimesK) {
   testing::ScratchDir dir;
   const std::string pack = testing::synthetic_pack(dir);
   auto run = [&](const std::string& args) {
-    const std::string command = std::string(CUFACE_BINARY) + " train " + args + " > " + (dir / "out").string() +
+    const std::string command = cuface::testing::cuface_binary() + " train " + args + " > " + (dir / "out").string() +
                                 " 2> " + (dir / "err").string();
     const int raw = std::system(command.c_str());
     return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;

@@ -16,6 +16,7 @@
 #include "face/image/warp.h"
 #include "face/pack/pack.h"
 #include "face/pack/sources.h"
+#include "cuface_program.h"
 
 namespace cuface {
 namespace {
@@ -232,21 +233,8 @@ TEST(FaceDetector, FindsTheSameFaceAtOtherScales) {
   }
 }
 
-struct Outcome {
-  int status = -1;
-  std::string out, err;
-};
-
-Outcome cuface(const ScratchDir& dir, const std::string& args) {
-  const std::string command = std::string(CUFACE_BINARY) + " " + args + " > " + (dir / "stdout").string() +
-                              " 2> " + (dir / "stderr").string();
-  const int raw = std::system(command.c_str());
-  const auto slurp = [](const std::filesystem::path& path) {
-    std::ifstream in(path);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};
-}
+using testing::cuface;
+using testing::Outcome;
 
 // Two LFW faces and a blank image: the blank one is skipped by name (an error with --strict).
 TEST(PackCommand, DetectSkipsImagesWithoutAFaceByName) {

@@ -9,6 +9,7 @@
 #include "engine/error.h"
 #include "face/cli/commands.h"
 #include "face/pack/pack.h"
+#include "cuface_program.h"
 
 namespace cuface {
 namespace {
@@ -55,7 +56,7 @@ TEST(PackCommand, PacksVerifiesAndDescribes) {
     EXPECT_NE(std::string(e.what()).find(second + " record "), std::string::npos) << e.what();
   }
   // The program itself: exit status 1 and the record named on stderr.
-  const std::string command = std::string(CUFACE_BINARY) + " pack --verify " + (dir / "orl").string() + " 2> " +
+  const std::string command = cuface::testing::cuface_binary() + " pack --verify " + (dir / "orl").string() + " 2> " +
                               (dir / "stderr").string();
   const int status = std::system(command.c_str());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;

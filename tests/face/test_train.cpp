@@ -93,7 +93,7 @@ TEST(Train, NonFiniteLossNamesTheStepAndWhereItStarted) {
 
 TEST(Train, CommandLineErrorsExitNonZeroWithOneMessage) {
   ScratchDir dir;
-  const std::string base = std::string(CUFACE_BINARY) + " train ";
+  const std::string base = cuface::testing::cuface_binary() + " train ";
   auto run = [&](const std::string& args) {
     const int raw = std::system((base + args + " > " + (dir / "out").string() + " 2> " + (dir / "err").string()).c_str());
     return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
@@ -206,7 +206,7 @@ TEST(TrainEndToEnd, UtkfaceGenderBeatsTheMajorityClass) {
 int train_ranks(const fs::path& out, const std::string& pack, int ranks, int batch, int64_t steps,
                 const std::string& extra) {
   const std::string command = std::string("OMP_NUM_THREADS=1 ") + CUFACE_MPIEXEC + " -np " + std::to_string(ranks) +
-                              " " + CUFACE_BINARY + " train FR --train-sets " + pack + " --out " + out.string() +
+                              " " + cuface::testing::cuface_binary() + " train FR --train-sets " + pack + " --out " + out.string() +
                               " --arch tiny --input-size 32 --device cpu --workers 1 --log-every 100" +
                               " --valid-every 0 --checkpoint-every 3 --margin cosface --margin-s 16 --margin-m 0.1" +
                               " --lr 0.001 --embedding-dropout 0 --batch " + std::to_string(batch) + " --steps " +
@@ -286,7 +286,7 @@ TEST(TrainDistributed, ResumeNeedsTheSameWorldSize) {
   EXPECT_EQ(state.at("world_size"), 2);
   EXPECT_EQ(state.at("loader_positions"), nlohmann::json::parse("[[0, 3], [0, 3]]"));
 
-  const std::string resume = std::string(CUFACE_BINARY) + " train --resume " + (dir / "split").string() +
+  const std::string resume = cuface::testing::cuface_binary() + " train --resume " + (dir / "split").string() +
                              " --steps 5 > " + (dir / "alone.log").string() + " 2>&1";
   const int raw = std::system(resume.c_str());
   EXPECT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) != 0);

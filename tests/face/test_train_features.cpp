@@ -277,7 +277,7 @@ TEST(TrainInterrupt, SigintSavesACheckpointExitsZeroAndResumes) {
   ScratchDir dir;
   const std::string pack = synthetic_pack(dir);
   const fs::path run = dir / "run";
-  const std::vector<std::string> args = {CUFACE_BINARY, "train", "FR", "--train-sets", pack, "--out", run.string(),
+  const std::vector<std::string> args = {cuface::testing::cuface_binary(), "train", "FR", "--train-sets", pack, "--out", run.string(),
                                          "--arch", "tiny", "--input-size", "32", "--batch", "8", "--steps", "100000",
                                          "--device", "cpu", "--workers", "1", "--log-every", "1",
                                          "--checkpoint-every", "100000", "--margin", "cosface", "--margin-s", "16",
@@ -308,7 +308,7 @@ TEST(TrainInterrupt, SigintSavesACheckpointExitsZeroAndResumes) {
   EXPECT_EQ(int64_t(csv_rows(run / "loss_debug.csv").size()), stopped);
   EXPECT_TRUE(fs::exists(run / ("model-" + std::to_string(stopped) + ".safetensors")));
 
-  const std::string resume = std::string(CUFACE_BINARY) + " train --resume " + run.string() + " --steps " +
+  const std::string resume = cuface::testing::cuface_binary() + " train --resume " + run.string() + " --steps " +
                              std::to_string(stopped + 2) + " > " + (dir / "resumed").string() + " 2>&1";
   const int raw = std::system(resume.c_str());
   ASSERT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) == 0) << slurp(dir / "resumed");
