@@ -36,8 +36,8 @@ out=${OUT:-$build/out}
 mkdir -p "$out"
 # cuDNN/cuBLAS: the CUDA install's, or PyTorch's wheels on the GPU machine.
 extra=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | tr '\n' ':')
-# The tests that run the program find it here, not at the path it was built at.
-export CUFACE_BINARY="$PWD/$build/bin/cuface"
+# The tests find the program and the fixtures here, not at the paths they were built at.
+export CUFACE_BINARY="$PWD/$build/bin/cuface" CUFACE_SOURCE_DIR="$PWD"
 export LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${extra}${LD_LIBRARY_PATH:-}"
 python=$(ls /opt/torch/.venv/bin/python 2>/dev/null || command -v python3)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"

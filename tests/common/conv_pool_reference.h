@@ -19,6 +19,7 @@
 #include "engine/safetensors.h"
 #include "kernels/conv.h"
 #include "kernels/pool.h"
+#include "common/source_dir.h"
 
 namespace cuface::testing {
 
@@ -239,7 +240,7 @@ inline std::string precision_case_name(const ::testing::TestParamInfo<PrecisionC
 
 inline const SafetensorsFile& layer_fixture() {
   static const SafetensorsFile file =
-      load_safetensors(CUFACE_SOURCE_DIR "/tests/fixtures/conv_pool_linear.safetensors");
+      load_safetensors(cuface::testing::fixture_path("conv_pool_linear.safetensors"));
   return file;
 }
 

@@ -8,6 +8,7 @@
 
 #include "common/backends.h"
 #include "engine/safetensors.h"
+#include "common/source_dir.h"
 
 namespace cuface {
 namespace {
@@ -94,7 +95,7 @@ TEST(Safetensors, SaveRejectsRepeatedOrReservedNames) {
 
 // The fixture comes from scripts/make_safetensors_fixture.py (its docstring lists the values).
 TEST(Safetensors, ReadsTheFileWrittenByPython) {
-  const std::string path = std::string(CUFACE_SOURCE_DIR) + "/tests/fixtures/safetensors_small.safetensors";
+  const std::string path = cuface::testing::fixture_path("safetensors_small.safetensors");
   SafetensorsFile file = load_safetensors(path);
   EXPECT_EQ(file.metadata.at("producer"), "scripts/make_safetensors_fixture.py");
   EXPECT_EQ(file.metadata.at("note"), "unicode \u2713");

@@ -13,6 +13,7 @@
 #include "face/pack/pack.h"
 #include "face/pack/shard_writer.h"
 #include "scratch_dir.h"
+#include "common/source_dir.h"
 
 namespace cuface::testing {
 
@@ -20,9 +21,6 @@ namespace fs = std::filesystem;
 
 inline std::string shared_data(const std::string& relative = "") {
   return std::string(CUFACE_SHARED_DATA) + (relative.empty() ? "" : "/" + relative);
-}
-inline std::string fixture(const std::string& relative) {
-  return std::string(CUFACE_SOURCE_DIR) + "/tests/fixtures/" + relative;
 }
 
 #define CUFACE_REQUIRE_SHARED_DATA(sub)                                                      \

@@ -52,12 +52,12 @@ void fuzz_decoder(const std::vector<uint8_t>& bytes, uint64_t seed, int flips) {
 }
 
 TEST(Fuzz, DecoderSurvivesDamagedFilesOfEveryFormat) {
-  fuzz_decoder(read_file(testing::fixture("image/synthetic_baseline.jpg")), 1, 300);
-  fuzz_decoder(read_file(testing::fixture("image/synthetic_progressive.jpg")), 2, 300);
-  fuzz_decoder(read_file(testing::fixture("image/synthetic.ppm")), 3, 100);
+  fuzz_decoder(read_file(testing::fixture_path("image/synthetic_baseline.jpg")), 1, 300);
+  fuzz_decoder(read_file(testing::fixture_path("image/synthetic_progressive.jpg")), 2, 300);
+  fuzz_decoder(read_file(testing::fixture_path("image/synthetic.ppm")), 3, 100);
   Image image;
   std::string error;
-  const std::vector<uint8_t> ppm = read_file(testing::fixture("image/synthetic.ppm"));
+  const std::vector<uint8_t> ppm = read_file(testing::fixture_path("image/synthetic.ppm"));
   ASSERT_TRUE(decode_image(ppm.data(), ppm.size(), image, error));
   fuzz_decoder(encode_png(image), 4, 200);
 }
@@ -94,7 +94,7 @@ TEST(Fuzz, DamagedShardsAreRejectedOrReportedNeverCrash) {
   const std::string path = shard_path(dir / "p", 0, 1);
   {
     ShardWriter writer(path, 0, 1);
-    const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
+    const std::vector<uint8_t> jpeg = read_file(testing::fixture_path("image/synthetic_baseline.jpg"));
     const Image raw = testing::pattern_image(3, 8);
     const std::vector<uint8_t> png = encode_png(raw);
     writer.add({0, 1, 30}, "a.jpg", Encoding::Jpeg, 72, 56, 3, jpeg.data(), jpeg.size());
@@ -153,7 +153,7 @@ TEST(Fuzz, DamagedShardsAreRejectedOrReportedNeverCrash) {
 
 TEST(Fuzz, DamagedRecordIOFilesGiveErrors) {
   ScratchDir dir;
-  const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
+  const std::vector<uint8_t> jpeg = read_file(testing::fixture_path("image/synthetic_baseline.jpg"));
   testing::RecordIOWriter writer;
   std::vector<uint64_t> offsets;
   for (uint64_t id : {uint64_t(1), uint64_t(kRecordIOMagic), uint64_t(3)})  // the second one is split in parts

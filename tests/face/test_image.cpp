@@ -9,7 +9,7 @@
 namespace cuface {
 namespace {
 
-using testing::fixture;
+using testing::fixture_path;
 using testing::shared_data;
 
 Image decode_file(const std::string& path) {
@@ -70,11 +70,11 @@ TEST(Decode, YaleGifWithoutExtension) {
 
 TEST(Decode, ProgressiveJpegGivesTheBaselinePixels) {
   // jpegtran rewrote the baseline file's DCT coefficients losslessly as a progressive scan script.
-  const Image baseline = decode_file(fixture("image/synthetic_baseline.jpg"));
-  const Image progressive = decode_file(fixture("image/synthetic_progressive.jpg"));
+  const Image baseline = decode_file(fixture_path("image/synthetic_baseline.jpg"));
+  const Image progressive = decode_file(fixture_path("image/synthetic_progressive.jpg"));
   ASSERT_EQ(baseline.width, 72);
   ASSERT_EQ(progressive.height, 56);
-  const Image original = decode_file(fixture("image/synthetic.ppm"));
+  const Image original = decode_file(fixture_path("image/synthetic.ppm"));
   EXPECT_GT(psnr(progressive.pixels, original.pixels), 28.0);  // a faithful decode of the source
   EXPECT_EQ(progressive.pixels, baseline.pixels);               // the same coefficients, the same pixels
 }
@@ -87,7 +87,7 @@ TEST(Decode, RejectsNonImagesWithAReason) {
   const std::string text = "this is a README, not an image";
   EXPECT_FALSE(decode_image(reinterpret_cast<const uint8_t*>(text.data()), text.size(), image, error));
   EXPECT_NE(error.find("not a decodable image"), std::string::npos) << error;
-  std::vector<uint8_t> jpeg = read_file(fixture("image/synthetic_baseline.jpg"));
+  std::vector<uint8_t> jpeg = read_file(fixture_path("image/synthetic_baseline.jpg"));
   jpeg.resize(20);  // header cut before the frame
   EXPECT_FALSE(decode_image(jpeg.data(), jpeg.size(), image, error));
   EXPECT_FALSE(error.empty());
@@ -110,7 +110,7 @@ TEST(Decode, SixteenBitPgmIsRefusedNotMisread) {
 }
 
 TEST(Decode, HuffmanTableWithTooManyCodesIsRefused) {
-  std::vector<uint8_t> jpeg = read_file(fixture("image/synthetic_baseline.jpg"));
+  std::vector<uint8_t> jpeg = read_file(fixture_path("image/synthetic_baseline.jpg"));
   size_t dht = 0;
   while (dht + 1 < jpeg.size() && !(jpeg[dht] == 0xFF && jpeg[dht + 1] == 0xC4)) ++dht;
   ASSERT_LT(dht + 21, jpeg.size());
@@ -122,7 +122,7 @@ TEST(Decode, HuffmanTableWithTooManyCodesIsRefused) {
 }
 
 TEST(Encode, JpegRoundTripIsClose) {
-  const Image original = decode_file(fixture("image/synthetic.ppm"));
+  const Image original = decode_file(fixture_path("image/synthetic.ppm"));
   for (int quality : {75, 90, 95}) {
     const std::vector<uint8_t> jpeg = encode_jpeg(original, quality);
     Encoding encoding;
@@ -136,7 +136,7 @@ TEST(Encode, JpegRoundTripIsClose) {
 }
 
 TEST(Encode, PngRoundTripIsExact) {
-  const Image original = decode_file(fixture("image/synthetic.ppm"));
+  const Image original = decode_file(fixture_path("image/synthetic.ppm"));
   const std::vector<uint8_t> png = encode_png(original);
   Encoding encoding;
   ASSERT_TRUE(sniff_encoding(png.data(), png.size(), encoding));

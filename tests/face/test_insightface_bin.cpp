@@ -9,11 +9,12 @@
 
 #include "engine/error.h"
 #include "face/eval/insightface_bin.h"
+#include "common/source_dir.h"
 
 namespace cuface::eval {
 namespace {
 
-const std::string kFixtures = std::string(CUFACE_SOURCE_DIR) + "/tests/fixtures/";
+const std::string kFixtures = cuface::testing::fixture_path("");
 
 std::vector<uint8_t> hex_bytes(const std::string& hex) {
   std::vector<uint8_t> out;

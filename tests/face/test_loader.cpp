@@ -224,7 +224,7 @@ TEST(Loader, UndecodableImageIsAnError) {
   ScratchDir dir;
   {
     ShardWriter writer(shard_path(dir / "p", 0, 1), 0, 1);
-    const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
+    const std::vector<uint8_t> jpeg = read_file(testing::fixture_path("image/synthetic_baseline.jpg"));
     writer.add({0, -1, -1}, "good.jpg", Encoding::Jpeg, 72, 56, 3, jpeg.data(), jpeg.size());
     writer.add({0, -1, -1}, "broken.jpg", Encoding::Jpeg, 72, 56, 3, jpeg.data(), 40);
     writer.finish();

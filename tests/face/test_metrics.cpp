@@ -8,6 +8,7 @@
 
 #include "engine/error.h"
 #include "face/eval/metrics.h"
+#include "common/source_dir.h"
 
 namespace cuface::eval {
 namespace {
@@ -15,7 +16,7 @@ namespace {
 using nlohmann::json;
 
 json load_fixture(const std::string& name) {
-  std::ifstream in(std::string(CUFACE_SOURCE_DIR) + "/tests/fixtures/" + name);
+  std::ifstream in(cuface::testing::fixture_path(name));
   EXPECT_TRUE(in) << "missing fixture " << name << " (run scripts/make_metric_fixtures.py)";
   return json::parse(in);
 }

@@ -39,7 +39,7 @@ TEST(Shard, RecordsRoundTrip) {
   ScratchDir dir;
   const std::string path = dir / "a.cfpk";
   const Image small = testing::pattern_image(5, 4);
-  const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
+  const std::vector<uint8_t> jpeg = read_file(testing::fixture_path("image/synthetic_baseline.jpg"));
   {
     ShardWriter writer(path, 2, 7);
     writer.add({17, 1, 33}, "x/one.png", Encoding::Raw, 4, 4, 3, small.pixels.data(), small.pixels.size());
@@ -165,7 +165,7 @@ TEST(Shard, VerifyDecodesImages) {
   ScratchDir dir;
   {
     ShardWriter writer(shard_path(dir / "p", 0, 1), 0, 1);
-    const std::vector<uint8_t> jpeg = read_file(testing::fixture("image/synthetic_baseline.jpg"));
+    const std::vector<uint8_t> jpeg = read_file(testing::fixture_path("image/synthetic_baseline.jpg"));
     writer.add({0, -1, -1}, "good.jpg", Encoding::Jpeg, 72, 56, 3, jpeg.data(), jpeg.size());
     writer.add({0, -1, -1}, "bad.jpg", Encoding::Jpeg, 72, 56, 3, jpeg.data(), 30);
     writer.finish();

@@ -16,6 +16,7 @@
 #include "face/train/checkpoint.h"
 #include "kernels/conv.h"
 #include "scratch_dir.h"
+#include "common/source_dir.h"
 
 namespace cuface {
 namespace {
@@ -31,7 +32,7 @@ std::map<std::string, Tensor> with_prefix(const SafetensorsFile& file, const std
 }
 
 SafetensorsFile tiny_fixture() {
-  return load_safetensors(std::string(CUFACE_SOURCE_DIR) + "/tests/fixtures/resnet_tiny.safetensors");
+  return load_safetensors(cuface::testing::fixture_path("resnet_tiny.safetensors"));
 }
 
 TEST(ResNetPytorch, TinyNamesAndShapesAreTorchvisions) {
@@ -110,7 +111,7 @@ TEST(ResNetPytorch, Resnet50StateDictLoadsAndMatchesTorch) {
   if (std::system("/usr/bin/python3 -c 'import torch, torchvision' >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "/usr/bin/python3 with torch and torchvision is not available";
   testing::ScratchDir dir;
-  const std::string command = "/usr/bin/python3 " + std::string(CUFACE_SOURCE_DIR) +
+  const std::string command = "/usr/bin/python3 " + cuface::testing::source_dir() +
                               "/scripts/make_resnet_fixture.py --full " + dir.path().string() + " >/dev/null";
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
 

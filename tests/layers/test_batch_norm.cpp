@@ -12,6 +12,7 @@
 #include "common/reference.h"
 #include "engine/safetensors.h"
 #include "layers/batch_norm.h"
+#include "common/source_dir.h"
 
 namespace cuface {
 namespace {
@@ -228,7 +229,7 @@ class BatchNormPytorch : public ::testing::TestWithParam<std::string> {};
 // scripts/make_bn_fixture.py: nn.BatchNorm2d / BatchNorm1d (with a ReLU after it for bn2d_relu), one
 // training step and one evaluation step, forward and backward.
 TEST_P(BatchNormPytorch, MatchesFixture) {
-  const std::string path = std::string(CUFACE_SOURCE_DIR) + "/tests/fixtures/batch_norm.safetensors";
+  const std::string path = cuface::testing::fixture_path("batch_norm.safetensors");
   const SafetensorsFile file = load_safetensors(path);
   const std::string prefix = GetParam();
   auto tensor = [&](const std::string& name) { return file.tensors.at(prefix + "." + name); };
