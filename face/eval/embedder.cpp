@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "engine/error.h"
-#include "face/image/align.h"
+#include "face/image/input_crop.h"
 #include "face/image/warp.h"
 #include "face/loader/upload.h"
 #include "face/pack/sources.h"
@@ -126,34 +126,15 @@ std::optional<Image> Embedder::prepare(const std::vector<uint8_t>& bytes, const 
   Image image;
   std::string error;
   CUFACE_CHECK(decode_image(bytes.data(), bytes.size(), image, error), "cannot decode '" + name + "': " + error);
-  const int size = input_.size;
-  Affine map;
-  if (detector) {
-    const std::optional<FaceDetection> face = detector->detect_largest(image);
-    if (!face) {
-      why = "no face found";
-      return std::nullopt;
-    }
-    if (!face_crop_map(*face, size, input_.crop, map)) {
-      why = "degenerate landmarks";
-      return std::nullopt;
-    }
-  } else if (!input_.landmarks.empty()) {
-    const Landmarks* points = find_landmarks(landmarks_, name);
-    if (!points) {
-      why = "no landmarks in " + input_.landmarks;
-      return std::nullopt;
-    }
-    if (!alignment_map(*points, size, map)) {
-      why = "degenerate landmarks";
-      return std::nullopt;
-    }
-  } else if (image.width == size && image.height == size) {
-    return image;  // already an aligned crop of the input size
-  } else {
-    map = centre_crop_map(image.width, image.height, size);
+  const bool align = !input_.landmarks.empty();
+  const InputCrop crop = plan_input_crop(image, input_.size, detector, input_.crop, align,
+                                         align ? find_landmarks(landmarks_, name) : nullptr, input_.landmarks);
+  if (!crop.ok) {
+    why = crop.why;
+    return std::nullopt;
   }
-  return warp_to_size(image, map, size);
+  if (crop.as_is) return image;
+  return warp_to_size(image, crop.map, input_.size);
 }
 
 Tensor Embedder::forward_once(const Tensor& crops) {

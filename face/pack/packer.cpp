@@ -14,7 +14,7 @@
 
 #include "engine/atomic_file.h"
 #include "engine/error.h"
-#include "face/image/align.h"
+#include "face/image/input_crop.h"
 #include "face/image/warp.h"
 #include "face/pack/pack.h"
 #include "face/pack/shard_writer.h"
@@ -42,39 +42,20 @@ Prepared prepare(const SourceItem& item, const SourceReader& reader, const PackO
   Image image;
   if (!reader.read(item, bytes, out.error) || !decode_image(bytes.data(), bytes.size(), image, out.error)) return out;
 
-  Affine map;
-  bool warp = true;
-  if (detector) {
-    const std::optional<FaceDetection> face = detector->detect_largest(image);
-    if (!face) {
-      out.error = "no face found";
-      return out;
-    }
-    if (!face_crop_map(*face, options.size, options.crop, map)) {
-      out.error = "degenerate landmarks";
-      return out;
-    }
-  } else if (!options.landmarks.empty()) {
-    const Landmarks* points = find_landmarks(landmarks, item.path);
-    if (!points) {
-      out.error = "no landmarks in " + options.landmarks;
-      return out;
-    }
-    if (!alignment_map(*points, options.size, map)) {
-      out.error = "degenerate landmarks";
-      return out;
-    }
-  } else if (image.width == options.size && image.height == options.size) {
-    warp = false;  // already the right size (e.g. InsightFace's aligned 112 x 112 crops)
-  } else {
-    map = centre_crop_map(image.width, image.height, options.size);
+  const bool align = !options.landmarks.empty();
+  const InputCrop crop = plan_input_crop(image, options.size, detector, options.crop, align,
+                                         align ? find_landmarks(landmarks, item.path) : nullptr, options.landmarks);
+  if (!crop.ok) {
+    out.error = crop.why;
+    return out;
   }
+  const bool warp = !crop.as_is;
 
   out.width = out.height = options.size;
   if (!warp && options.encoding == Encoding::Jpeg && sniff_encoding(bytes.data(), bytes.size(), out.encoding)) {
     out.bytes = std::move(bytes);  // stored as it came: no second lossy encoding
   } else {
-    const Image result = warp ? warp_to_size(image, map, options.size) : std::move(image);
+    const Image result = warp ? warp_to_size(image, crop.map, options.size) : std::move(image);
     out.encoding = options.encoding;
     out.bytes = options.encoding == Encoding::Raw ? result.pixels : encode_jpeg(result, options.quality);
   }
