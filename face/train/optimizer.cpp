@@ -27,7 +27,7 @@ SgdOptimizer::SgdOptimizer(std::vector<NamedParameter> parameters, double moment
     if (!np.parameter->trainable) continue;
     const Tensor& value = np.parameter->value;
     const float wd = np.parameter->decay ? float(decay.for_name(np.name)) : 0.0f;
-    entries_.push_back({np, Tensor::zeros(value.shape(), DType::F32, value.device()), wd});
+    entries_.push_back({np, Tensor::zeros(value.shape(), DType::F32, value.device()), wd, part_of(np.name)});
   }
 }
 
@@ -42,7 +42,7 @@ void SgdOptimizer::step(Context& ctx, double lr) {
 
 void SgdOptimizer::step(Context& ctx, double lr, const std::vector<std::string>& parts) {
   for (Entry& e : entries_)
-    if (std::find(parts.begin(), parts.end(), part_of(e.parameter.name)) != parts.end()) update(ctx, e, lr);
+    if (std::find(parts.begin(), parts.end(), e.part) != parts.end()) update(ctx, e, lr);
 }
 
 void SgdOptimizer::zero_grad(Context& ctx) {

@@ -43,6 +43,7 @@ class SgdOptimizer {
     NamedParameter parameter;
     Tensor momentum;
     float weight_decay;
+    std::string part;  // part_of(name), looked up once
   };
   void update(Context& ctx, Entry& e, double lr);
   std::vector<Entry> entries_;
