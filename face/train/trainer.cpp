@@ -177,6 +177,7 @@ class Run {
   bool agree_to_stop(bool local);
   nlohmann::json loader_positions(const LoaderPosition& next);
   Tensor gather_shards(const Tensor& mine);
+  void gather_head(std::vector<std::pair<std::string, Tensor>>& tensors);
 
   void save_checkpoint(const LoaderPosition& next);
   void resume_from_latest();
@@ -353,10 +354,8 @@ void Run::save_checkpoint(const LoaderPosition& next) {
   // Collective parts first (every rank): the loader positions and, sharded, the whole FR head.
   const nlohmann::json positions = loader_positions(next);
   std::vector<std::pair<std::string, Tensor>> model = export_state(*model_), moments = optimizer_->state();
-  if (config_.shard_classes)
-    for (auto* tensors : {&model, &moments})
-      for (auto& [name, tensor] : *tensors)
-        if (name == "fr.weight" || name == "momentum.fr.weight") tensor = gather_shards(tensor);
+  gather_head(model);
+  gather_head(moments);
   last_checkpoint_ = step_;
   if (!leader()) return;
   save_safetensors(folder_.model(step_).string(), model, {{"step", std::to_string(step_)}, {"arch", config_.arch}});
@@ -388,39 +387,54 @@ void Run::save_checkpoint(const LoaderPosition& next) {
 }
 
 void Run::validate_now() {
-  // Rank 0 alone; the others wait in the next step's first collective (mind CUFACE_COMM_TIMEOUT).
-  if (config_.valid_sets.empty() || !leader()) return;
-  ValidationOptions options;
-  options.packs = config_.valid_sets;
-  options.image_size = config_.input_size;
-  options.batch = std::min(config_.batch, 128);
-  options.workers = config_.workers;
-  options.pairs = config_.valid_pairs;
-  options.seed = config_.seed;
-  options.age_edges = config_.age_edges;
-  // The first task chooses the best checkpoint; every task is reported.
-  for (size_t t = 0; t < tasks_.size(); ++t) {
-    ValidationResult result = validate(ctx_, *model_, tasks_[t], options);
-    if (t == 0 && (std::isnan(best_score_) || result.score > best_score_)) {
-      best_score_ = result.score;
-      best_step_ = step_;
-      ctx_.synchronize();
-      save_model(folder_.best().string(), *model_, {{"step", std::to_string(step_)}, {"score", std::to_string(result.score)}});
+  if (config_.valid_sets.empty()) return;
+  // Rank 0 validates; the others wait in the next collective (mind CUFACE_COMM_TIMEOUT).
+  bool improved = false;
+  if (leader()) {
+    ValidationOptions options;
+    options.packs = config_.valid_sets;
+    options.image_size = config_.input_size;
+    options.batch = std::min(config_.batch, 128);
+    options.workers = config_.workers;
+    options.pairs = config_.valid_pairs;
+    options.seed = config_.seed;
+    options.age_edges = config_.age_edges;
+    // The first task chooses the best checkpoint; every task is reported.
+    for (size_t t = 0; t < tasks_.size(); ++t) {
+      ValidationResult result = validate(ctx_, *model_, tasks_[t], options);
+      if (t == 0 && (std::isnan(best_score_) || result.score > best_score_)) {
+        best_score_ = result.score;
+        best_step_ = step_;
+        improved = true;
+      }
+      if (t == 0) {  // progress is judged by the first task's score
+        result.figures["steps_without_progress"] = step_ - best_step_;
+        result.summary += ", " + std::to_string(step_ - best_step_) + " steps without progress";
+      }
+      std::printf("valid %s step %lld: %s\n%s", task_name(tasks_[t]), (long long)step_, result.summary.c_str(),
+                  result.details.c_str());
+      const bool fresh = !fs::exists(folder_.validations());
+      if (!validations_.is_open()) validations_.open(folder_.validations(), std::ios::app);
+      if (fresh) validations_ << "step,task,figure,value\n";
+      for (const auto& [key, value] : result.figures.items())
+        validations_ << step_ << "," << task_name(tasks_[t]) << "," << key << "," << value.dump() << "\n";
+      validations_.flush();
     }
-    if (t == 0) {  // progress is judged by the first task's score
-      result.figures["steps_without_progress"] = step_ - best_step_;
-      result.summary += ", " + std::to_string(step_ - best_step_) + " steps without progress";
-    }
-    std::printf("valid %s step %lld: %s\n%s", task_name(tasks_[t]), (long long)step_, result.summary.c_str(),
-                result.details.c_str());
-    const bool fresh = !fs::exists(folder_.validations());
-    if (!validations_.is_open()) validations_.open(folder_.validations(), std::ios::app);
-    if (fresh) validations_ << "step,task,figure,value\n";
-    for (const auto& [key, value] : result.figures.items())
-      validations_ << step_ << "," << task_name(tasks_[t]) << "," << key << "," << value.dump() << "\n";
-    validations_.flush();
+    model_->set_training(true);
   }
-  model_->set_training(true);
+  // A sharded FR head is spread over the ranks: all of them learn rank 0's decision and gather it.
+  if (config_.shard_classes) {
+    std::vector<double> flag{improved ? 1.0 : 0.0};
+    comm_.all_reduce_scalars(flag, ReduceOp::Max);
+    improved = flag[0] > 0;
+  }
+  if (!improved) return;
+  ctx_.synchronize();
+  std::vector<std::pair<std::string, Tensor>> model = export_state(*model_);
+  gather_head(model);
+  if (leader())
+    save_safetensors(folder_.best().string(), model,
+                     {{"step", std::to_string(step_)}, {"score", std::to_string(best_score_)}, {"arch", config_.arch}});
 }
 
 // The tasks step_ trains with their labels: every task of the run, or with --multi-mode alternate
@@ -573,6 +587,14 @@ Tensor Run::gather_shards(const Tensor& mine) {
     whole.slice(first, first + count).copy_from(all.slice(r * most, r * most + count));
   }
   return whole;
+}
+
+// With --shard-classes, this rank's rows of the FR head (and of its momentum) become the whole head;
+// a collective: every rank calls it.
+void Run::gather_head(std::vector<std::pair<std::string, Tensor>>& tensors) {
+  if (!config_.shard_classes) return;
+  for (auto& [name, tensor] : tensors)
+    if (name == "fr.weight" || name == "momentum.fr.weight") tensor = gather_shards(tensor);
 }
 
 TrainSummary Run::loop() {

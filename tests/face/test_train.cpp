@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -255,12 +256,19 @@ TEST(TrainDistributed, TwoRanksEqualOneRankWithTwiceTheBatch) {
   train(reference_config(pack, dir / "one", 8), false);
   train(reference_config(pack, dir / "half", 4), false);
   ASSERT_EQ(train_ranks(dir / "two", pack, 2, 4, 5, "--sync-bn"), 0) << slurp(dir / "two.log");
-  ASSERT_EQ(train_ranks(dir / "sharded", pack, 2, 4, 5, "--sync-bn --shard-classes"), 0) << slurp(dir / "sharded.log");
+  // The sharded run also validates once at the end, so it writes best.safetensors.
+  ASSERT_EQ(train_ranks(dir / "sharded", pack, 2, 4, 5, "--sync-bn --shard-classes --valid-sets " + pack), 0)
+      << slurp(dir / "sharded.log");
   ASSERT_EQ(train_ranks(dir / "bf16", pack, 2, 4, 3, "--sync-bn --gradient-wire bf16"), 0) << slurp(dir / "bf16.log");
   const fs::path reference = dir / "one" / "model-5.safetensors";
   EXPECT_LT(model_difference(reference, dir / "two" / "model-5.safetensors"), 1e-4);
   EXPECT_LT(model_difference(reference, dir / "sharded" / "model-5.safetensors"), 1e-4);
   EXPECT_GT(model_difference(reference, dir / "half" / "model-5.safetensors"), 0.1) << "the test cannot tell";
+  // best.safetensors holds the whole FR head, gathered from both ranks, like the step-5 checkpoint.
+  const Tensor best = load_safetensors((dir / "sharded" / "best.safetensors").string()).tensors.at("fr.weight");
+  const Tensor last = load_safetensors((dir / "sharded" / "model-5.safetensors").string()).tensors.at("fr.weight");
+  ASSERT_EQ(best.shape().str(), last.shape().str());
+  EXPECT_EQ(0, std::memcmp(best.data<float>(), last.data<float>(), size_t(best.numel()) * sizeof(float)));
   // Gradients averaged in bf16 (2^-8 relative per rounding): close after 3 steps, but visibly not the
   // f32 result. (Over more steps the tiny network's BatchNorms on 1x1 maps amplify any perturbation.)
   const fs::path reference3 = dir / "one" / "model-3.safetensors";
