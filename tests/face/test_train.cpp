@@ -316,6 +316,24 @@ TEST(TrainDistributed, ResumeNeedsTheSameWorldSize) {
   EXPECT_EQ(slurp(dir / "straight" / "state-5.safetensors"), slurp(dir / "split" / "state-5.safetensors"));
 }
 
+// Partial FC on class shards (each rank samples 4 of its 6 classes a step) trains, and a run resumed at
+// step 3 continues bit for bit: the sampling stream continues where it stopped.
+TEST(TrainDistributed, PartialFcOnShardsResumesBitForBit) {
+  CUFACE_REQUIRE_MPIEXEC();
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir), flags = "--sync-bn --shard-classes --sample-rate 0.2";
+  ASSERT_EQ(train_ranks(dir / "straight", pack, 2, 2, 5, flags), 0) << slurp(dir / "straight.log");
+  ASSERT_EQ(train_ranks(dir / "split", pack, 2, 2, 3, flags), 0) << slurp(dir / "split.log");
+  const std::string resume = std::string("OMP_NUM_THREADS=1 ") + CUFACE_MPIEXEC + " -np 2 " +
+                             cuface::testing::cuface_binary() + " train --resume " + (dir / "split").string() +
+                             " --steps 5 > " + (dir / "resumed.log").string() + " 2>&1";
+  ASSERT_EQ(std::system(resume.c_str()), 0) << slurp(dir / "resumed.log");
+  // (EXPECT_TRUE: a failing EXPECT_EQ would print the files.)
+  EXPECT_TRUE(slurp(dir / "straight" / "model-5.safetensors") == slurp(dir / "split" / "model-5.safetensors"));
+  EXPECT_TRUE(slurp(dir / "straight" / "state-5.safetensors") == slurp(dir / "split" / "state-5.safetensors"));
+  EXPECT_TRUE(slurp(dir / "straight" / "model-3.safetensors") != slurp(dir / "straight" / "model-5.safetensors"));
+}
+
 // The processes whose environment holds every one of `marks` ("NAME=value"), found through /proc.
 std::vector<pid_t> processes_with(const std::vector<std::string>& marks) {
   std::vector<pid_t> found;
