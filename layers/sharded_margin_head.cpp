@@ -24,13 +24,11 @@ ShardedMarginHead::ShardedMarginHead(Communicator& comm, int64_t classes, int64_
   CUFACE_CHECK(options.margin.s > 0.0f, "ShardedMarginHead: scale s must be positive");
   const auto [first, count] = shard_of(classes, comm.rank(), comm.world_size());
   first_ = first;
-  // The same N(0, 0.01) draws as MarginHead's W, of which this rank keeps its rows. (The full W passes
-  // through host memory once, at construction.)
-  Tensor full = Tensor::empty({classes, features});
+  // The same N(0, 0.01) draws as MarginHead's W has in these rows, drawn for these rows alone.
   Context cpu(Device::CPU);
-  fill_normal(cpu, full, options.seed, 0, 0.0f, 0.01f);
   weight_.name = "weight";
-  weight_.value = full.slice(first, first + count).clone();
+  weight_.value = Tensor::empty({count, features});
+  fill_normal(cpu, weight_.value, options.seed, 0, 0.0f, 0.01f, uint64_t(first * features));
   register_parameter(weight_);
 }
 
