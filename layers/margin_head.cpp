@@ -39,6 +39,35 @@ Tensor normalized_cosines(Context& ctx, const Tensor& x, const Tensor& weight) {
   return cos;
 }
 
+Tensor training_cosines(Context& ctx, const Tensor& x_hat, const Tensor& centres, Tensor& centre_norms,
+                        Tensor& centres_hat) {
+  const Device device = x_hat.device();
+  const int64_t rows = x_hat.size(0), count = centres.size(0), dim = centres.size(1);
+  centre_norms = Tensor::empty({count}, DType::F32, device);
+  Tensor cos = Tensor::empty({rows, count}, DType::F32, device);
+  if (ctx.precision() == Precision::BF16 && device == Device::CUDA) {
+    // bf16 GEMM operands, written directly by the normalisation; cosines and all that follows in fp32.
+    centres_hat = Tensor::empty({count, dim}, DType::BF16, device);
+    Tensor x_hat_bf16 = Tensor::empty({rows, dim}, DType::BF16, device);
+    cast(ctx, x_hat, x_hat_bf16);
+    l2norm_forward(ctx, centres, centres_hat, centre_norms);
+    gemm(ctx, false, true, 1.0f, x_hat_bf16, centres_hat, 0.0f, cos);
+  } else {
+    centres_hat = Tensor::empty({count, dim}, DType::F32, device);
+    l2norm_forward(ctx, centres, centres_hat, centre_norms);
+    gemm(ctx, false, true, 1.0f, x_hat, centres_hat, 0.0f, cos);
+  }
+  return cos;
+}
+
+Tensor fp32_centres_hat(Context& ctx, const Tensor& centres, Tensor& centre_norms, Tensor& centres_hat) {
+  if (centres_hat.dtype() == DType::F32) return centres_hat;
+  centres_hat = Tensor();
+  Tensor fp32 = Tensor::empty(centres.shape(), DType::F32, centres.device());
+  l2norm_forward(ctx, centres, fp32, centre_norms);
+  return fp32;
+}
+
 Tensor MarginHead::forward(Context& ctx, const Tensor& x) {
   check_input(x);
   return normalized_cosines(ctx, x, weight_.value);
@@ -70,21 +99,7 @@ Tensor MarginHead::forward(Context& ctx, const Tensor& x, const Tensor& labels) 
     labels_ = labels;
     centres_ = weight_.value;
   }
-  const int64_t centres = centres_.size(0);
-  centre_norms_ = Tensor::empty({centres}, DType::F32, device);
-  cos_ = Tensor::empty({rows, centres}, DType::F32, device);
-  if (ctx.precision() == Precision::BF16 && device == Device::CUDA) {
-    // bf16 GEMM operands, written directly by the normalisation; cosines and all that follows in fp32.
-    centres_hat_ = Tensor::empty({centres, dim}, DType::BF16, device);
-    Tensor x_hat_bf16 = Tensor::empty({rows, dim}, DType::BF16, device);
-    cast(ctx, x_hat_, x_hat_bf16);
-    l2norm_forward(ctx, centres_, centres_hat_, centre_norms_);
-    gemm(ctx, false, true, 1.0f, x_hat_bf16, centres_hat_, 0.0f, cos_);
-  } else {
-    centres_hat_ = Tensor::empty({centres, dim}, DType::F32, device);
-    l2norm_forward(ctx, centres_, centres_hat_, centre_norms_);
-    gemm(ctx, false, true, 1.0f, x_hat_, centres_hat_, 0.0f, cos_);
-  }
+  cos_ = training_cosines(ctx, x_hat_, centres_, centre_norms_, centres_hat_);
 
   row_stats_ = Tensor::empty({rows, kRowStatColumns}, DType::F32, device);
   stats_ = Tensor::empty({kStatCount}, DType::F32, device);
@@ -96,13 +111,7 @@ Tensor MarginHead::forward(Context& ctx, const Tensor& x, const Tensor& labels) 
 Tensor MarginHead::backward(Context& ctx) {
   CUFACE_CHECK(cos_.defined(), "MarginHead: backward without a training forward");
   const Device device = x_.device();
-  // W^ in fp32: kept from forward, or recomputed when forward used a bf16 copy.
-  Tensor centres_hat = centres_hat_;
-  if (centres_hat.dtype() != DType::F32) {
-    centres_hat_ = Tensor();
-    centres_hat = Tensor::empty(centres_.shape(), DType::F32, device);
-    l2norm_forward(ctx, centres_, centres_hat, centre_norms_);
-  }
+  Tensor centres_hat = fp32_centres_hat(ctx, centres_, centre_norms_, centres_hat_);
   // dx^ = dcos W^, then dx = (dx^ - x^ <x^, dx^>) / |x| in place.
   Tensor dx = Tensor::empty(x_.shape(), DType::F32, device);
   gemm(ctx, false, false, 1.0f, cos_, centres_hat, 0.0f, dx);

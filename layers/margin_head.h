@@ -32,6 +32,15 @@ namespace cuface {
 // L2-normalised (fp32).
 Tensor normalized_cosines(Context& ctx, const Tensor& x, const Tensor& weight);
 
+// The training cosines x^ W^T [N, K] of L2-normalised rows x^ (fp32) against centres W [K, D]; writes
+// W's row norms and W^ (`centres_hat`): bf16 under a bf16 GPU context, where x^ and W^ enter the GEMM
+// as bf16, else fp32. Both margin heads' forward.
+Tensor training_cosines(Context& ctx, const Tensor& x_hat, const Tensor& centres, Tensor& centre_norms,
+                        Tensor& centres_hat);
+// W^ in fp32 for backward's GEMMs: `centres_hat` as it is, or recomputed (one pass over W) when
+// forward kept the bf16 copy, which is then released.
+Tensor fp32_centres_hat(Context& ctx, const Tensor& centres, Tensor& centre_norms, Tensor& centres_hat);
+
 struct MarginHeadOptions {
   MarginParams margin;       // type, s, m, m1, m2, m3, easy_margin
   float sample_rate = 1.0f;  // Partial FC: fraction of the classes per step, in (0, 1]

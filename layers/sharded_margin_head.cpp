@@ -75,12 +75,7 @@ Tensor ShardedMarginHead::forward(Context& ctx, const Tensor& x, const Tensor& l
   } else {
     centres_ = weight_.value;
   }
-  const int64_t centres = centres_.size(0);
-  centres_hat_ = Tensor::empty({centres, dim}, DType::F32, device);
-  centre_norms_ = Tensor::empty({centres}, DType::F32, device);
-  l2norm_forward(ctx, centres_, centres_hat_, centre_norms_);
-  cos_ = Tensor::empty({rows, centres}, DType::F32, device);
-  gemm(ctx, false, true, 1.0f, x_hat_all_, centres_hat_, 0.0f, cos_);
+  cos_ = training_cosines(ctx, x_hat_all_, centres_, centre_norms_, centres_hat_);
 
   Tensor maxima = Tensor::empty({2, rows}, DType::F32, device), target = Tensor::empty({4, rows}, DType::F32, device);
   sharded_margin_logits(ctx, cos_, labels_here, first_here, classes_here, options_.margin, maxima, target);
@@ -99,8 +94,9 @@ Tensor ShardedMarginHead::backward(Context& ctx) {
   const Device device = x_.device();
   const int k = comm_.world_size();
   // dx^ of every row from this rank's classes, summed over the ranks; K x (see the header).
+  Tensor centres_hat = fp32_centres_hat(ctx, centres_, centre_norms_, centres_hat_);
   Tensor dx_hat_all = Tensor::empty(x_hat_all_.shape(), DType::F32, device);
-  gemm(ctx, false, false, float(k), cos_, centres_hat_, 0.0f, dx_hat_all);
+  gemm(ctx, false, false, float(k), cos_, centres_hat, 0.0f, dx_hat_all);
   comm_.all_reduce(ctx, dx_hat_all, ReduceOp::Sum);
   const int64_t n = x_.size(0), first_row = n * comm_.rank();
   Tensor dx = Tensor::empty(x_.shape(), DType::F32, device);
@@ -108,12 +104,12 @@ Tensor ShardedMarginHead::backward(Context& ctx) {
   if (!frozen_) {
     // dW^ = dcos^T x^_all over the W^ buffer (the GEMM above has read it), then into W.grad: straight,
     // or via the sampled rows under Partial FC.
-    gemm(ctx, true, false, 1.0f, cos_, x_hat_all_, 0.0f, centres_hat_);
+    gemm(ctx, true, false, 1.0f, cos_, x_hat_all_, 0.0f, centres_hat);
     if (sampling()) {
-      l2norm_backward(ctx, centres_, centre_norms_, centres_hat_, centres_hat_, false);
-      scatter_add_rows(ctx, centres_hat_, index_, weight_.grad);
+      l2norm_backward(ctx, centres_, centre_norms_, centres_hat, centres_hat, false);
+      scatter_add_rows(ctx, centres_hat, index_, weight_.grad);
     } else {
-      l2norm_backward(ctx, centres_, centre_norms_, centres_hat_, weight_.grad, true);
+      l2norm_backward(ctx, centres_, centre_norms_, centres_hat, weight_.grad, true);
     }
   }
   x_ = x_norms_ = x_hat_all_ = centres_ = centres_hat_ = centre_norms_ = cos_ = labels_all_ = Tensor();

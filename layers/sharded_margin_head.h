@@ -15,6 +15,7 @@
 // gradient is exact for that loss and must NOT be averaged over the ranks. backward returns K times
 // dL/dx of this rank's rows: the data-parallel trainer averages the other gradients over the ranks
 // (divides by K), so what reaches the backbone is the exact gradient of the whole batch's loss.
+// Precision as MarginHead's: under bf16 on a GPU the cosine GEMM takes bf16 operands, the rest is fp32.
 // Traffic per step: all-gather of K n x D, all-reduce of K n x D, a few K n vectors; nothing of size C.
 //
 // Partial FC (sample_rate < 1; An et al. 2021, InsightFace's PartialFC): each rank samples its own
