@@ -323,5 +323,31 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormSyncCuda,
                                            CudaCase{{16, 28, 28, 64}, DType::BF16, false}),
                          cuda_case_name);
 
+
+// Statistics from summed moments on both backends: a NaN moment (a NaN activation on some rank) makes
+// its channel's mean, variance and running statistics NaN; a variance that rounds below zero is 0.
+class BatchNormSyncStatistics : public testing::BackendTest {};
+
+TEST_P(BatchNormSyncStatistics, KeepNanAndClampRoundingAtZero) {
+  // Channel 0: S1 = 4, S2 = 8 over 4 rows: offset 1, var 1. Channel 1: S2 NaN. Channel 2: S2 / n one
+  // float below offset^2 = 4 (a variance that rounding pushed below zero): clamped to 0.
+  Tensor moments = Tensor::empty({2, 3});
+  const float values[6] = {4.0f, 8.0f, 8.0f, 8.0f, NAN, std::nextafter(16.0f, 0.0f)};
+  for (int i = 0; i < 6; ++i) moments.data<float>()[i] = values[i];
+  Tensor rm = Tensor::zeros({3}).to(device()), rv = Tensor::zeros({3}).to(device()), none;
+  Tensor mean = Tensor::empty({3}, DType::F32, device()), var = Tensor::empty({3}, DType::F32, device());
+  batch_norm_stats_from_moments(ctx(), moments.to(device()), 4, 1.0f, rm, rv, none, mean, var);
+  ctx().synchronize();
+  const std::vector<double> m = to_doubles(mean), v = to_doubles(var), r = to_doubles(rv);
+  EXPECT_EQ(m[0], 1.0);
+  EXPECT_EQ(v[0], 1.0);
+  EXPECT_NEAR(r[0], 4.0 / 3.0, 1e-7);  // unbiased: var * n / (n - 1)
+  EXPECT_TRUE(std::isnan(v[1]));
+  EXPECT_TRUE(std::isnan(r[1]));
+  EXPECT_EQ(m[2], 2.0);
+  EXPECT_EQ(v[2], 0.0);
+}
+CUFACE_ON_EVERY_BACKEND(BatchNormSyncStatistics);
+
 }  // namespace
 }  // namespace cuface
