@@ -12,18 +12,24 @@ int64_t partial_fc_sample_count(int64_t classes, int64_t rows, float sample_rate
   return std::min(classes, std::max(wanted, rows));
 }
 
-void check_select_classes(const Tensor& labels, int64_t classes, const Tensor& index, const Tensor& sampled_labels) {
+ClassWindow check_select_classes(const Tensor& labels, int64_t classes, const Tensor& index,
+                                 const Tensor& sampled_labels, ClassWindow window) {
   CUFACE_CHECK(labels.defined() && labels.rank() == 1 && labels.dtype() == DType::I32,
                "select_classes: labels must be i32 [N]");
   CUFACE_CHECK(classes > 0 && classes < (int64_t(1) << 31), "select_classes: class count out of range");
-  CUFACE_CHECK(index.defined() && index.rank() == 1 && index.dtype() == DType::I32 && index.numel() <= classes &&
-                   index.numel() >= std::min(classes, labels.numel()),
-               "select_classes: index must be i32 [K] with min(N, C) <= K <= C, got " +
+  if (window.count < 0) window.count = classes - window.first;
+  CUFACE_CHECK(window.first >= 0 && window.count > 0 && window.first + window.count <= classes,
+               "select_classes: window [" + std::to_string(window.first) + ", " +
+                   std::to_string(window.first + window.count) + ") outside the " + std::to_string(classes) + " classes");
+  CUFACE_CHECK(index.defined() && index.rank() == 1 && index.dtype() == DType::I32 && index.numel() <= window.count &&
+                   index.numel() >= std::min(window.count, labels.numel()),
+               "select_classes: index must be i32 [K] with min(N, window) <= K <= window, got " +
                    (index.defined() ? index.str() : std::string("undefined")));
   CUFACE_CHECK(sampled_labels.defined() && sampled_labels.dtype() == DType::I32 && sampled_labels.shape() == labels.shape(),
                "select_classes: sampled_labels must be i32 like labels");
   check_same_device(labels, index, "select_classes");
   check_same_device(labels, sampled_labels, "select_classes");
+  return window;
 }
 
 void check_row_index(const Tensor& rows, const Tensor& index, const Tensor& selected, const char* what) {

@@ -12,6 +12,12 @@
 // in increasing class order, as InsightFace's PartialFC does (index.sort()). That order is why
 // sample_rate = 1 (index = 0..C-1) reproduces the exact head bit for bit. Keys are unique, so the
 // sample does not depend on how a backend sorts.
+//
+// Sharded (`cuface train --shard-classes --sample-rate r`, InsightFace's Partial FC proper): rank r
+// samples among its own classes, the window [first, first + count) of the C (ClassWindow). The
+// selection is the rule above on the window's classes, with c counted inside the window and u_c the
+// number first + c of the stream, so every class draws the same u whoever holds it. Labels of the
+// other ranks' classes are no positives here and map to K ("not among this rank's columns").
 #pragma once
 #include "kernels/dispatch.h"
 
@@ -20,30 +26,38 @@ namespace cuface {
 // K for C classes and N rows: ceil(sample_rate * C), at least N (room for every positive), at most C.
 int64_t partial_fc_sample_count(int64_t classes, int64_t rows, float sample_rate);
 
+// The classes one rank samples from: [first, first + count) of the label space (count -1: to the end).
+struct ClassWindow {
+  int64_t first = 0, count = -1;
+};
+
 namespace cpu {
 void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step, Tensor& index,
-                    Tensor& sampled_labels);
+                    Tensor& sampled_labels, ClassWindow window);
 void gather_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination);
 void scatter_add_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination);
 }  // namespace cpu
 namespace cuda {
 void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step, Tensor& index,
-                    Tensor& sampled_labels);
+                    Tensor& sampled_labels, ClassWindow window);
 void gather_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination);
 void scatter_add_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination);
 }  // namespace cuda
 
-void check_select_classes(const Tensor& labels, int64_t classes, const Tensor& index, const Tensor& sampled_labels);
+// Returns the window with its count resolved.
+ClassWindow check_select_classes(const Tensor& labels, int64_t classes, const Tensor& index,
+                                 const Tensor& sampled_labels, ClassWindow window);
 void check_row_index(const Tensor& rows, const Tensor& index, const Tensor& selected, const char* what);
 
-// labels [N] i32 (-1 ignored) -> index [K] i32 (sorted sampled classes), sampled_labels [N] i32 (the
-// position of each label in index; -1 stays -1). On the GPU a label >= C cannot throw; it maps to K,
-// which the margin kernel turns into a NaN loss.
+// labels [N] i32 over C classes (-1 ignored) -> index [K] i32 (the sampled classes of the window,
+// counted from its first, ascending), sampled_labels [N] i32 (the position of each label in index; -1
+// stays -1; a label outside the window becomes K). On the GPU a label >= C cannot throw; it maps to K,
+// which the unsharded margin kernel turns into a NaN loss.
 inline void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step,
-                           Tensor& index, Tensor& sampled_labels) {
-  check_select_classes(labels, classes, index, sampled_labels);
-  CUFACE_DISPATCH(labels, cpu::select_classes(ctx, labels, classes, seed, step, index, sampled_labels),
-                  cuda::select_classes(ctx, labels, classes, seed, step, index, sampled_labels));
+                           Tensor& index, Tensor& sampled_labels, ClassWindow window = {}) {
+  window = check_select_classes(labels, classes, index, sampled_labels, window);
+  CUFACE_DISPATCH(labels, cpu::select_classes(ctx, labels, classes, seed, step, index, sampled_labels, window),
+                  cuda::select_classes(ctx, labels, classes, seed, step, index, sampled_labels, window));
 }
 
 // destination[k] = source[index[k]] for source [R, D] f32, index [K] i32, destination [K, D].

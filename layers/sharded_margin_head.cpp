@@ -2,6 +2,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/l2norm.h"
+#include "kernels/partial_fc.h"
 #include "kernels/random.h"
 #include "kernels/sharded_margin.h"
 
@@ -18,17 +19,16 @@ ShardedMarginHead::ShardedMarginHead(Communicator& comm, int64_t classes, int64_
   CUFACE_CHECK(classes >= comm.world_size() && features > 0,
                "--shard-classes: " + std::to_string(classes) + " classes cannot be split over " +
                    std::to_string(comm.world_size()) + " ranks");
-  CUFACE_CHECK(options.sample_rate == 1.0f, "--shard-classes does not combine with --sample-rate (Partial FC sampling)");
+  CUFACE_CHECK(options.sample_rate > 0.0f && options.sample_rate <= 1.0f,
+               "ShardedMarginHead: --sample-rate must be in (0, 1], got " + std::to_string(options.sample_rate));
   CUFACE_CHECK(options.margin.s > 0.0f, "ShardedMarginHead: scale s must be positive");
   const auto [first, count] = shard_of(classes, comm.rank(), comm.world_size());
   first_ = first;
-  // The same N(0, 0.01) draws as MarginHead's W, of which this rank keeps its rows. (The full W passes
-  // through host memory once, at construction.)
-  Tensor full = Tensor::empty({classes, features});
+  // The same N(0, 0.01) draws as MarginHead's W has in these rows, drawn for these rows alone.
   Context cpu(Device::CPU);
-  fill_normal(cpu, full, options.seed, 0, 0.0f, 0.01f);
   weight_.name = "weight";
-  weight_.value = full.slice(first, first + count).clone();
+  weight_.value = Tensor::empty({count, features});
+  fill_normal(cpu, weight_.value, options.seed, 0, 0.0f, 0.01f, uint64_t(first * features));
   register_parameter(weight_);
 }
 
@@ -45,7 +45,7 @@ Tensor ShardedMarginHead::forward(Context& ctx, const Tensor& x, const Tensor& l
                "ShardedMarginHead: expected labels i32 [" + std::to_string(x.size(0)) + "]");
   check_same_device(x, weight_.value, "ShardedMarginHead");
   const Device device = x.device();
-  const int64_t rows = x.size(0) * comm_.world_size(), centres = local_classes();
+  const int64_t rows = x.size(0) * comm_.world_size();
 
   x_ = x;
   x_norms_ = Tensor::empty({x.size(0)}, DType::F32, device);
@@ -56,19 +56,39 @@ Tensor ShardedMarginHead::forward(Context& ctx, const Tensor& x, const Tensor& l
   comm_.all_gather(ctx, x_hat, x_hat_all_);
   comm_.all_gather(ctx, labels, labels_all_);
 
+  // The columns of this rank: its slice of W with the labels as they are, or under Partial FC its
+  // sampled rows with labels renumbered to them (another rank's class: one past them, as the kernels
+  // below read a label outside their columns).
+  Tensor labels_here = labels_all_;
+  int64_t first_here = first_, classes_here = classes_;
+  if (sampling()) {
+    const int64_t sample = partial_fc_sample_count(local_classes(), rows, options_.sample_rate);
+    index_ = Tensor::empty({sample}, DType::I32, device);
+    labels_here = Tensor::empty({rows}, DType::I32, device);
+    select_classes(ctx, labels_all_, classes_, options_.seed, sampling_step_ + 1, index_, labels_here,
+                   {first_, local_classes()});
+    ++sampling_step_;
+    centres_ = Tensor::empty({sample, dim}, DType::F32, device);
+    gather_rows(ctx, weight_.value, index_, centres_);
+    first_here = 0;
+    classes_here = sample + 1;
+  } else {
+    centres_ = weight_.value;
+  }
+  const int64_t centres = centres_.size(0);
   centres_hat_ = Tensor::empty({centres, dim}, DType::F32, device);
   centre_norms_ = Tensor::empty({centres}, DType::F32, device);
-  l2norm_forward(ctx, weight_.value, centres_hat_, centre_norms_);
+  l2norm_forward(ctx, centres_, centres_hat_, centre_norms_);
   cos_ = Tensor::empty({rows, centres}, DType::F32, device);
   gemm(ctx, false, true, 1.0f, x_hat_all_, centres_hat_, 0.0f, cos_);
 
   Tensor maxima = Tensor::empty({2, rows}, DType::F32, device), target = Tensor::empty({4, rows}, DType::F32, device);
-  sharded_margin_logits(ctx, cos_, labels_all_, first_, classes_, options_.margin, maxima, target);
+  sharded_margin_logits(ctx, cos_, labels_here, first_here, classes_here, options_.margin, maxima, target);
   comm_.all_reduce(ctx, maxima, ReduceOp::Max);
-  sharded_margin_exp_sums(ctx, cos_, labels_all_, maxima, target);
+  sharded_margin_exp_sums(ctx, cos_, labels_here, maxima, target);
   comm_.all_reduce(ctx, target, ReduceOp::Sum);
   Tensor row_stats = Tensor::empty({rows, kRowStatColumns}, DType::F32, device);
-  sharded_margin_gradient(ctx, cos_, labels_all_, first_, options_.margin, maxima, target, row_stats);  // cos_: dL/dcos
+  sharded_margin_gradient(ctx, cos_, labels_here, first_here, options_.margin, maxima, target, row_stats);  // dL/dcos
   stats_ = Tensor::empty({kStatCount}, DType::F32, device);
   reduce_row_stats(ctx, labels_all_, row_stats, stats_);
   return stats_.slice(0, 1);
@@ -86,11 +106,17 @@ Tensor ShardedMarginHead::backward(Context& ctx) {
   Tensor dx = Tensor::empty(x_.shape(), DType::F32, device);
   l2norm_backward(ctx, x_, x_norms_, dx_hat_all.slice(first_row, first_row + n), dx, false);
   if (!frozen_) {
-    // dW^ = dcos^T x^_all over the W^ buffer (the GEMM above has read it), then into W.grad.
+    // dW^ = dcos^T x^_all over the W^ buffer (the GEMM above has read it), then into W.grad: straight,
+    // or via the sampled rows under Partial FC.
     gemm(ctx, true, false, 1.0f, cos_, x_hat_all_, 0.0f, centres_hat_);
-    l2norm_backward(ctx, weight_.value, centre_norms_, centres_hat_, weight_.grad, true);
+    if (sampling()) {
+      l2norm_backward(ctx, centres_, centre_norms_, centres_hat_, centres_hat_, false);
+      scatter_add_rows(ctx, centres_hat_, index_, weight_.grad);
+    } else {
+      l2norm_backward(ctx, centres_, centre_norms_, centres_hat_, weight_.grad, true);
+    }
   }
-  x_ = x_norms_ = x_hat_all_ = centres_hat_ = centre_norms_ = cos_ = labels_all_ = Tensor();
+  x_ = x_norms_ = x_hat_all_ = centres_ = centres_hat_ = centre_norms_ = cos_ = labels_all_ = Tensor();
   return dx;
 }
 

@@ -16,6 +16,12 @@
 // dL/dx of this rank's rows: the data-parallel trainer averages the other gradients over the ranks
 // (divides by K), so what reaches the backbone is the exact gradient of the whole batch's loss.
 // Traffic per step: all-gather of K n x D, all-reduce of K n x D, a few K n vectors; nothing of size C.
+//
+// Partial FC (sample_rate < 1; An et al. 2021, InsightFace's PartialFC): each rank samples its own
+// centres among its rows of W (kernels/partial_fc.h: the positives it holds plus random negatives,
+// K_r = max(ceil(r C_r), min(K n, C_r))) and runs the above on them; the softmax is over the union
+// of the ranks' samples; rows not sampled get no gradient this step. On one rank this is MarginHead's
+// sampling exactly (same classes, same draws).
 #pragma once
 #include "engine/communicator.h"
 #include "layers/margin_head.h"
@@ -25,8 +31,7 @@ namespace cuface {
 class ShardedMarginHead : public LossHead {
  public:
   // `classes` is the global C; W's slice is initialised as MarginHead(classes, ...) initialises those
-  // rows, so the sharded and unsharded heads start from the same W. Partial FC (sample_rate < 1) is
-  // not supported here.
+  // rows, so the sharded and unsharded heads start from the same W.
   ShardedMarginHead(Communicator& comm, int64_t classes, int64_t features, const MarginHeadOptions& options = {});
   const char* type() const override { return "ShardedMarginHead"; }
 
@@ -41,14 +46,22 @@ class ShardedMarginHead : public LossHead {
   int64_t local_classes() const { return weight_.value.size(0); }
   // Rank r's rows of a C-row head split over K ranks: [first, first + count).
   static std::pair<int64_t, int64_t> shard_of(int64_t classes, int rank, int world_size);
+  // Partial FC's step counter, as MarginHead's (the same Philox streams).
+  uint64_t sampling_step() const { return sampling_step_; }
+  void set_sampling_step(uint64_t step) { sampling_step_ = step; }
+  // The last training forward's sampled rows of this rank (positions in its slice), under Partial FC.
+  const Tensor& sampled_rows() const { return index_; }
 
  private:
+  bool sampling() const { return options_.sample_rate < 1.0f; }
+
   Communicator& comm_;
   MarginHeadOptions options_;
   int64_t classes_, first_;
   Parameter weight_;
-  // Saved by the training forward for backward.
-  Tensor x_, x_norms_, x_hat_all_, centres_hat_, centre_norms_, cos_, labels_all_;
+  uint64_t sampling_step_ = 0;
+  // Saved by the training forward for backward (centres_: W's slice, or its sampled rows).
+  Tensor x_, x_norms_, x_hat_all_, centres_, centres_hat_, centre_norms_, cos_, labels_all_, index_;
 };
 
 }  // namespace cuface

@@ -152,6 +152,7 @@ void FaceModel::set_step(uint64_t step) {
   for (Branch* b : {&fr_, &gender_, &age_}) {
     if (b->hidden.size() > 0) static_cast<Dropout&>(b->hidden[0]).set_step(step);  // each branch starts with it
     if (auto* margin = dynamic_cast<MarginHead*>(b->head.get())) margin->set_sampling_step(step);
+    if (auto* sharded = dynamic_cast<ShardedMarginHead*>(b->head.get())) sharded->set_sampling_step(step);
   }
 }
 

@@ -69,7 +69,6 @@ void TrainConfig::validate() const {
   CUFACE_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1)");
   CUFACE_CHECK(sample_rate > 0 && sample_rate <= 1, "--sample-rate must be in (0, 1]");
   CUFACE_CHECK(embedding_dropout >= 0 && embedding_dropout < 1, "--embedding-dropout must be in [0, 1)");
-  CUFACE_CHECK(!shard_classes || sample_rate == 1, "--shard-classes does not combine with --sample-rate < 1");
   CUFACE_CHECK(gradient_wire == "f32" || gradient_wire == "bf16", "--gradient-wire must be f32 or bf16");
   CUFACE_CHECK(lr_schedule == "plateau" || lr_schedule == "step" || lr_schedule == "cosine",
                "--lr-schedule must be plateau, step or cosine");

@@ -9,31 +9,34 @@
 namespace cuface::cpu {
 
 void select_classes(Context&, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step, Tensor& index,
-                    Tensor& sampled_labels) {
-  const int64_t rows = labels.numel(), sample = index.numel();
+                    Tensor& sampled_labels, ClassWindow window) {
+  const int64_t rows = labels.numel(), sample = index.numel(), count = window.count;
   const int32_t* y = labels.data<int32_t>();
-  std::vector<uint8_t> chosen(size_t(classes), 0);
+  auto in_window = [&](int32_t label) { return label >= window.first && label < window.first + count; };
+  std::vector<uint8_t> chosen(size_t(count), 0);
   for (int64_t i = 0; i < rows; ++i) {
     CUFACE_CHECK(y[i] >= -1 && y[i] < classes, "select_classes: label " + std::to_string(y[i]) + " outside [-1, " +
                                                    std::to_string(classes) + ")");
-    if (y[i] >= 0) chosen[size_t(y[i])] = 1;  // positives
+    if (in_window(y[i])) chosen[size_t(y[i] - window.first)] = 1;  // positives
   }
-  std::vector<uint64_t> keys(static_cast<size_t>(classes));
-#pragma omp parallel for schedule(static) if (classes > 65536)
-  for (int64_t c = 0; c < classes; ++c) {
-    const uint64_t random = philox_block(seed, step, uint64_t(c) / 4).v[c % 4];  // number c of the stream
+  std::vector<uint64_t> keys(static_cast<size_t>(count));
+#pragma omp parallel for schedule(static) if (count > 65536)
+  for (int64_t c = 0; c < count; ++c) {
+    const uint64_t number = uint64_t(window.first + c);  // the class's number of the stream
+    const uint64_t random = philox_block(seed, step, number / 4).v[number % 4];
     keys[size_t(c)] = chosen[size_t(c)] ? uint64_t(c) : (uint64_t(1) << 63) | (random << 31) | uint64_t(c);
   }
   std::nth_element(keys.begin(), keys.begin() + (sample - 1), keys.end());
   for (int64_t k = 0; k < sample; ++k) chosen[size_t(keys[size_t(k)] & 0x7fffffffu)] = 1;
   // index = chosen classes in increasing order; position[c] = where class c landed.
-  std::vector<int32_t> position(size_t(classes), -1);
+  std::vector<int32_t> position(size_t(count), -1);
   int32_t* out = index.data<int32_t>();
   int32_t next = 0;
-  for (int64_t c = 0; c < classes; ++c)
+  for (int64_t c = 0; c < count; ++c)
     if (chosen[size_t(c)]) position[size_t(c)] = next, out[next++] = int32_t(c);
   int32_t* remapped = sampled_labels.data<int32_t>();
-  for (int64_t i = 0; i < rows; ++i) remapped[i] = y[i] < 0 ? -1 : position[size_t(y[i])];
+  for (int64_t i = 0; i < rows; ++i)
+    remapped[i] = y[i] < 0 ? -1 : in_window(y[i]) ? position[size_t(y[i] - window.first)] : int32_t(sample);
 }
 
 void gather_rows(Context&, const Tensor& source, const Tensor& index, Tensor& destination) {

@@ -18,14 +18,15 @@ void fill_uniform(Context&, Tensor& y, uint64_t seed, uint64_t subsequence, floa
   }
 }
 
-// A block holds two normals (each takes two u32 values).
-void fill_normal(Context&, Tensor& y, uint64_t seed, uint64_t subsequence, float mean, float stddev) {
+// Element e's normal takes numbers 2e and 2e+1, half of a Philox block; each is computed on its own,
+// so a fill may start at any element.
+void fill_normal(Context&, Tensor& y, uint64_t seed, uint64_t subsequence, float mean, float stddev, uint64_t first) {
   float* p = y.data<float>();
   const int64_t n = y.numel();
 #pragma omp parallel for schedule(static) if (n > 32768)
-  for (int64_t b = 0; b < (n + 1) / 2; ++b) {
-    Philox rng(seed, subsequence, 4 * uint64_t(b));
-    for (int k = 0; k < 2 && 2 * b + k < n; ++k) p[2 * b + k] = std::fma(stddev, rng.next_normal(), mean);
+  for (int64_t i = 0; i < n; ++i) {
+    Philox rng(seed, subsequence, 2 * (first + uint64_t(i)));
+    p[i] = std::fma(stddev, rng.next_normal(), mean);
   }
 }
 

@@ -13,16 +13,20 @@ namespace cuface::cuda {
 namespace {
 constexpr int kBlock = 256;
 
-__global__ void mark_positives_kernel(const int32_t* labels, int64_t rows, int64_t classes, int32_t* chosen) {
+// `classes` below counts the window's classes; a label is in the window when label - first is in [0, classes).
+__global__ void mark_positives_kernel(const int32_t* labels, int64_t rows, int64_t first, int64_t classes,
+                                      int32_t* chosen) {
   CUFACE_KERNEL_LOOP(i, rows) {
-    if (labels[i] >= 0 && labels[i] < classes) chosen[labels[i]] = 1;
+    const int64_t c = int64_t(labels[i]) - first;
+    if (labels[i] >= 0 && c >= 0 && c < classes) chosen[c] = 1;
   }
 }
 
-__global__ void class_keys_kernel(const int32_t* positive, uint64_t seed, uint64_t step, int64_t classes,
-                                  uint64_t* keys) {
+__global__ void class_keys_kernel(const int32_t* positive, uint64_t seed, uint64_t step, int64_t first,
+                                  int64_t classes, uint64_t* keys) {
   CUFACE_KERNEL_LOOP(c, classes) {
-    const uint64_t random = philox_block(seed, step, uint64_t(c) / 4).v[c % 4];
+    const uint64_t number = uint64_t(first + c);  // the class's number of the stream
+    const uint64_t random = philox_block(seed, step, number / 4).v[number % 4];
     keys[c] = positive[c] ? uint64_t(c) : (uint64_t(1) << 63) | (random << 31) | uint64_t(c);
   }
 }
@@ -37,11 +41,12 @@ __global__ void compact_kernel(const int32_t* chosen, const int32_t* position, i
   }
 }
 
-__global__ void remap_labels_kernel(const int32_t* labels, const int32_t* position, int64_t rows, int64_t classes,
-                                    int32_t sample, int32_t* remapped) {
+__global__ void remap_labels_kernel(const int32_t* labels, const int32_t* position, int64_t rows, int64_t first,
+                                    int64_t classes, int32_t sample, int32_t* remapped) {
   CUFACE_KERNEL_LOOP(i, rows) {
     const int32_t y = labels[i];
-    remapped[i] = y == -1 ? -1 : (y >= 0 && y < classes ? position[y] : sample);  // sample = out of range
+    const int64_t c = int64_t(y) - first;
+    remapped[i] = y == -1 ? -1 : (y >= 0 && c >= 0 && c < classes ? position[c] : sample);  // sample: not here
   }
 }
 
@@ -58,10 +63,10 @@ __global__ void scatter_add_rows_kernel(const float* source, const int32_t* inde
 size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
 }  // namespace
 
-void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step, Tensor& index,
-                    Tensor& sampled_labels) {
+void select_classes(Context& ctx, const Tensor& labels, int64_t, uint64_t seed, uint64_t step, Tensor& index,
+                    Tensor& sampled_labels, ClassWindow window) {
   cudaStream_t stream = cuda_stream(ctx);
-  const int64_t rows = labels.numel(), sample = index.numel();
+  const int64_t rows = labels.numel(), sample = index.numel(), first = window.first, classes = window.count;
   const int n = int(classes);
   // CUB's scratch sizes first, then one workspace: keys in, keys out, chosen flags, positions, CUB temp.
   size_t sort_bytes = 0, scan_bytes = 0;
@@ -80,8 +85,9 @@ void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_
   void* temp = workspace + 2 * key_bytes + 2 * flag_bytes;
 
   CUDA_CHECK(cudaMemsetAsync(chosen, 0, size_t(classes) * sizeof(int32_t), stream));
-  mark_positives_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(labels.data<int32_t>(), rows, classes, chosen);
-  class_keys_kernel<<<grid_for(classes, kBlock), kBlock, 0, stream>>>(chosen, seed, step, classes, keys);
+  mark_positives_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(labels.data<int32_t>(), rows, first, classes,
+                                                                        chosen);
+  class_keys_kernel<<<grid_for(classes, kBlock), kBlock, 0, stream>>>(chosen, seed, step, first, classes, keys);
   CUDA_CHECK_LAUNCH();
   size_t bytes = sort_bytes;
   CUDA_CHECK(cub::DeviceRadixSort::SortKeys(temp, bytes, keys, sorted, n, 0, 64, stream));
@@ -91,8 +97,8 @@ void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_
   bytes = scan_bytes;
   CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, bytes, chosen, position, n, stream));
   compact_kernel<<<grid_for(classes, kBlock), kBlock, 0, stream>>>(chosen, position, classes, index.data<int32_t>());
-  remap_labels_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(labels.data<int32_t>(), position, rows, classes,
-                                                                      int32_t(sample), sampled_labels.data<int32_t>());
+  remap_labels_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(
+      labels.data<int32_t>(), position, rows, first, classes, int32_t(sample), sampled_labels.data<int32_t>());
   CUDA_CHECK_LAUNCH();
 }
 

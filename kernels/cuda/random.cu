@@ -1,4 +1,4 @@
-// CUDA random fills, one thread per Philox block of four u32 values; the CPU twins are in
+// CUDA random fills, one thread per Philox block of four u32 values (per normal for fill_normal); the CPU twins are in
 // kernels/cpu/random.cpp.
 #include "engine/cuda_context.h"
 #include "engine/philox.h"
@@ -17,10 +17,10 @@ __global__ void fill_uniform_kernel(float* y, int64_t n, uint64_t seed, uint64_t
 }
 
 __global__ void fill_normal_kernel(float* y, int64_t n, uint64_t seed, uint64_t subsequence, float mean,
-                                   float stddev) {
-  CUFACE_KERNEL_LOOP(b, (n + 1) / 2) {
-    Philox rng(seed, subsequence, 4 * uint64_t(b));
-    for (int k = 0; k < 2 && 2 * b + k < n; ++k) y[2 * b + k] = fmaf(stddev, rng.next_normal(), mean);
+                                   float stddev, uint64_t first) {
+  CUFACE_KERNEL_LOOP(i, n) {
+    Philox rng(seed, subsequence, 2 * (first + uint64_t(i)));
+    y[i] = fmaf(stddev, rng.next_normal(), mean);
   }
 }
 }  // namespace
@@ -33,11 +33,12 @@ void fill_uniform(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, 
   CUDA_CHECK_LAUNCH();
 }
 
-void fill_normal(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, float mean, float stddev) {
+void fill_normal(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, float mean, float stddev,
+                 uint64_t first) {
   const int64_t n = y.numel();
   if (n == 0) return;
-  fill_normal_kernel<<<grid_for((n + 1) / 2, kBlock), kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), n, seed,
-                                                                                     subsequence, mean, stddev);
+  fill_normal_kernel<<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), n, seed, subsequence,
+                                                                           mean, stddev, first);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -188,6 +188,21 @@ TEST_P(RandomFill, NormalEqualsTheHostStream) {
   }
 }
 
+// A fill from element `first` on is that part of the whole fill (odd and even starts).
+TEST_P(RandomFill, NormalFromAnElementOnIsThatPartOfTheWholeFill) {
+  const float tolerance = device() == Device::CPU ? 0.0f : 1e-5f;
+  Tensor whole = Tensor::empty({1001}, DType::F32, device());
+  fill_normal(ctx(), whole, 9, 0, 0.0f, 0.01f);
+  for (int64_t first : {0, 1, 512, 777}) {
+    Tensor part = Tensor::empty({1001 - first}, DType::F32, device());
+    fill_normal(ctx(), part, 9, 0, 0.0f, 0.01f, uint64_t(first));
+    ctx().synchronize();
+    const Tensor expected = whole.to(Device::CPU), got = part.to(Device::CPU);
+    for (int64_t i = 0; i < part.numel(); ++i)
+      ASSERT_NEAR(got.data<float>()[i], expected.data<float>()[first + i], tolerance) << "first " << first << " i " << i;
+  }
+}
+
 TEST_P(RandomFill, RejectsOtherDTypes) {
   Tensor y = Tensor::empty({4}, DType::BF16, device());
   EXPECT_THROW(fill_uniform(ctx(), y, 1, 0), Error);

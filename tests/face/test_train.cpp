@@ -2,14 +2,18 @@
 // faces (LFW identities, UTKFace gender) well above chance.
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "engine/safetensors.h"
 #include "face/pack/packer.h"
@@ -202,17 +206,22 @@ TEST(TrainEndToEnd, UtkfaceGenderBeatsTheMajorityClass) {
   if (!fs::exists(std::string(CUFACE_MPIEXEC).substr(0, std::string(CUFACE_MPIEXEC).find(' ')))) \
   GTEST_SKIP() << "no " << CUFACE_MPIEXEC
 
-// `mpirun -np ranks cuface train` with tiny_config's settings, --batch per rank and `extra` flags;
-// returns the exit status (output in OUT/log).
+// `mpirun -np ranks cuface train` with tiny_config's settings, --batch per rank and `extra` flags,
+// its output into OUT.log.
+std::string train_command(const fs::path& out, const std::string& pack, int ranks, int batch, int64_t steps,
+                          const std::string& extra) {
+  return std::string("OMP_NUM_THREADS=1 ") + CUFACE_MPIEXEC + " -np " + std::to_string(ranks) + " " +
+         cuface::testing::cuface_binary() + " train FR --train-sets " + pack + " --out " + out.string() +
+         " --arch tiny --input-size 32 --device cpu --workers 1 --log-every 100" +
+         " --valid-every 0 --checkpoint-every 3 --margin cosface --margin-s 16 --margin-m 0.1" +
+         " --lr 0.001 --embedding-dropout 0 --batch " + std::to_string(batch) + " --steps " + std::to_string(steps) +
+         " " + extra + " > " + out.string() + ".log 2>&1";
+}
+
+// Runs train_command and returns the job's exit status.
 int train_ranks(const fs::path& out, const std::string& pack, int ranks, int batch, int64_t steps,
                 const std::string& extra) {
-  const std::string command = std::string("OMP_NUM_THREADS=1 ") + CUFACE_MPIEXEC + " -np " + std::to_string(ranks) +
-                              " " + cuface::testing::cuface_binary() + " train FR --train-sets " + pack + " --out " + out.string() +
-                              " --arch tiny --input-size 32 --device cpu --workers 1 --log-every 100" +
-                              " --valid-every 0 --checkpoint-every 3 --margin cosface --margin-s 16 --margin-m 0.1" +
-                              " --lr 0.001 --embedding-dropout 0 --batch " + std::to_string(batch) + " --steps " +
-                              std::to_string(steps) + " " + extra + " > " + out.string() + ".log 2>&1";
-  const int raw = std::system(command.c_str());
+  const int raw = std::system(train_command(out, pack, ranks, batch, steps, extra).c_str());
   return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
 }
 
@@ -305,6 +314,109 @@ TEST(TrainDistributed, ResumeNeedsTheSameWorldSize) {
   ASSERT_EQ(std::system(resume_two.c_str()), 0) << slurp(dir / "alone.log");
   EXPECT_EQ(slurp(dir / "straight" / "model-5.safetensors"), slurp(dir / "split" / "model-5.safetensors"));
   EXPECT_EQ(slurp(dir / "straight" / "state-5.safetensors"), slurp(dir / "split" / "state-5.safetensors"));
+}
+
+// Partial FC on class shards (each rank samples 4 of its 6 classes a step) trains, and a run resumed at
+// step 3 continues bit for bit: the sampling stream continues where it stopped.
+TEST(TrainDistributed, PartialFcOnShardsResumesBitForBit) {
+  CUFACE_REQUIRE_MPIEXEC();
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir), flags = "--sync-bn --shard-classes --sample-rate 0.2";
+  ASSERT_EQ(train_ranks(dir / "straight", pack, 2, 2, 5, flags), 0) << slurp(dir / "straight.log");
+  ASSERT_EQ(train_ranks(dir / "split", pack, 2, 2, 3, flags), 0) << slurp(dir / "split.log");
+  const std::string resume = std::string("OMP_NUM_THREADS=1 ") + CUFACE_MPIEXEC + " -np 2 " +
+                             cuface::testing::cuface_binary() + " train --resume " + (dir / "split").string() +
+                             " --steps 5 > " + (dir / "resumed.log").string() + " 2>&1";
+  ASSERT_EQ(std::system(resume.c_str()), 0) << slurp(dir / "resumed.log");
+  // (EXPECT_TRUE: a failing EXPECT_EQ would print the files.)
+  EXPECT_TRUE(slurp(dir / "straight" / "model-5.safetensors") == slurp(dir / "split" / "model-5.safetensors"));
+  EXPECT_TRUE(slurp(dir / "straight" / "state-5.safetensors") == slurp(dir / "split" / "state-5.safetensors"));
+  EXPECT_TRUE(slurp(dir / "straight" / "model-3.safetensors") != slurp(dir / "straight" / "model-5.safetensors"));
+}
+
+// The processes whose environment holds every one of `marks` ("NAME=value"), found through /proc.
+std::vector<pid_t> processes_with(const std::vector<std::string>& marks) {
+  std::vector<pid_t> found;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string environment = slurp(entry.path() / "environ");  // NUL-separated NAME=value
+    bool all = true;
+    for (const std::string& mark : marks) all = all && environment.find(mark + '\0') != std::string::npos;
+    if (all) found.push_back(pid_t(std::stoi(name)));
+  }
+  return found;
+}
+
+struct JobEnd {
+  int status = -1;       // the job's exit status; -1 when it did not end in time (then it was killed)
+  double seconds = 0;    // from the signal to the job's end
+  std::string log;
+};
+
+// Starts a long 2-rank training job, sends `signal` to rank 1 once rank 0 has logged a step, and
+// waits for the job to end (at most `limit` seconds), as a user's job would when a node fails.
+JobEnd signal_rank_one_while_training(const ScratchDir& dir, int signal, double limit) {
+  const std::string pack = synthetic_pack(dir), mark = "CUFACE_TEST_JOB=" + dir.path().string();
+  const fs::path out = dir / "job";
+  const std::string command = "CUFACE_COMM_TIMEOUT=3 " + mark + " " +
+                              train_command(out, pack, 2, 4, 1000000, "");
+  const pid_t shell = fork();
+  if (shell == 0) {
+    setpgid(0, 0);  // its own process group, so that a hung job can be killed whole
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(shell, shell);
+  using clock = std::chrono::steady_clock;
+  auto waited = [](clock::time_point since) { return std::chrono::duration<double>(clock::now() - since).count(); };
+  JobEnd end;
+  const clock::time_point start = clock::now();
+  std::vector<pid_t> rank_one;
+  int raw = 0;
+  bool ended = false;
+  while (!ended && waited(start) < 60 &&
+         (rank_one.empty() || slurp(out.string() + ".log").find("step ") == std::string::npos)) {
+    rank_one = processes_with({mark, "OMPI_COMM_WORLD_RANK=1"});
+    ended = waitpid(shell, &raw, WNOHANG) == shell;  // it failed before training
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!ended && rank_one.size() == 1) {
+    kill(rank_one[0], signal);
+    const clock::time_point signalled = clock::now();
+    while (waitpid(shell, &raw, WNOHANG) == 0 && waited(signalled) < limit)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    end.seconds = waited(signalled);
+    if (end.seconds < limit && WIFEXITED(raw)) end.status = WEXITSTATUS(raw);
+  }
+  kill(-shell, SIGKILL);  // whatever is left (nothing, when the job ended as it should)
+  for (pid_t straggler : processes_with({mark})) kill(straggler, SIGKILL);
+  if (!ended) waitpid(shell, nullptr, 0);
+  end.log = slurp(out.string() + ".log");
+  std::printf("signal %d to rank 1: the job ended with status %d after %.1f s\n", signal, end.status, end.seconds);
+  if (rank_one.size() != 1) end.log += "\n(test: found " + std::to_string(rank_one.size()) + " rank-1 processes)";
+  return end;
+}
+
+// A rank killed mid-training ends the job: mpirun sees it die and stops the others.
+TEST(TrainDistributed, ADeadRankEndsTheJob) {
+  CUFACE_REQUIRE_MPIEXEC();
+  ScratchDir dir;
+  const JobEnd end = signal_rank_one_while_training(dir, SIGKILL, 30);
+  EXPECT_GT(end.status, 0) << end.log;
+  EXPECT_LT(end.seconds, 30) << end.log;
+  EXPECT_TRUE(end.log.find("signal 9") != std::string::npos || end.log.find("Killed") != std::string::npos) << end.log;
+}
+
+// A rank that stops answering (SIGSTOP: a hung node) ends the job through the other rank's
+// deadline (CUFACE_COMM_TIMEOUT, 3 s here), with a message that says so, instead of hanging.
+TEST(TrainDistributed, AHungRankEndsTheJob) {
+  CUFACE_REQUIRE_MPIEXEC();
+  ScratchDir dir;
+  const JobEnd end = signal_rank_one_while_training(dir, SIGSTOP, 30);
+  EXPECT_GT(end.status, 0) << end.log;
+  EXPECT_LT(end.seconds, 30) << end.log;
+  EXPECT_NE(end.log.find("another rank probably died"), std::string::npos) << end.log;
 }
 #else
 TEST(TrainDistributed, TwoRanksEqualOneRankWithTwiceTheBatch) { GTEST_SKIP() << "built without MPI (no mpiexec)"; }

@@ -7,6 +7,7 @@
 #include "common/backends.h"
 #include "common/margin_reference.h"
 #include "common/reference.h"
+#include "engine/philox.h"
 #include "kernels/partial_fc.h"
 #include "layers/margin_head.h"
 
@@ -256,6 +257,47 @@ TEST(PartialFc, SamplesChangeEveryStepAndAreUniformOverNegatives) {
   }
 }
 
+// A rank's window of the classes (--shard-classes): its positives, then the negatives of the window
+// with the smallest draws u_c, where u_c is number c (the global class) of the stream, as unsharded;
+// another window's label maps to K. Checked against that rule written out naively.
+TEST(PartialFc, WindowSamplesItsOwnClassesWithTheGlobalDraws) {
+  Context ctx(Device::CPU);
+  const int64_t classes = 200, first = 50, count = 80, rows = 9;
+  const uint64_t seed = 3, step = 4;
+  const std::vector<int32_t> y = {51, -1, 7, 129, 51, 130, 60, 199, 50};  // in, -1, out, in, in, out, in, out, in
+  Tensor labels = Tensor::empty({rows}, DType::I32);
+  std::copy(y.begin(), y.end(), labels.data<int32_t>());
+  const int64_t sample = partial_fc_sample_count(count, rows, 0.25f);
+  ASSERT_EQ(sample, 20);
+  Tensor index = Tensor::empty({sample}, DType::I32), remapped = Tensor::empty({rows}, DType::I32);
+  select_classes(ctx, labels, classes, seed, step, index, remapped, {first, count});
+
+  std::vector<int32_t> expected;  // window positions
+  for (int32_t label : y)
+    if (label >= first && label < first + count) expected.push_back(label - int32_t(first));
+  std::sort(expected.begin(), expected.end());
+  expected.erase(std::unique(expected.begin(), expected.end()), expected.end());
+  std::vector<std::pair<uint32_t, int32_t>> negatives;  // (u, window position)
+  for (int32_t c = 0; c < count; ++c) {
+    if (std::binary_search(expected.begin(), expected.end(), c)) continue;
+    const uint64_t global = uint64_t(first + c);
+    negatives.push_back({philox_block(seed, step, global / 4).v[global % 4], c});
+  }
+  std::sort(negatives.begin(), negatives.end());
+  const size_t positives = expected.size();
+  for (size_t j = 0; j + positives < size_t(sample); ++j) expected.push_back(negatives[j].second);
+  std::sort(expected.begin(), expected.end());
+  ASSERT_EQ(std::vector<int32_t>(index.data<int32_t>(), index.data<int32_t>() + sample), expected);
+  for (int64_t i = 0; i < rows; ++i) {
+    const int32_t label = y[size_t(i)];
+    const bool here = label >= first && label < first + count;
+    const int32_t want = label < 0 ? -1
+                         : here    ? int32_t(std::find(expected.begin(), expected.end(), label - first) - expected.begin())
+                                   : int32_t(sample);
+    EXPECT_EQ(remapped.data<int32_t>()[i], want) << "row " << i;
+  }
+}
+
 // GPU against CPU: the same samples, the same head in fp32, and the bf16 path within bf16 bounds.
 TEST(MarginHeadCuda, MatchesCpu) {
   CUFACE_REQUIRE_GPU();
@@ -306,6 +348,18 @@ TEST(PartialFcCuda, SelectionMatchesCpu) {
   const Tensor gi = gpu_index.to(Device::CPU), gr = gpu_remapped.to(Device::CPU);
   for (int64_t k = 0; k < sample; ++k) ASSERT_EQ(gi.data<int32_t>()[k], index.data<int32_t>()[k]) << k;
   for (int64_t i = 0; i < rows; ++i) ASSERT_EQ(gr.data<int32_t>()[i], remapped.data<int32_t>()[i]) << i;
+
+  // One rank's window of the classes (--shard-classes --sample-rate).
+  const ClassWindow window{40000, 30001};
+  const int64_t window_sample = partial_fc_sample_count(window.count, rows, 0.1f);
+  index = Tensor::empty({window_sample}, DType::I32);
+  gpu_index = Tensor::empty({window_sample}, DType::I32, Device::CUDA);
+  select_classes(cpu, labels, classes, 77, 3, index, remapped, window);
+  select_classes(gpu, labels.to(Device::CUDA), classes, 77, 3, gpu_index, gpu_remapped, window);
+  gpu.synchronize();
+  const Tensor wi = gpu_index.to(Device::CPU), wr = gpu_remapped.to(Device::CPU);
+  for (int64_t k = 0; k < window_sample; ++k) ASSERT_EQ(wi.data<int32_t>()[k], index.data<int32_t>()[k]) << k;
+  for (int64_t i = 0; i < rows; ++i) ASSERT_EQ(wr.data<int32_t>()[i], remapped.data<int32_t>()[i]) << i;
 }
 
 }  // namespace
