@@ -47,7 +47,7 @@ __global__ void prelu_backward_kernel(const T* x, const float* slope, const T* d
          row += int64_t(gridDim.y) * kReduceRows) {
       const int64_t i = row * channels + c;
       const float v = as_float(x[i]), g = as_float(dy[i]);
-      sum[0] += g * fminf(v, 0.0f);
+      sum[0] += g * negative_part(v);
       dx[i] = from_float<T>(v > 0.0f ? g : a * g);
     }
   }

@@ -337,7 +337,9 @@ __global__ void stats_from_moments_kernel(const float* moments, int channels, in
   CUFACE_KERNEL_LOOP(c64, channels) {
     const int c = int(c64);
     const double offset = double(moments[c]) / double(count);
-    const double batch_var = fmax(double(moments[channels + c]) / double(count) - offset * offset, 0.0);
+    // Clamped at 0 the way std::max(v, 0.0) does in the CPU twin: a NaN stays NaN (fmax would give 0).
+    const double raw_var = double(moments[channels + c]) / double(count) - offset * offset;
+    const double batch_var = raw_var < 0.0 ? 0.0 : raw_var;
     const double batch_mean = double(running_mean[c]) + offset;  // the shift was the running mean
     mean[c] = float(batch_mean);
     var[c] = float(batch_var);

@@ -29,6 +29,8 @@ __device__ inline bf16 from_float<bf16>(float v) {
 // max(v, 0) that keeps NaN (fmaxf would turn it into 0), as std::max(v, 0.0f) does in the CPU twins:
 // a diverging run must show its NaNs on both backends.
 __device__ inline float relu_value(float v) { return v < 0.0f ? 0.0f : v; }
+// min(v, 0) that keeps NaN (fminf would turn it into 0), as std::min(v, 0.0f) does in the CPU twins.
+__device__ inline float negative_part(float v) { return 0.0f < v ? 0.0f : v; }
 
 // Grid-stride loop over n elements calling f(i, c) with c = i % channels; the channel advances by
 // the (fixed) stride modulo channels, so there is no 64-bit division per element.

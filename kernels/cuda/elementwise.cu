@@ -72,6 +72,11 @@ void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
 }
 
 void cast(Context& ctx, const Tensor& x, Tensor& y) {
+  // The kernel reads anything that is not f32 or bf16 as f16: reject the other dtypes, as the CPU twin does.
+  const auto float_like = [](const Tensor& t) {
+    return t.dtype() == DType::F32 || t.dtype() == DType::BF16 || t.dtype() == DType::F16;
+  };
+  CUFACE_CHECK(float_like(x) && float_like(y), "cast: only f32, bf16 and f16 convert, got " + x.str() + " and " + y.str());
   if (y.numel() == 0) return;
   cast_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.raw(), x.dtype(), y.raw(), y.dtype(),
                                                                            y.numel());

@@ -24,7 +24,9 @@ __global__ void l2norm_forward_kernel(const float* x, Out* y, float* norms, int6
   const float* xr = x + row * dim;
   float sum = 0;
   for (int64_t j = lane; j < dim; j += 32) sum += xr[j] * xr[j];
-  const float norm = fmaxf(sqrtf(warp_sum(sum)), kL2NormEps);
+  // max(|x|, eps) that keeps a NaN norm, as std::max in the CPU twin (fmaxf would give eps).
+  const float length = sqrtf(warp_sum(sum));
+  const float norm = length < kL2NormEps ? kL2NormEps : length;
   if (lane == 0) norms[row] = norm;
   const float inverse = 1.0f / norm;
   for (int64_t j = lane; j < dim; j += 32) store(y + row * dim + j, xr[j] * inverse);

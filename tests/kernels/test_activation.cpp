@@ -98,6 +98,24 @@ TEST_P(ReluNan, NanStaysNan) {
   EXPECT_EQ(hy.data<float>()[0], 0.0f);
   EXPECT_EQ(hz.data<float>()[5], 5.0f);
 }
+// PReLU too: a NaN input gives a NaN output and a NaN slope gradient (dy * min(x, 0)) on both backends.
+TEST_P(ReluNan, PreluKeepsNan) {
+  Tensor host = Tensor::empty({2, 3});
+  for (int64_t i = 0; i < 6; ++i) host.data<float>()[i] = i == 4 ? NAN : float(i) - 2.5f;
+  Tensor x = host.to(device()), y = Tensor::empty({2, 3}, DType::F32, device());
+  Tensor slope = Tensor::zeros({3}).to(device()), dslope = Tensor::zeros({3}).to(device());
+  Tensor dy = Tensor::empty({2, 3});
+  for (int64_t i = 0; i < 6; ++i) dy.data<float>()[i] = 1.0f;
+  Tensor dx = Tensor::empty({2, 3}, DType::F32, device());
+  prelu_forward(ctx(), x, slope, y);
+  prelu_backward(ctx(), x, slope, dy.to(device()), dx, dslope);
+  ctx().synchronize();
+  const Tensor hy = y.to(Device::CPU), hs = dslope.to(Device::CPU);
+  EXPECT_TRUE(std::isnan(hy.data<float>()[4]));
+  EXPECT_TRUE(std::isnan(hs.data<float>()[1])) << "channel 1 holds the NaN";
+  EXPECT_EQ(hs.data<float>()[0], -2.5f + 0.0f);  // min(-2.5, 0) + min(0.5, 0)
+  EXPECT_EQ(hs.data<float>()[2], -0.5f);         // min(-0.5, 0) + min(2.5, 0)
+}
 CUFACE_ON_EVERY_BACKEND(ReluNan);
 
 TEST(ActivationChecks, RejectsBadArguments) {

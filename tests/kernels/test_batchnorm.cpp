@@ -276,5 +276,78 @@ TEST(BatchNormCudaNumerics, LargeOffsetMatchesCpu) {
   EXPECT_LT(relative_error(host_f32(d_y), y), 1e-4);  // fp32 itself: see LargeOffsetKeepsTheVariance
 }
 
+
+// The synchronised-BN kernels (moments about the running mean, statistics from summed moments, the
+// input gradient's global terms) on the GPU against their CPU twins, f32 and bf16 activations. Here
+// the moments come from one rank's rows; the layer sums them over ranks in between.
+class BatchNormSyncCuda : public ::testing::TestWithParam<CudaCase> {};
+
+TEST_P(BatchNormSyncCuda, MatchesCpu) {
+  CUFACE_REQUIRE_GPU();
+  const CudaCase& k = GetParam();
+  const int64_t C = k.shape[k.shape.rank - 1], rows = k.shape.numel() / C;
+  const double bound = k.dtype == DType::F32 ? 1e-5 : 2e-2;
+  Context cpu(Device::CPU), gpu(Device::CUDA);
+  Tensor x = random_tensor(k.shape, 61, -1.0f, 2.0f), dx = random_tensor(k.shape, 62);
+  Tensor rm = random_tensor({C}, 63), rv = random_tensor({C}, 64, 0.5f, 2.0f);
+  Tensor gamma = random_tensor({C}, 65, 0.5f, 1.5f), invstd = random_tensor({C}, 66, 0.5f, 2.0f);
+  Tensor sums = random_tensor({2, C}, 67, -5.0f, 5.0f);
+  Tensor tracked = Tensor::zeros({}, DType::I32);
+  Tensor d_x = upload(x, k.dtype), d_dx = upload(dx, k.dtype);
+  Tensor d_rm = rm.to(Device::CUDA), d_rv = rv.to(Device::CUDA), d_gamma = gamma.to(Device::CUDA),
+         d_invstd = invstd.to(Device::CUDA), d_sums = sums.to(Device::CUDA), d_tracked = tracked.to(Device::CUDA);
+
+  Tensor moments = Tensor::empty({2, C}), mean = Tensor::empty({C}), var = Tensor::empty({C});
+  batch_norm_moments(cpu, x, rm, moments);
+  batch_norm_stats_from_moments(cpu, moments, rows, 0.1f, rm, rv, tracked, mean, var);
+  batch_norm_sync_input_grad(cpu, x, gamma, mean, invstd, sums, rows, dx);
+
+  Tensor d_moments = poisoned({2, C}, DType::F32), d_mean = poisoned({C}, DType::F32), d_var = poisoned({C}, DType::F32);
+  batch_norm_moments(gpu, d_x, d_rm, d_moments);
+  batch_norm_stats_from_moments(gpu, d_moments, rows, 0.1f, d_rm, d_rv, d_tracked, d_mean, d_var);
+  batch_norm_sync_input_grad(gpu, d_x, d_gamma, d_mean, d_invstd, d_sums, rows, d_dx);
+  gpu.synchronize();
+  EXPECT_LT(relative_error(host_f32(d_moments), moments), 1e-5);  // the same (rounded) inputs: f32 sums
+  EXPECT_LT(relative_error(host_f32(d_mean), mean), 1e-5);
+  EXPECT_LT(relative_error(host_f32(d_var), var), 1e-5);
+  EXPECT_LT(relative_error(host_f32(d_rm), rm), 1e-5);
+  EXPECT_LT(relative_error(host_f32(d_rv), rv), 1e-5);
+  EXPECT_EQ(d_tracked.to(Device::CPU).data<int32_t>()[0], 1);
+  EXPECT_LT(relative_error(host_f32(d_dx), dx), bound);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormSyncCuda,
+                         ::testing::Values(CudaCase{{3, 5, 7, 17}, DType::F32, false}, CudaCase{{6, 3}, DType::F32, false},
+                                           CudaCase{{16, 28, 28, 64}, DType::F32, false},
+                                           CudaCase{{3, 5, 7, 17}, DType::BF16, false},
+                                           CudaCase{{16, 28, 28, 64}, DType::BF16, false}),
+                         cuda_case_name);
+
+
+// Statistics from summed moments on both backends: a NaN moment (a NaN activation on some rank) makes
+// its channel's mean, variance and running statistics NaN; a variance that rounds below zero is 0.
+class BatchNormSyncStatistics : public testing::BackendTest {};
+
+TEST_P(BatchNormSyncStatistics, KeepNanAndClampRoundingAtZero) {
+  // Channel 0: S1 = 4, S2 = 8 over 4 rows: offset 1, var 1. Channel 1: S2 NaN. Channel 2: S2 / n one
+  // float below offset^2 = 4 (a variance that rounding pushed below zero): clamped to 0.
+  Tensor moments = Tensor::empty({2, 3});
+  const float values[6] = {4.0f, 8.0f, 8.0f, 8.0f, NAN, std::nextafter(16.0f, 0.0f)};
+  for (int i = 0; i < 6; ++i) moments.data<float>()[i] = values[i];
+  Tensor rm = Tensor::zeros({3}).to(device()), rv = Tensor::zeros({3}).to(device()), none;
+  Tensor mean = Tensor::empty({3}, DType::F32, device()), var = Tensor::empty({3}, DType::F32, device());
+  batch_norm_stats_from_moments(ctx(), moments.to(device()), 4, 1.0f, rm, rv, none, mean, var);
+  ctx().synchronize();
+  const std::vector<double> m = to_doubles(mean), v = to_doubles(var), r = to_doubles(rv);
+  EXPECT_EQ(m[0], 1.0);
+  EXPECT_EQ(v[0], 1.0);
+  EXPECT_NEAR(r[0], 4.0 / 3.0, 1e-7);  // unbiased: var * n / (n - 1)
+  EXPECT_TRUE(std::isnan(v[1]));
+  EXPECT_TRUE(std::isnan(r[1]));
+  EXPECT_EQ(m[2], 2.0);
+  EXPECT_EQ(v[2], 0.0);
+}
+CUFACE_ON_EVERY_BACKEND(BatchNormSyncStatistics);
+
 }  // namespace
 }  // namespace cuface

@@ -57,19 +57,25 @@ TEST(NormaliseU8, RejectsWrongTypes) {
 TEST(NormaliseU8, CudaMatchesCpuBitForBit) {
   CUFACE_REQUIRE_GPU();
   Context cpu(Device::CPU), gpu(Device::CUDA);
-  const Tensor x = random_pixels({16, 112, 112, 3}, 2);
-  for (DType dtype : {DType::F32, DType::BF16}) {
-    for (int64_t rows : {int64_t(16), int64_t(1)}) {
-      // A one-row slice starting at row 3 is not 4-byte aligned when the row size is odd: use 7x7x3.
-      const Tensor input = rows == 16 ? x : random_pixels({5, 7, 7, 3}, 3).slice(3, 4);
+  // Slices are taken of the DEVICE tensor: copying a slice to the device would start it aligned.
+  //   whole batch: 4-byte loads only;  one 7x7x3 image from row 0: aligned, 147 = 36 * 4 + 3 tail bytes;
+  //   row 3 of 7x7x3 images: starts at byte 441, unaligned, so the byte-by-byte path.
+  struct Case {
+    Tensor source;
+    int64_t begin, end;
+  };
+  const Tensor small = random_pixels({5, 7, 7, 3}, 3);
+  for (const Case& k : {Case{random_pixels({16, 112, 112, 3}, 2), 0, 16}, Case{small, 0, 1}, Case{small, 3, 4}}) {
+    const Tensor input = k.source.slice(k.begin, k.end);
+    const Tensor device_input = k.source.to(Device::CUDA).slice(k.begin, k.end);
+    for (DType dtype : {DType::F32, DType::BF16}) {
       Tensor expected = Tensor::empty(input.shape(), dtype);
       normalise_u8(cpu, input, expected, kPixelMean, kOriginalPixelScale);
-      const Tensor device_input = input.to(Device::CUDA);
       Tensor y = Tensor::empty(input.shape(), dtype, Device::CUDA);
       normalise_u8(gpu, device_input, y, kPixelMean, kOriginalPixelScale);
       gpu.synchronize();
       const Tensor got = y.to(Device::CPU);
-      ASSERT_EQ(0, std::memcmp(got.raw(), expected.raw(), got.bytes()));
+      ASSERT_EQ(0, std::memcmp(got.raw(), expected.raw(), got.bytes())) << input.str() << " from row " << k.begin;
     }
   }
 }

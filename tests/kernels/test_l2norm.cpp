@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "common/backends.h"
 #include "common/margin_reference.h"
 #include "common/reference.h"
@@ -91,6 +93,22 @@ TEST_P(L2Norm, ZeroRowStaysFinite) {
   l2norm_forward(ctx(), x, y, norms);
   ctx().synchronize();
   for (double v : testing::to_doubles(y)) EXPECT_EQ(v, 0.0);
+}
+
+// A NaN makes its row's norm and whole output NaN on both backends (a diverging run shows it), and
+// leaves the other rows alone.
+TEST_P(L2Norm, NanRowStaysNan) {
+  Tensor host = Tensor::empty({2, 40});
+  for (int64_t i = 0; i < 80; ++i) host.data<float>()[i] = i == 13 ? NAN : 0.01f * float(i + 1);
+  Tensor x = host.to(device()), y = Tensor::empty({2, 40}, DType::F32, device());
+  Tensor norms = Tensor::empty({2}, DType::F32, device());
+  l2norm_forward(ctx(), x, y, norms);
+  ctx().synchronize();
+  const std::vector<double> out = testing::to_doubles(y), n = testing::to_doubles(norms);
+  EXPECT_TRUE(std::isnan(n[0]));
+  EXPECT_TRUE(std::isfinite(n[1]));
+  for (int64_t j = 0; j < 40; ++j) EXPECT_TRUE(std::isnan(out[size_t(j)])) << j;
+  for (int64_t j = 40; j < 80; ++j) EXPECT_TRUE(std::isfinite(out[size_t(j)])) << j;
 }
 
 CUFACE_ON_EVERY_BACKEND(L2Norm);

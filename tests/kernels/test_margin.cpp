@@ -3,6 +3,7 @@
 #include <random>
 
 #include "common/backends.h"
+#include "common/device_compare.h"
 #include "common/margin_reference.h"
 #include "common/reference.h"
 #include "kernels/margin.h"
@@ -185,6 +186,25 @@ INSTANTIATE_TEST_SUITE_P(Shapes, MarginCudaVsCpu,
                          [](const ::testing::TestParamInfo<Shape2>& info) {
                            return "N" + std::to_string(info.param.n) + "_C" + std::to_string(info.param.c);
                          });
+
+
+// The GPU cannot throw on a bad label: its row becomes NaN (so the logged loss shows it), a -1 row
+// stays zero, and the other rows stay finite; with one slice per row and with a cluster of slices.
+TEST(MarginCuda, BadLabelsPoisonOnlyTheirRows) {
+  CUFACE_REQUIRE_GPU();
+  Context gpu(Device::CUDA);
+  for (const int64_t c : {int64_t(50), int64_t(100003)}) {
+    CosBatch b = make_batch(5, c, 11, false);
+    const int32_t labels[5] = {-1, -2, int32_t(c), 7, int32_t(c - 1)};
+    for (int64_t i = 0; i < 5; ++i) b.labels.data<int32_t>()[i] = labels[i];
+    Tensor cos = b.cos.to(Device::CUDA), gpu_labels = b.labels.to(Device::CUDA);
+    Tensor rows = Tensor::empty({5, kRowStatColumns}, DType::F32, Device::CUDA);
+    testing::poison(rows);
+    margin_softmax_ce(gpu, cos, gpu_labels, MarginParams{}, rows);
+    gpu.synchronize();
+    testing::expect_rows_by_label(cos, rows, b.labels, c);
+  }
+}
 
 }  // namespace
 }  // namespace cuface

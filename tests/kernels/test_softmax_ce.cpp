@@ -3,6 +3,7 @@
 #include <random>
 
 #include "common/backends.h"
+#include "common/device_compare.h"
 #include "common/reference.h"
 #include "kernels/softmax_ce.h"
 
@@ -79,6 +80,23 @@ TEST(SoftmaxCe, RejectsBadArguments) {
   EXPECT_THROW(softmax_ce(ctx, logits, labels, 1.0f, rows), Error);
   Tensor one_class = Tensor::zeros({2, 1});
   EXPECT_THROW(softmax_ce(ctx, one_class, labels, 0.1f, rows), Error);
+}
+
+
+// The GPU cannot throw on a bad label: its row becomes NaN (so the logged loss shows it), a -1 row
+// stays zero, and the other rows stay finite.
+TEST(SoftmaxCeCuda, BadLabelsPoisonOnlyTheirRows) {
+  CUFACE_REQUIRE_GPU();
+  Context gpu(Device::CUDA);
+  Tensor labels = Tensor::empty({5}, DType::I32);
+  const int32_t values[5] = {-1, -2, 7, 3, 6};
+  for (int64_t i = 0; i < 5; ++i) labels.data<int32_t>()[i] = values[i];
+  Tensor logits = testing::random_tensor({5, 7}, 12, -4, 4).to(Device::CUDA), gpu_labels = labels.to(Device::CUDA);
+  Tensor rows = Tensor::empty({5, kRowStatColumns}, DType::F32, Device::CUDA);
+  testing::poison(rows);
+  softmax_ce(gpu, logits, gpu_labels, 0.1f, rows);
+  gpu.synchronize();
+  testing::expect_rows_by_label(logits, rows, labels, 7);
 }
 
 }  // namespace
