@@ -9,7 +9,8 @@
 #   scripts/device_check.sh run     (on the GPU machine, from the repository root)
 #       runs the GPU tests (the CUDA cases and GPU-vs-CPU comparisons of every test program), the
 #       GPU benchmarks, the PyTorch side-by-side scripts when torch sees the GPU, then the CPU tests,
-#       within CUFACE_DEVICE_BUDGET seconds (default 480; steps that do not fit are listed as skipped).
+#       within CUFACE_DEVICE_BUDGET seconds (default 480; steps that do not fit are listed as skipped);
+#       CUFACE_DEVICE_STEPS='regex' runs only the steps whose names match (for a rerun).
 #       Writes gpu.txt, summary.txt and device_check.log (every step's output) into $OUT (or
 #       build-device/out) and prints the summary table last.
 set -uo pipefail
@@ -44,10 +45,14 @@ log="$out/device_check.log" summary="$out/summary.txt"
 # The whole run must end inside one device call (10 minutes at most, 15 minutes of device time per
 # session, machine start included): steps start only while the budget lasts, and each is cut to it.
 budget=${CUFACE_DEVICE_BUDGET:-480}
+# For a rerun: only the steps whose name matches this regular expression (e.g. 'test_kernels|bench_gemm').
+only=${CUFACE_DEVICE_STEPS:-.}
 # cuDNN/cuBLAS: the CUDA install's, or PyTorch's wheels on the GPU machine. Only our programs get the
 # carried libraries: Debian's libstdc++/libgomp in lib/ must not replace the ones PyTorch expects.
 extra=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | tr '\n' ':')
-ours=(env LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${extra}${LD_LIBRARY_PATH:-}")
+# Line-buffered output (stdbuf; Python unbuffered): a step killed at its limit still shows how far it got.
+ours=(env LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${extra}${LD_LIBRARY_PATH:-}" stdbuf -oL -eL)
+export PYTHONUNBUFFERED=1
 # The tests find the program and the fixtures here, not at the paths they were built at.
 export CUFACE_BINARY="$PWD/$build/bin/cuface" CUFACE_SOURCE_DIR="$PWD"
 python=$(ls /opt/torch/.venv/bin/python3 2>/dev/null || command -v python3)
@@ -57,6 +62,7 @@ declare -a rows=()
 step() {  # step NAME SECONDS COMMAND...: runs with a time limit, logs, records pass/fail and time
   local name=$1 limit=$2
   shift 2
+  [[ $name =~ $only ]] || return 0
   local left=$((budget - SECONDS))
   if ((left < 20)); then
     rows+=("$(printf '%-40s %-8s' "$name" "skipped")")
@@ -86,14 +92,16 @@ for bench in $build/bin/bench_*; do
   step "$(basename "$bench") (gpu)" 90 "${ours[@]}" "$bench" --benchmark_filter='cuda|cublas' \
     --benchmark_min_time=0.1 --benchmark_format=console
 done
-if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
-  step pytorch_layers 90 "$python" bench/pytorch_layers.py --device cuda
-  step pytorch_norm 60 "$python" bench/pytorch_norm.py --device cuda
-  step pytorch_margin 90 "$python" bench/pytorch_margin.py --device cuda --classes 10000 100000 200000 \
-    --dtype fp32 bf16 --seconds 0.5
-  step pytorch_resnet 90 "$python" bench/pytorch_resnet.py --device cuda
-else
-  rows+=("pytorch_* skipped: no torch with CUDA ($python)")
+if [[ "pytorch_layers pytorch_norm pytorch_margin pytorch_resnet" =~ $only ]]; then
+  if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    step pytorch_layers 90 "$python" bench/pytorch_layers.py --device cuda
+    step pytorch_norm 60 "$python" bench/pytorch_norm.py --device cuda
+    step pytorch_margin 90 "$python" bench/pytorch_margin.py --device cuda --classes 10000 100000 200000 \
+      --dtype fp32 bf16 --seconds 0.5
+    step pytorch_resnet 90 "$python" bench/pytorch_resnet.py --device cuda
+  else
+    rows+=("pytorch_* skipped: no torch with CUDA ($python)")
+  fi
 fi
 for test in $build/bin/test_*; do
   [[ -x $test ]] || continue
