@@ -171,7 +171,17 @@ class NcclCollective : public PendingCollective {
     waited_ = true;
     buffers_.clear();  // later work that reuses them is queued behind the wait
   }
-  bool test() override { return cudaEventQuery(done_->event) == cudaSuccess; }
+  bool test() override {
+    const cudaError_t state = cudaEventQuery(done_->event);
+    if (state == cudaErrorNotReady) {
+      // "Not ready" is also left as this thread's last error: cleared here, or the next kernel
+      // launch's CUDA_CHECK_LAUNCH (cudaGetLastError) would report it as a failure.
+      cudaGetLastError();
+      return false;
+    }
+    CUDA_CHECK(state);
+    return true;
+  }
 
  private:
   cudaStream_t compute_;

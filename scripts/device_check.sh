@@ -7,9 +7,12 @@
 #       build-device/lib. Carry build-device/bin and build-device/lib (about 50 MB; the carry limit
 #       is 64 MiB) to the GPU machine.
 #   scripts/device_check.sh run     (on the GPU machine, from the repository root)
-#       runs every GPU test (all test programs: CUDA cases no longer skip), the GPU-vs-CPU
-#       comparisons, the benchmarks and the PyTorch side-by-side scripts when torch is importable,
-#       within 8 minutes, writes logs into $OUT (or build-device/out) and prints a short table last.
+#       runs the GPU tests (the CUDA cases and GPU-vs-CPU comparisons of every test program), the
+#       GPU benchmarks, the PyTorch side-by-side scripts when torch sees the GPU, then the CPU tests,
+#       within CUFACE_DEVICE_BUDGET seconds (default 480; steps that do not fit are listed as skipped);
+#       CUFACE_DEVICE_STEPS='regex' runs only the steps whose names match (for a rerun).
+#       Writes gpu.txt, summary.txt and device_check.log (every step's output) into $OUT (or
+#       build-device/out) and prints the summary table last.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -34,38 +37,77 @@ fi
 
 out=${OUT:-$build/out}
 mkdir -p "$out"
-# cuDNN/cuBLAS: the CUDA install's, or PyTorch's wheels on the GPU machine.
+# What comes back from the GPU machine is at most 8 files: every step appends to one log, and the
+# summary is rewritten after each step, so both survive a run cut short by its time limit.
+log="$out/device_check.log" summary="$out/summary.txt"
+: >"$log"
+: >"$summary"
+# The whole run must end inside one device call (10 minutes at most, 15 minutes of device time per
+# session, machine start included): steps start only while the budget lasts, and each is cut to it.
+budget=${CUFACE_DEVICE_BUDGET:-480}
+# For a rerun: only the steps whose name matches this regular expression (e.g. 'test_kernels|bench_gemm').
+only=${CUFACE_DEVICE_STEPS:-.}
+# cuDNN/cuBLAS: the CUDA install's, or PyTorch's wheels on the GPU machine. Only our programs get the
+# carried libraries: Debian's libstdc++/libgomp in lib/ must not replace the ones PyTorch expects.
 extra=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | tr '\n' ':')
+# Line-buffered output (stdbuf; Python unbuffered): a step killed at its limit still shows how far it got.
+ours=(env LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${extra}${LD_LIBRARY_PATH:-}" stdbuf -oL -eL)
+export PYTHONUNBUFFERED=1
 # The tests find the program and the fixtures here, not at the paths they were built at.
 export CUFACE_BINARY="$PWD/$build/bin/cuface" CUFACE_SOURCE_DIR="$PWD"
-export LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${extra}${LD_LIBRARY_PATH:-}"
-python=$(ls /opt/torch/.venv/bin/python 2>/dev/null || command -v python3)
+python=$(ls /opt/torch/.venv/bin/python3 2>/dev/null || command -v python3)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
 
-declare -a rows
+declare -a rows=()
 step() {  # step NAME SECONDS COMMAND...: runs with a time limit, logs, records pass/fail and time
   local name=$1 limit=$2
   shift 2
-  local start=$SECONDS
-  timeout "$limit" "$@" >"$out/$name.log" 2>&1
-  local rc=$?
-  rows+=("$(printf '%-28s %-6s %4ss' "$name" "$([[ $rc == 0 ]] && echo pass || echo FAIL:$rc)" $((SECONDS - start)))")
-  tail -n 5 "$out/$name.log"
+  [[ $name =~ $only ]] || return 0
+  local left=$((budget - SECONDS))
+  if ((left < 20)); then
+    rows+=("$(printf '%-40s %-8s' "$name" "skipped")")
+  else
+    ((limit > left)) && limit=$left
+    local start=$SECONDS
+    timeout -k 10 "$limit" "$@" >"$out/step.tmp" 2>&1
+    local rc=$?
+    rows+=("$(printf '%-40s %-8s %4ss' "$name" "$([[ $rc == 0 ]] && echo pass || echo FAIL:$rc)" $((SECONDS - start)))")
+    { echo "==== $name (rc $rc, $((SECONDS - start)) s): $*"; tail -n 3000 "$out/step.tmp"; echo; } >>"$log"
+    tail -n 5 "$out/step.tmp"
+    rm -f "$out/step.tmp"
+  fi
+  printf '%s\n' "${rows[@]}" >"$summary"
 }
 
-for test in $build/bin/test_*; do
-  step "$(basename "$test")" 120 "$test" --gtest_brief=1
+# GPU cases first (BackendTest's .../cuda instances, the *Cuda*/*Gpu* comparisons with the CPU twin,
+# the allocator, selfcheck), then the GPU benchmarks and PyTorch's side, then the CPU cases, which
+# only show that the carried build runs there (they already pass here).
+gpu_tests='*cuda*:*Cuda*:*CUDA*:*Gpu*:*GPU*:*Nccl*:Allocator.*:Selfcheck.*'
+step cuface-info 30 "${ours[@]}" $build/bin/cuface info
+for test in test_kernels test_layers test_engine test_face; do
+  [[ -x $build/bin/$test ]] && step "$test (gpu)" 120 "${ours[@]}" $build/bin/$test --gtest_brief=1 --gtest_filter="$gpu_tests"
 done
-step cuface-info 30 $build/bin/cuface info
 for bench in $build/bin/bench_*; do
-  step "$(basename "$bench")" 120 "$bench" --benchmark_min_time=0.1 --benchmark_format=console
+  [[ -x $bench ]] || continue
+  step "$(basename "$bench") (gpu)" 90 "${ours[@]}" "$bench" --benchmark_filter='cuda|cublas' \
+    --benchmark_min_time=0.1 --benchmark_format=console
 done
-if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
-  for script in bench/pytorch_*.py; do
-    [[ -f $script ]] && step "$(basename "$script" .py)" 120 "$python" "$script" --device cuda
-  done
+if [[ "pytorch_layers pytorch_norm pytorch_margin pytorch_resnet" =~ $only ]]; then
+  if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
+    step pytorch_layers 90 "$python" bench/pytorch_layers.py --device cuda
+    step pytorch_norm 60 "$python" bench/pytorch_norm.py --device cuda
+    step pytorch_margin 90 "$python" bench/pytorch_margin.py --device cuda --classes 10000 100000 200000 \
+      --dtype fp32 bf16 --seconds 0.5
+    step pytorch_resnet 90 "$python" bench/pytorch_resnet.py --device cuda
+  else
+    rows+=("pytorch_* skipped: no torch with CUDA ($python)")
+  fi
 fi
+for test in $build/bin/test_*; do
+  [[ -x $test ]] || continue
+  step "$(basename "$test") (cpu)" 120 "${ours[@]}" "$test" --gtest_brief=1 --gtest_filter="-$gpu_tests"
+done
 
 echo
-echo "== device check summary ($(date -u +%F), $(head -1 "$out/gpu.txt"))"
-printf '%s\n' "${rows[@]}" | tee "$out/summary.txt"
+echo "== device check summary ($(date -u +%F), $(head -1 "$out/gpu.txt"), ${SECONDS} s of ${budget})"
+printf '%s\n' "${rows[@]}" | tee "$summary"

@@ -26,7 +26,8 @@ int to_int(int64_t value, const char* what) {
   return int(value);
 }
 
-// The operands as cuBLAS will read them: in bf16 when the precision or either operand asks for it.
+// The operands as cuBLAS will read them: in bf16 when the precision or any operand asks for it. A bf16
+// C takes bf16 inputs too: cublasGemmEx has no f32 x f32 -> bf16 combination (NOT_SUPPORTED).
 struct GemmOperands {
   const void* a;
   const void* b;
@@ -34,9 +35,9 @@ struct GemmOperands {
   cublasComputeType_t compute;
 };
 
-GemmOperands prepare_operands(Context& ctx, const Tensor& a, const Tensor& b) {
-  const bool bf16_inputs =
-      ctx.precision() == Precision::BF16 || a.dtype() == DType::BF16 || b.dtype() == DType::BF16;
+GemmOperands prepare_operands(Context& ctx, const Tensor& a, const Tensor& b, const Tensor& c) {
+  const bool bf16_inputs = ctx.precision() == Precision::BF16 || a.dtype() == DType::BF16 ||
+                           b.dtype() == DType::BF16 || c.dtype() == DType::BF16;
   if (!bf16_inputs) {
     const cublasComputeType_t compute =
         ctx.precision() == Precision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -62,7 +63,7 @@ void run(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a,
          Tensor& c, bool batched) {
   const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, batched);
   if (d.batch == 0 || d.m == 0 || d.n == 0) return;
-  const GemmOperands op = prepare_operands(ctx, a, b);
+  const GemmOperands op = prepare_operands(ctx, a, b, c);
   // Leading dimensions are the stored row lengths (at least 1, as cuBLAS requires even when k = 0).
   const int lda = to_int(std::max<int64_t>(a.size(-1), 1), "lda");
   const int ldb = to_int(std::max<int64_t>(b.size(-1), 1), "ldb");

@@ -9,6 +9,8 @@
 #include "common/reference.h"
 #include "engine/communicator.h"
 #include "engine/grad_buckets.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
 
 #if CUFACE_HAS_MPI
 #include <mpi.h>
@@ -261,6 +263,33 @@ TEST(NcclCommunicator, OneRankOnTheGpu) {
     for (int64_t k = 0; k < g.numel(); ++k)
       ASSERT_EQ(g.data<float>()[k], to_float(to_bf16(values_in[size_t(i)].data<float>()[k]))) << i;
   }
+#endif
+}
+
+// Polling a collective that is still queued (GradBuckets::mark_ready does it for every bucket in
+// flight) must not leave CUDA's "not ready" behind as an error for the next kernel launch's check.
+TEST(NcclCommunicator, PollingAnUnfinishedCollectiveLeavesNoError) {
+#if !CUFACE_HAS_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  CUFACE_REQUIRE_GPU();
+  auto comm = make_nccl_communicator(make_single_process_communicator());
+  Context ctx(Device::CUDA, comm->local_rank());
+  const int64_t n = 4096;  // ~140 GFLOP in fp32: milliseconds of queued work ahead of the collective
+  Tensor a = random_tensor({n, n}, 61).to(Device::CUDA);
+  Tensor c = Tensor::empty({n, n}, DType::F32, Device::CUDA), d = Tensor::empty({n, n}, DType::F32, Device::CUDA);
+  Tensor x = random_tensor({1 << 20}, 62).to(Device::CUDA);
+  const Tensor expected = x.to(Device::CPU);
+  gemm(ctx, false, false, 1.0f, a, a, 0.0f, c);
+  gemm(ctx, false, false, 1.0f, c, a, 0.0f, d);
+  auto pending = comm->start_all_reduce(ctx, x, ReduceOp::Sum, DType::F32);
+  EXPECT_FALSE(pending->test());  // still behind the GEMMs
+  Tensor y = Tensor::empty({1 << 20}, DType::F32, Device::CUDA);
+  EXPECT_NO_THROW(fill(ctx, y, 2.0f));  // checks cudaGetLastError after its launch
+  pending->wait();
+  ctx.synchronize();
+  EXPECT_TRUE(pending->test());
+  EXPECT_TRUE(same_bits(x, expected));
 #endif
 }
 

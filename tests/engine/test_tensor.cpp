@@ -4,6 +4,7 @@
 #include "common/reference.h"
 #include "engine/tensor.h"
 #include "kernels/elementwise.h"
+#include "kernels/gemm.h"
 
 namespace cuface {
 namespace {
@@ -133,6 +134,70 @@ TEST(Allocator, CachesBlocksAndTracksPeak) {
   for (int i = 0; i < 10; ++i) Tensor t = Tensor::empty({1 << 20}, DType::F32, Device::CUDA);
   EXPECT_EQ(allocator.stats().cuda_malloc_calls, mallocs);  // reused, no new cudaMalloc
   EXPECT_GE(allocator.stats().peak_bytes_in_use, size_t(4) << 20);
+}
+
+// ---- CUDA plumbing: copies run on the legacy default stream, kernels on the context's stream ------
+
+// A copy to the host issued right after a kernel, without synchronize, must see the kernel's result:
+// the context's stream is a blocking stream, so the legacy-stream copy waits for it.
+TEST(TensorCuda, CopiesToTheHostWaitForQueuedKernels) {
+  CUFACE_REQUIRE_GPU();
+  Context ctx(Device::CUDA);
+  const int64_t n = 2048;  // ~17 GFLOP: the GEMM is still running when the copy is issued
+  Tensor a = testing::random_tensor({n, n}, 41);
+  Tensor identity = Tensor::zeros({n, n});
+  for (int64_t i = 0; i < n; ++i) identity.data<float>()[i * n + i] = 1.0f;
+  Tensor da = a.to(Device::CUDA), di = identity.to(Device::CUDA);
+  Tensor c = Tensor::empty({n, n}, DType::F32, Device::CUDA);
+  testing::poison(c);
+  gemm(ctx, false, false, 1.0f, da, di, 0.0f, c);  // fp32: A I == A exactly
+  const Tensor back = c.to(Device::CPU);
+  for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(back.data<float>()[i], a.data<float>()[i]) << i;
+}
+
+// Tensor::zeros on a block that queued kernels were still writing: the memset must come after them.
+TEST(TensorCuda, ZerosOnAReusedBlockAreZero) {
+  CUFACE_REQUIRE_GPU();
+  Context ctx(Device::CUDA);
+  for (int round = 0; round < 3; ++round) {
+    {
+      Tensor busy = Tensor::empty({1 << 22}, DType::F32, Device::CUDA);
+      for (int k = 0; k < 20; ++k) fill(ctx, busy, 1.0f + float(k));  // queued, not finished
+    }  // the block goes back to the cache while the fills may still run
+    Tensor z = Tensor::zeros({1 << 22}, DType::F32, Device::CUDA);
+    const Tensor host = z.to(Device::CPU);
+    for (int64_t i = 0; i < host.numel(); ++i) ASSERT_EQ(host.data<float>()[i], 0.0f) << "round " << round << " " << i;
+  }
+}
+
+// copy_from between every pair of devices, into and out of row slices (offset views), with pinned and
+// plain host memory.
+TEST(TensorCuda, CopyFromSlicesPinnedAndDeviceToDevice) {
+  CUFACE_REQUIRE_GPU();
+  const Tensor values = testing::random_tensor({10, 7}, 43);
+  Tensor pinned = Tensor::empty_pinned({10, 7}, DType::F32);
+  ASSERT_TRUE(pinned.is_pinned());
+  pinned.copy_from(values);
+  Tensor device = Tensor::zeros({10, 7}, DType::F32, Device::CUDA);
+  Tensor rows = device.slice(3, 8);
+  rows.copy_from(pinned.slice(0, 5));                        // pinned host -> device view
+  Tensor other = Tensor::zeros({6, 7}, DType::F32, Device::CUDA);
+  Tensor target = other.slice(1, 6);
+  target.copy_from(rows);                                     // device view -> device view
+  Tensor plain = Tensor::zeros({6, 7});
+  plain.copy_from(other);                                     // device -> plain host
+  Tensor pinned_back = Tensor::empty_pinned({10, 7}, DType::F32);
+  pinned_back.copy_from(device);                              // device -> pinned host
+  for (int64_t r = 0; r < 10; ++r)
+    for (int64_t c = 0; c < 7; ++c) {
+      const float want = r >= 3 && r < 8 ? values.data<float>()[(r - 3) * 7 + c] : 0.0f;
+      ASSERT_EQ(pinned_back.data<float>()[r * 7 + c], want) << r << "," << c;
+    }
+  for (int64_t r = 0; r < 6; ++r)
+    for (int64_t c = 0; c < 7; ++c) {
+      const float want = r >= 1 ? values.data<float>()[(r - 1) * 7 + c] : 0.0f;
+      ASSERT_EQ(plain.data<float>()[r * 7 + c], want) << r << "," << c;
+    }
 }
 
 TEST(Allocator, CudaAllocationWithoutGpuIsAClearError) {

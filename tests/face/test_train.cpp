@@ -15,6 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "common/backends.h"
+#include "common/reference.h"
 #include "engine/safetensors.h"
 #include "face/pack/packer.h"
 #include "face/train/demo.h"
@@ -108,6 +110,40 @@ TEST(Train, CommandLineErrorsExitNonZeroWithOneMessage) {
   EXPECT_EQ(run("FR --bogus-flag 3"), 2);
   EXPECT_NE(run("--resume " + (dir / "nothing").string()), 0);
   EXPECT_NE(slurp(dir / "err").find("config.json"), std::string::npos) << slurp(dir / "err");
+}
+
+// The whole trainer on the GPU (BatchUploader's copy stream, cuDNN, cuBLAS, the fused margin head,
+// the optimizer, checkpoints saved from device memory) against the same run on the CPU: the same
+// data order, initialisation and dropout masks, so fp32 differs only by summation order.
+TEST(TrainCuda, TinyRunFollowsTheCpuRun) {
+  CUFACE_REQUIRE_GPU();
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  train(tiny_config(pack, dir / "cpu", 4), false);
+  for (const std::string precision : {"fp32", "bf16"}) {
+    TrainConfig config = tiny_config(pack, dir / precision, 4);
+    config.device = "cuda";
+    config.precision = precision;
+    train(config, false);
+    const std::vector<std::string> cpu = losses(dir / "cpu" / "loss_debug.csv");
+    const std::vector<std::string> gpu = losses(dir / precision / "loss_debug.csv");
+    ASSERT_EQ(gpu.size(), cpu.size()) << precision;
+    const double tolerance = precision == "fp32" ? 1e-3 : 5e-2;
+    for (size_t i = 0; i < cpu.size(); ++i) {
+      const double expected = std::stod(cpu[i]), got = std::stod(gpu[i]);
+      EXPECT_TRUE(std::isfinite(got)) << precision << " step " << i + 1;
+      EXPECT_LE(std::abs(got - expected), tolerance * std::abs(expected)) << precision << " step " << i + 1;
+    }
+    if (precision != "fp32") continue;
+    const SafetensorsFile want = load_safetensors((dir / "cpu" / "model-4.safetensors").string());
+    const SafetensorsFile have = load_safetensors((dir / precision / "model-4.safetensors").string());
+    ASSERT_EQ(have.tensors.size(), want.tensors.size());
+    for (const auto& [name, tensor] : want.tensors) {
+      ASSERT_TRUE(have.tensors.count(name)) << name;
+      if (tensor.dtype() != DType::F32) continue;
+      EXPECT_LT(testing::relative_error(have.tensors.at(name), tensor), 1e-2) << name;
+    }
+  }
 }
 
 // Learning real faces: people never trained on are told apart well above chance.

@@ -239,6 +239,10 @@ TEST_P(Gemm, Bf16TensorsOnCuda) {
   // bf16 output: the result itself is rounded to 8 bits (2^-9 relative) on top of the inputs' error.
   EXPECT_LT(error(true, false, 0, 70, 90, 200, 1.0f, 1.0f, DType::BF16, DType::BF16), 2e-2);
   EXPECT_LT(error(false, false, 4, 33, 40, 50, 1.0f, 0.0f, DType::F32, DType::BF16), 2e-2);
+  // A bf16 C under fp32 precision: cuBLAS has no f32 x f32 -> bf16 GEMM, so the inputs go in as bf16.
+  ctx().set_precision(Precision::FP32);
+  EXPECT_LT(error(false, true, 0, 70, 90, 200, 1.0f, 0.5f, DType::F32, DType::BF16), 2e-2);
+  EXPECT_LT(error(true, false, 3, 33, 40, 50, 1.0f, 0.0f, DType::F32, DType::BF16), 2e-2);
 }
 
 TEST_P(Gemm, EmptyProductsScaleC) {
