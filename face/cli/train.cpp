@@ -92,7 +92,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--margin-m2", c.margin_m2, "Combined margin m2")->capture_default_str();
   cmd->add_option("--margin-m3", c.margin_m3, "Combined margin m3")->capture_default_str();
   cmd->add_flag("--easy-margin", c.easy_margin, "ArcFace: apply the margin only where cos(theta) > 0");
-  cmd->add_option("--sample-rate", c.sample_rate, "Partial FC: fraction of class centres per step")->capture_default_str();
+  cmd->add_option("--sample-rate", c.sample_rate,
+                  "Partial FC: fraction of class centres per step (per rank with --shard-classes)")
+      ->capture_default_str();
   cmd->add_option("--age-edges", c.age_edges, "First ages of age bins 1.. (default 13,20,30,40,50,60)")->delimiter(',');
   cmd->add_option("--bn-momentum", c.bn_momentum, "BatchNorm momentum, PyTorch convention")->capture_default_str();
   cmd->add_option("--batch", c.batch, "Images per step (update) and rank (mpirun -np K: K x batch per step)")->capture_default_str();
