@@ -631,13 +631,16 @@ TrainSummary Run::loop() {
 
     const std::vector<TaskLabels> labels = step_tasks(input);
     const double lr = schedule_->lr() * warmup_factor(step_, config_.warmup);
-    // Accumulating, the buckets start after the last micro-batch (in average_gradients), not during
-    // the backward of the first: later micro-batches still add into them.
-    overlap_armed_ = distributed() && config_.accumulate == 1;
-    std::vector<HeadStats> stats = accumulated_train_step(ctx_, *model_, *optimizer_, input.images, labels,
-                                                          config_.accumulate, !config_.freeze_backbone, step_);
+    // Several ranks: the gradient buckets start during the last micro-batch's backward (earlier ones
+    // still add into them) and are averaged before the optimizer runs.
+    AccumulateHooks hooks;
     if (distributed()) {
-      average_gradients();
+      hooks.before_last_micro_batch = [this] { overlap_armed_ = true; };
+      hooks.after_backward = [this] { average_gradients(); };
+    }
+    std::vector<HeadStats> stats = accumulated_train_step(ctx_, *model_, *optimizer_, input.images, labels,
+                                                          config_.accumulate, !config_.freeze_backbone, step_, hooks);
+    if (distributed()) {
       // Every rank logs and decides (plateau LR, NaN) on the same numbers: the means over the ranks.
       std::vector<double> figures;
       for (const HeadStats& s : stats) figures.insert(figures.end(), {s.loss, s.accuracy});
