@@ -68,6 +68,17 @@ Tensor fp32_centres_hat(Context& ctx, const Tensor& centres, Tensor& centre_norm
   return fp32;
 }
 
+void add_weight_gradient(Context& ctx, const Tensor& dcos, const Tensor& x_hat, const Tensor& centres,
+                         const Tensor& centre_norms, Tensor& centres_hat, const Tensor& index, Tensor& weight_grad) {
+  gemm(ctx, true, false, 1.0f, dcos, x_hat, 0.0f, centres_hat);
+  if (index.defined()) {
+    l2norm_backward(ctx, centres, centre_norms, centres_hat, centres_hat, false);
+    scatter_add_rows(ctx, centres_hat, index, weight_grad);
+  } else {
+    l2norm_backward(ctx, centres, centre_norms, centres_hat, weight_grad, true);
+  }
+}
+
 Tensor MarginHead::forward(Context& ctx, const Tensor& x) {
   check_input(x);
   return normalized_cosines(ctx, x, weight_.value);
@@ -117,18 +128,7 @@ Tensor MarginHead::backward(Context& ctx) {
   gemm(ctx, false, false, 1.0f, cos_, centres_hat, 0.0f, dx);
   l2norm_backward(ctx, x_, x_norms_, dx, dx, false);
 
-  if (!frozen_) {
-    // dW^ = dcos^T x^ over the W^ buffer (the GEMM above has read it; same stream), then through the
-    // normalisation of the rows of W: straight into W.grad, or via the sampled rows under Partial FC.
-    Tensor& d_centres_hat = centres_hat;
-    gemm(ctx, true, false, 1.0f, cos_, x_hat_, 0.0f, d_centres_hat);
-    if (sampling()) {
-      l2norm_backward(ctx, centres_, centre_norms_, d_centres_hat, d_centres_hat, false);
-      scatter_add_rows(ctx, d_centres_hat, index_, weight_.grad);
-    } else {
-      l2norm_backward(ctx, centres_, centre_norms_, d_centres_hat, weight_.grad, true);
-    }
-  }
+  if (!frozen_) add_weight_gradient(ctx, cos_, x_hat_, centres_, centre_norms_, centres_hat, index_, weight_.grad);
   // Nothing of this step is needed any more (the statistics stay for stats()).
   x_ = x_hat_ = x_norms_ = centres_ = centres_hat_ = centre_norms_ = cos_ = labels_ = index_ = row_stats_ = Tensor();
   return dx;

@@ -40,6 +40,11 @@ Tensor training_cosines(Context& ctx, const Tensor& x_hat, const Tensor& centres
 // W^ in fp32 for backward's GEMMs: `centres_hat` as it is, or recomputed (one pass over W) when
 // forward kept the bf16 copy, which is then released.
 Tensor fp32_centres_hat(Context& ctx, const Tensor& centres, Tensor& centre_norms, Tensor& centres_hat);
+// W's gradient from dL/dcos [N, K] and x^ [N, D]: dW^ = dcos^T x^ written over `centres_hat` (W^ in
+// fp32, read by backward's first GEMM already), then through the normalisation of the centres' rows
+// and added into `weight_grad`: straight, or into the rows `index` names (Partial FC; undefined: all).
+void add_weight_gradient(Context& ctx, const Tensor& dcos, const Tensor& x_hat, const Tensor& centres,
+                         const Tensor& centre_norms, Tensor& centres_hat, const Tensor& index, Tensor& weight_grad);
 
 struct MarginHeadOptions {
   MarginParams margin;       // type, s, m, m1, m2, m3, easy_margin

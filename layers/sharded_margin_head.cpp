@@ -101,17 +101,9 @@ Tensor ShardedMarginHead::backward(Context& ctx) {
   const int64_t n = x_.size(0), first_row = n * comm_.rank();
   Tensor dx = Tensor::empty(x_.shape(), DType::F32, device);
   l2norm_backward(ctx, x_, x_norms_, dx_hat_all.slice(first_row, first_row + n), dx, false);
-  if (!frozen_) {
-    // dW^ = dcos^T x^_all over the W^ buffer (the GEMM above has read it), then into W.grad: straight,
-    // or via the sampled rows under Partial FC.
-    gemm(ctx, true, false, 1.0f, cos_, x_hat_all_, 0.0f, centres_hat);
-    if (sampling()) {
-      l2norm_backward(ctx, centres_, centre_norms_, centres_hat, centres_hat, false);
-      scatter_add_rows(ctx, centres_hat, index_, weight_.grad);
-    } else {
-      l2norm_backward(ctx, centres_, centre_norms_, centres_hat, weight_.grad, true);
-    }
-  }
+  if (!frozen_)  // this rank's rows of W, from every row of the batch
+    add_weight_gradient(ctx, cos_, x_hat_all_, centres_, centre_norms_, centres_hat, sampling() ? index_ : Tensor(),
+                        weight_.grad);
   x_ = x_norms_ = x_hat_all_ = centres_ = centres_hat_ = centre_norms_ = cos_ = labels_all_ = Tensor();
   return dx;
 }
