@@ -39,19 +39,27 @@ int64_t proc_status_bytes(const std::string& field) {
   return 0;
 }
 
-// Peak memory one call of `step` adds over what is live before it.
-double extra_megabytes(Context& ctx, const std::function<void()>& step) {
+using Step = std::function<void(Context&)>;
+
+// Peak memory one call of `step` adds over what is live before it. The step runs on a fresh context:
+// the timing context keeps its GPU workspace from step to step (the bf16 copies of f32 GEMM
+// operands, 400 MB at C = 200k under bf16), which would otherwise count as live before the step,
+// while PyTorch's autocast copies count in its peak. The caller's context must be idle (synchronised):
+// the caching allocator reuses freed blocks assuming a single stream.
+double extra_megabytes(Device device, Precision precision, const Step& step) {
+  Context ctx(device);
+  ctx.set_precision(precision);
   if (ctx.is_cuda()) {
     CudaCachingAllocator& allocator = CudaCachingAllocator::instance();
     const size_t before = allocator.stats().bytes_in_use;
     allocator.reset_peak();
-    step();
+    step(ctx);
     ctx.synchronize();
     return double(allocator.stats().peak_bytes_in_use - before) / 1e6;
   }
   const int64_t before = proc_status_bytes("VmRSS");
   std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current resident size
-  step();
+  step(ctx);
   return double(proc_status_bytes("VmHWM") - before) / 1e6;
 }
 
@@ -97,38 +105,38 @@ void run(benchmark::State& state, Device device, Precision precision, int64_t cl
   MarginHead head(classes, kDim);
   head.to(device);
   const Problem p = make_problem(classes, device);
-  std::function<void()> step;
+  Step step;
   Tensor cos, cos_source, row_stats;
   switch (variant) {
     case Variant::Fused:
-      step = [&] {
-        head.forward(ctx, p.x, p.labels);
-        head.backward(ctx);
+      step = [&](Context& c) {
+        head.forward(c, p.x, p.labels);
+        head.backward(c);
       };
       break;
     case Variant::Unfused:
-      step = [&] { unfused_step(ctx, head, p); };
+      step = [&](Context& c) { unfused_step(c, head, p); };
       break;
     case Variant::FusedLoss:
     case Variant::UnfusedLoss:
       cos_source = head.forward(ctx, p.x);  // real cosines
       cos = Tensor::empty(cos_source.shape(), DType::F32, device);
       row_stats = Tensor::empty({kRows, kRowStatColumns}, DType::F32, device);
-      step = [&, variant] {
-        copy(ctx, cos_source, cos);  // the loss overwrites its input; the copy is timed in both variants
+      step = [&, variant](Context& c) {
+        copy(c, cos_source, cos);  // the loss overwrites its input; the copy is timed in both variants
         if (variant == Variant::FusedLoss) {
-          margin_softmax_ce(ctx, cos, p.labels, head.options().margin, row_stats);
+          margin_softmax_ce(c, cos, p.labels, head.options().margin, row_stats);
         } else {
-          margin_softmax_ce_unfused(ctx, cos, p.labels, head.options().margin, row_stats);
+          margin_softmax_ce_unfused(c, cos, p.labels, head.options().margin, row_stats);
         }
       };
       break;
   }
-  step();  // warm-up: caches, cuBLAS heuristics, allocator blocks
+  step(ctx);  // warm-up: caches, cuBLAS heuristics, allocator blocks
   ctx.synchronize();
-  state.counters["extra_MB"] = extra_megabytes(ctx, step);
+  state.counters["extra_MB"] = extra_megabytes(device, precision, step);
   for (auto _ : state) {
-    step();
+    step(ctx);
     ctx.synchronize();
   }
   state.counters["C"] = double(classes);

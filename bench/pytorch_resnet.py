@@ -41,7 +41,9 @@ class FaceModel(torch.nn.Module):
         return self.bn(self.fc(self.dropout(self.backbone(images))))
 
     def loss(self, images, labels, s=64.0, m=0.5):
-        cos = F.linear(F.normalize(self.embed(images)), F.normalize(self.arc_weight)).clamp(-1, 1)
+        # The margin and the loss in fp32 (as cuface, and bench/pytorch_margin.py): under bf16 autocast
+        # F.linear gives bf16 cosines while acos runs in fp32, and scatter needs one dtype.
+        cos = F.linear(F.normalize(self.embed(images)), F.normalize(self.arc_weight)).float().clamp(-1, 1)
         target = cos.gather(1, labels[:, None])
         theta = torch.acos(target)
         with_margin = torch.cos(theta + m)

@@ -1,7 +1,7 @@
 // Element-wise kernels over whole tensors (any shape; f32 unless noted). y and x may alias.
 //   fill:  y = value                 copy:  y = x (any dtype, same numel)
 //   axpy:  y = alpha * x + y         scale: y = alpha * y
-//   add:   y = a + b
+//   add:   y = a + b                 (also bf16 on CUDA: summed in f32, rounded once)
 //   cast:  y = x converted between f32, bf16 and f16 (round to nearest even)
 #pragma once
 #include "kernels/dispatch.h"

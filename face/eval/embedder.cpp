@@ -162,14 +162,8 @@ Tensor Embedder::forward_once(const Tensor& crops) {
 Tensor Embedder::forward(const Tensor& crops) {
   CUFACE_CHECK(crops.rank() == 4 && crops.dtype() == DType::U8 && !crops.is_cuda(),
                "Embedder::forward: expected host u8 crops [n, size, size, 3], got " + crops.str());
-  auto as_f32 = [&](const Tensor& y) {  // rows leave as f32 whatever precision the device computed in
-    if (y.dtype() == DType::F32) return y;
-    Tensor f32 = Tensor::empty(y.shape(), DType::F32, y.device());
-    cast(ctx_, y, f32);
-    return f32;
-  };
-  Tensor y = as_f32(forward_once(crops));
-  if (options_.flip_test) add(ctx_, y, as_f32(forward_once(mirrored(crops))), y);
+  Tensor y = forward_once(crops);  // f32 whatever precision the device computed in (face_model.h)
+  if (options_.flip_test) add(ctx_, y, forward_once(mirrored(crops)), y);
   ctx_.synchronize();  // Tensor::to does not wait for the context's stream
   return y.to(Device::CPU);
 }

@@ -64,6 +64,8 @@ class FaceModel : public Layer {
   bool has_head(Task task) const;
   LossHead& head(Task task);
 
+  // Images may be f32, or bf16 on a GPU (the backbone then runs in bf16); everything after the
+  // backbone's pooling, and so every output below, is f32.
   // The 512-d embedding of normalised images (evaluation mode: no dropout, running BN statistics).
   Tensor embed(Context& ctx, const Tensor& images);
   // The backbone's pooled features (evaluation mode).

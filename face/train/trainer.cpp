@@ -125,10 +125,12 @@ std::unique_ptr<LrSchedule> make_schedule(const TrainConfig& config, double lr, 
 
 // The first parameter or backbone stage whose values are not finite: where a NaN loss came from.
 bool all_finite(const Tensor& t) {
+  if (t.dtype() != DType::F32 && t.dtype() != DType::BF16) return true;  // integer buffers cannot hold NaN
   Tensor host = t.to(Device::CPU);
-  if (host.dtype() != DType::F32) return true;  // integer buffers cannot hold NaN
-  for (int64_t i = 0; i < host.numel(); ++i)
-    if (!std::isfinite(host.data<float>()[i])) return false;
+  for (int64_t i = 0; i < host.numel(); ++i) {
+    const float v = host.dtype() == DType::F32 ? host.data<float>()[i] : to_float(host.data<bf16>()[i]);
+    if (!std::isfinite(v)) return false;
+  }
   return true;
 }
 

@@ -20,6 +20,9 @@ __global__ void scale_kernel(float alpha, float* y, int64_t n) {
 __global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) {
   CUFACE_KERNEL_LOOP(i, n) y[i] = a[i] + b[i];
 }
+__global__ void add_bf16_kernel(const bf16* a, const bf16* b, bf16* y, int64_t n) {
+  CUFACE_KERNEL_LOOP(i, n) y[i] = to_bf16(to_float(a[i]) + to_float(b[i]));
+}
 __device__ inline float load_as_float(const void* p, DType dtype, int64_t i) {
   if (dtype == DType::F32) return static_cast<const float*>(p)[i];
   if (dtype == DType::BF16) return to_float(static_cast<const bf16*>(p)[i]);
@@ -66,6 +69,12 @@ void scale(Context& ctx, float alpha, Tensor& y) {
 
 void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
   if (y.numel() == 0) return;
+  if (y.dtype() == DType::BF16) {  // a ResNet block's input gradient under bf16 (face/model/resnet.cpp)
+    add_bf16_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(
+        a.data<bf16>(), b.data<bf16>(), y.data<bf16>(), y.numel());
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   add_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(a.data<float>(), b.data<float>(),
                                                                           y.data<float>(), y.numel());
   CUDA_CHECK_LAUNCH();

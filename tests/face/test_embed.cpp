@@ -15,6 +15,7 @@
 #include <random>
 #include <sstream>
 
+#include "common/backends.h"
 #include "engine/safetensors.h"
 #include "face/eval/attributes.h"
 #include "face/eval/npy.h"
@@ -185,6 +186,29 @@ TEST(Embed, FlipTestIsTheSumOfImageAndMirror) {
   }
   EXPECT_GT(mirror_matters, 1e-3);
   expect_rows_near(eval::read_npy(dir / "flip.npy"), expected, 1e-5, "flip-test rows");
+}
+
+// `cuface embed --device cuda` in fp32 and with a bf16 backbone (bf16 input images, f32 rows out),
+// flip-test included, against the CPU model on the same decoded images.
+TEST(EmbedCuda, FlipTestRowsFollowTheCpuModel) {
+  CUFACE_REQUIRE_GPU();
+  ScratchDir dir;
+  const std::vector<fs::path> files = write_images(dir);
+  auto model = tiny_model(13);
+  save_model((dir / "m.safetensors").string(), *model, {{"arch", "tiny"}});
+  Context ctx(Device::CPU);
+  const std::vector<Image> images = read_images(files);
+  Tensor expected = model->embed(ctx, normalised(images)).clone();
+  const Tensor mirrored = model->embed(ctx, normalised(images, true));
+  for (int64_t i = 0; i < expected.numel(); ++i) expected.data<float>()[i] += mirrored.data<float>()[i];
+  for (const std::string precision : {"fp32", "bf16"}) {
+    const fs::path out = dir / (precision + ".npy");
+    const Outcome run = cuface(dir, "embed --model " + (dir / "m.safetensors").string() + " --images " +
+                                        (dir / "images").string() + " --out " + out.string() +
+                                        " --input-size 32 --batch 4 --flip-test --device cuda --precision " + precision);
+    ASSERT_EQ(run.status, 0) << run.err;
+    expect_rows_near(eval::read_npy(out), expected, precision == "fp32" ? 1e-4 : 5e-2, precision + " rows");
+  }
 }
 
 TEST(Embed, RunFolderLoadsItsLatestCheckpointAndConfig) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/backends.h"
+#include "common/device_compare.h"
 #include "common/reference.h"
 #include "kernels/elementwise.h"
 
@@ -52,6 +53,20 @@ TEST_P(Elementwise, CastRejectsNonFloatDTypes) {
 }
 
 CUFACE_ON_EVERY_BACKEND(Elementwise);
+
+// A ResNet block's backward adds its two branches' bf16 input gradients in place (add(dx, d, dx)).
+TEST(ElementwiseCuda, AddsBf16InPlaceRoundingOnce) {
+  CUFACE_REQUIRE_GPU();
+  Context gpu(Device::CUDA);
+  Tensor a = testing::random_tensor({100003}, 21), b = testing::random_tensor({100003}, 22, -1e-3f, 1e-3f);
+  Tensor y = testing::upload(a, DType::BF16);
+  const Tensor gb = testing::upload(b, DType::BF16);
+  add(gpu, y, gb, y);
+  gpu.synchronize();
+  const Tensor got = y.to(Device::CPU);
+  for (int64_t i = 0; i < a.numel(); ++i)
+    ASSERT_EQ(got.data<bf16>()[i].bits, to_bf16(a.data<float>()[i] + b.data<float>()[i]).bits) << i;
+}
 
 }  // namespace
 }  // namespace cuface

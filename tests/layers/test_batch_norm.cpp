@@ -293,5 +293,34 @@ TEST(BatchNormLayerCuda, MatchesCpuLayer) {
   EXPECT_EQ(device.num_batches_tracked().value.to(Device::CPU).data<int32_t>()[0], 1);
 }
 
+// bf16 activations (a bf16 backbone) with f32 parameters, running statistics and gradients: the layer
+// on the GPU follows the f32 CPU layer fed the same (bf16-rounded) values.
+TEST(BatchNormLayerCuda, Bf16ActivationsKeepF32StatisticsAndGradients) {
+  CUFACE_REQUIRE_GPU();
+  Context cpu(Device::CPU), gpu(Device::CUDA);
+  gpu.set_precision(Precision::BF16);
+  BatchNorm host(24, {.relu = true}), device(24, {.relu = true});
+  randomize_affine(host, 60);
+  randomize_affine(device, 60);
+  device.to(Device::CUDA);
+  Tensor x = random_tensor({3, 5, 4, 24}, 61, -1.0f, 2.0f), dy = random_tensor({3, 5, 4, 24}, 62);
+  const Tensor gx = testing::upload(x, DType::BF16), gdy = testing::upload(dy, DType::BF16);
+  for (bool training : {true, false}) {
+    host.set_training(training);
+    device.set_training(training);
+    Tensor y = host.forward(cpu, x), dx = host.backward(cpu, dy);
+    Tensor d_y = device.forward(gpu, gx), d_dx = device.backward(gpu, gdy);
+    gpu.synchronize();
+    EXPECT_EQ(d_y.dtype(), DType::BF16);
+    EXPECT_EQ(d_dx.dtype(), DType::BF16);
+    EXPECT_LT(relative_error(testing::host_f32(d_y), y), 1e-2) << training;
+    EXPECT_LT(relative_error(testing::host_f32(d_dx), dx), 1e-2) << training;
+  }
+  EXPECT_LT(relative_error(device.weight().grad, host.weight().grad), 1e-3);
+  EXPECT_LT(relative_error(device.bias().grad, host.bias().grad), 1e-3);
+  EXPECT_LT(relative_error(device.running_mean().value, host.running_mean().value), 1e-5);
+  EXPECT_LT(relative_error(device.running_var().value, host.running_var().value), 1e-5);
+}
+
 }  // namespace
 }  // namespace cuface
