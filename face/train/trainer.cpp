@@ -575,24 +575,27 @@ nlohmann::json Run::loader_positions(const LoaderPosition& next) {
   return positions;
 }
 
-// The whole of a row-sharded tensor (this rank's rows given), on every rank, on the host.
+// The whole of a row-sharded tensor (this rank's rows given) on rank 0's host; the other ranks get an
+// undefined tensor. Each rank's rows reach rank 0 by a broadcast from that rank, so besides rank 0
+// no rank ever holds more than one shard (an all-gather would put the whole C x D head, gigabytes at
+// a million classes, on every rank's host at every checkpoint).
 Tensor Run::gather_shards(const Tensor& mine) {
   const int k = comm_.world_size();
   const int64_t classes = static_cast<ShardedMarginHead&>(model_->head(Task::FR)).classes(), dim = mine.size(1);
-  const int64_t most = ShardedMarginHead::shard_of(classes, 0, k).second;  // rank 0 holds the most rows
-  Tensor padded = Tensor::zeros({most, dim}), all = Tensor::empty({most * k, dim});
-  Tensor whole = Tensor::empty({classes, dim});
-  padded.slice(0, mine.size(0)).copy_from(mine.to(Device::CPU));
-  comm_.all_gather(ctx_, padded, all);
+  Tensor whole = leader() ? Tensor::empty({classes, dim}) : Tensor();
+  Tensor rows = Tensor::empty({ShardedMarginHead::shard_of(classes, 0, k).second, dim});  // rank 0's shard is the largest
   for (int r = 0; r < k; ++r) {
     const auto [first, count] = ShardedMarginHead::shard_of(classes, r, k);
-    whole.slice(first, first + count).copy_from(all.slice(r * most, r * most + count));
+    Tensor part = rows.slice(0, count);
+    if (comm_.rank() == r) part.copy_from(mine.to(Device::CPU));
+    comm_.broadcast(ctx_, part, r);
+    if (leader()) whole.slice(first, first + count).copy_from(part);
   }
   return whole;
 }
 
-// With --shard-classes, this rank's rows of the FR head (and of its momentum) become the whole head;
-// a collective: every rank calls it.
+// With --shard-classes, this rank's rows of the FR head (and of its momentum) become the whole head on
+// rank 0 (undefined elsewhere); a collective: every rank calls it.
 void Run::gather_head(std::vector<std::pair<std::string, Tensor>>& tensors) {
   if (!config_.shard_classes) return;
   for (auto& [name, tensor] : tensors)
