@@ -280,6 +280,12 @@ TEST(NcclCommunicator, PollingAnUnfinishedCollectiveLeavesNoError) {
   Tensor c = Tensor::empty({n, n}, DType::F32, Device::CUDA), d = Tensor::empty({n, n}, DType::F32, Device::CUDA);
   Tensor x = random_tensor({1 << 20}, 62).to(Device::CUDA);
   const Tensor expected = x.to(Device::CPU);
+  // Warm-up: the first collective (NCCL's lazy set-up, its kernels loaded on first launch) and the
+  // first cuBLAS call can block the host for longer than the GEMMs below run, which would let the
+  // collective finish before test() is asked. A sum over one rank leaves x as it is.
+  comm->start_all_reduce(ctx, x, ReduceOp::Sum, DType::F32)->wait();
+  gemm(ctx, false, false, 1.0f, a, a, 0.0f, c);
+  ctx.synchronize();
   gemm(ctx, false, false, 1.0f, a, a, 0.0f, c);
   gemm(ctx, false, false, 1.0f, c, a, 0.0f, d);
   auto pending = comm->start_all_reduce(ctx, x, ReduceOp::Sum, DType::F32);
