@@ -63,10 +63,19 @@ void run(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a,
          Tensor& c, bool batched) {
   const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, batched);
   if (d.batch == 0 || d.m == 0 || d.n == 0) return;
+  if (d.k == 0) {  // no product: C = beta C, done here (cuBLAS documents k = 0 as valid, not its result)
+    if (beta == 0.0f) {
+      CUDA_CHECK(cudaMemsetAsync(c.raw(), 0, c.bytes(), cuda_stream(ctx)));  // 0 bits: +0 in f32 and bf16
+    } else if (beta != 1.0f) {
+      CUFACE_CHECK(c.dtype() == DType::F32, "gemm: k = 0 with beta " + std::to_string(beta) + " needs an f32 C");
+      cuda::scale(ctx, beta, c);
+    }
+    return;
+  }
   const GemmOperands op = prepare_operands(ctx, a, b, c);
-  // Leading dimensions are the stored row lengths (at least 1, as cuBLAS requires even when k = 0).
-  const int lda = to_int(std::max<int64_t>(a.size(-1), 1), "lda");
-  const int ldb = to_int(std::max<int64_t>(b.size(-1), 1), "ldb");
+  // Leading dimensions are the stored row lengths.
+  const int lda = to_int(a.size(-1), "lda");
+  const int ldb = to_int(b.size(-1), "ldb");
   const int ldc = to_int(d.n, "ldc");
   const int m = to_int(d.m, "m"), n = to_int(d.n, "n"), k = to_int(d.k, "k");
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
