@@ -28,20 +28,31 @@ std::vector<TaskLabels> tasks_on(Device device) {
           {Task::Age, labels_of({2, 6, 0, 4, -1, 3}, device), 1.0f}};
 }
 
-// ||got - want|| / max(||want||, 1e-4): a Linear bias before a BatchNorm has a gradient of rounding
-// noise only (the normalisation removes the mean), which a plain relative error would compare.
-double error(const Tensor& got, const Tensor& want) {
-  const std::vector<double> g = testing::to_doubles(got), w = testing::to_doubles(want);
+// ||got - want|| / max(||want||, 1e-2): a Linear bias before a BatchNorm has a gradient of rounding
+// noise only (the normalisation removes the mean), which a plain relative error would compare. Here
+// that noise is up to ~1e-6 (embedding.1.bias; CPU runs with weights 1e-6 apart differ by 1.6e-6 in
+// it), while the smallest real gradient (gender.hidden.2.bias) has norm 0.03.
+double error(const std::vector<double>& g, const std::vector<double>& w) {
   if (g.size() != w.size()) return INFINITY;
   double diff = 0, norm = 0;
   for (size_t i = 0; i < g.size(); ++i) diff += (g[i] - w[i]) * (g[i] - w[i]), norm += w[i] * w[i];
-  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-4);
+  return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-2);
 }
+double error(const Tensor& got, const Tensor& want) { return error(testing::to_doubles(got), testing::to_doubles(want)); }
 
+// The gradients: fp32 per parameter. bf16 only as one vector of all of them: bf16 operands move
+// single gradients of this network by far more than any useful bound. Emulated on the CPU (weights
+// rounded to bf16, the same bf16 images), the losses move by 2e-2, the embeddings by 1.5e-2, the
+// running statistics by 2e-2, but bn1.weight's gradient by 1.2, every backbone gradient by 0.2-0.5
+// and the whole gradient by 0.31 (0.37 with weights perturbed twice as much; fp32-sized changes of
+// 1e-6 move it by 2e-5 only). The GPU also rounds activations, so the whole bf16 gradient is only
+// held to be nearer the CPU's than zero is: a missing, zeroed, transposed or sign-flipped gradient
+// fails; smaller errors are the fp32 case's (the bf16 layers are compared one by one in tests/layers).
 struct ModelCase {
   Precision precision;
   DType images;
-  double bound;  // norm-wise relative error of losses, gradients and outputs
+  double bound;           // relative error of losses, parameter values and outputs; fp32: of each gradient
+  double gradient_bound;  // relative error of all the gradients together
 };
 
 class FaceModelCuda : public ::testing::TestWithParam<ModelCase> {};
@@ -78,6 +89,7 @@ TEST_P(FaceModelCuda, TrainStepAndOutputsMatchTheCpuModel) {
   }
   std::vector<NamedParameter> cpu_params = on_cpu.named_parameters(), gpu_params = on_gpu.named_parameters();
   ASSERT_EQ(cpu_params.size(), gpu_params.size());
+  std::vector<double> all_cpu, all_gpu;  // every gradient, one vector
   for (size_t i = 0; i < cpu_params.size(); ++i) {
     ASSERT_EQ(gpu_params[i].name, cpu_params[i].name);
     const Parameter& c = *cpu_params[i].parameter;
@@ -86,9 +98,16 @@ TEST_P(FaceModelCuda, TrainStepAndOutputsMatchTheCpuModel) {
       EXPECT_LT(error(g.value, c.value), mc.bound) << cpu_params[i].name;
     }
     if (c.trainable) {
-      EXPECT_LT(error(g.grad, c.grad), mc.bound) << cpu_params[i].name;
+      const std::vector<double> want = testing::to_doubles(c.grad), got = testing::to_doubles(g.grad);
+      EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](double v) { return std::isfinite(v); })) << cpu_params[i].name;
+      if (mc.precision == Precision::FP32) {
+        EXPECT_LT(error(got, want), mc.bound) << cpu_params[i].name;
+      }
+      all_cpu.insert(all_cpu.end(), want.begin(), want.end());
+      all_gpu.insert(all_gpu.end(), got.begin(), got.end());
     }
   }
+  EXPECT_LT(error(all_gpu, all_cpu), mc.gradient_bound);
 
   const Tensor embedding = on_gpu.embed(gpu, gpu_images);
   const Tensor age = on_gpu.classify(gpu, Task::Age, gpu_images);
@@ -100,8 +119,8 @@ TEST_P(FaceModelCuda, TrainStepAndOutputsMatchTheCpuModel) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, FaceModelCuda,
-                         ::testing::Values(ModelCase{Precision::FP32, DType::F32, 1e-3},
-                                           ModelCase{Precision::BF16, DType::BF16, 8e-2}),
+                         ::testing::Values(ModelCase{Precision::FP32, DType::F32, 1e-3, 1e-3},
+                                           ModelCase{Precision::BF16, DType::BF16, 8e-2, 1.0}),
                          [](const ::testing::TestParamInfo<ModelCase>& info) {
                            return std::string(precision_name(info.param.precision));
                          });
