@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -181,14 +182,18 @@ void run_eval_attr(EvalAttrOptions o) {
     report["confusion"].push_back(std::vector<int64_t>(m.counts.begin() + t * m.classes, m.counts.begin() + (t + 1) * m.classes));
 
   if (table.numeric) {
-    // Ordered bins: the class names are their values.
+    // Ordered bins: the class names are their (integer) values. Within-one compares values, not the
+    // table's positions: with bins 0, 3 and 6 present, 0 and 3 are neighbours in the table, not bins.
     std::vector<double> truth_value, predicted_value;
+    std::vector<int> truth_bin, predicted_bin;
     for (size_t i = 0; i < table.truth.size(); ++i) {
       truth_value.push_back(std::stod(table.names[size_t(table.truth[i])]));
       predicted_value.push_back(std::stod(table.names[size_t(table.predicted[i])]));
+      truth_bin.push_back(int(std::lround(truth_value.back())));
+      predicted_bin.push_back(int(std::lround(predicted_value.back())));
     }
     const double mae = eval::mean_absolute_error(truth_value, predicted_value);
-    const double within_one = eval::within_one_accuracy(table.truth, table.predicted);
+    const double within_one = eval::within_one_accuracy(truth_bin, predicted_bin);
     std::printf("mean absolute error: %.4f (class units)   within one class: %.3f%%\n", mae, 100 * within_one);
     report["mae"] = mae;
     report["within_one"] = within_one;

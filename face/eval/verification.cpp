@@ -87,7 +87,8 @@ VerificationResult evaluate_verification(const PairEmbeddings& input, int folds)
     throw Error("verification needs same-person pairs and at least two different-person pairs (have " +
                 std::to_string(r.same_pairs) + " and " + std::to_string(r.different_pairs) + ")");
   if (folds < 2 || folds > r.pairs)
-    throw Error("cannot split " + std::to_string(r.pairs) + " pairs into " + std::to_string(folds) + " folds");
+    throw Error("cannot split " + std::to_string(r.pairs) + " pairs into " + std::to_string(folds) +
+                " folds (--folds K: from 2 to the number of pairs)");
 
   r.folds = folds;
   r.kfold = kfold_accuracy(squared, input.same, folds, insightface_thresholds());

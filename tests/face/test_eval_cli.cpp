@@ -136,6 +136,14 @@ TEST(EvalFrCli, ErrorsAndExitCodes) {
   EXPECT_EQ(run.status, 1);
   EXPECT_NE(run.err.find("at least two different-person pairs"), std::string::npos) << run.err;
 
+  // Four pairs without a folds header: the default 10 folds do not fit, and the message names the flag.
+  dir.write("four.txt", "P00/P00_0001.jpg P00/P00_0002.jpg 1\nP01/P01_0001.jpg P01/P01_0002.jpg 1\n"
+                        "P00/P00_0001.jpg P01/P01_0001.jpg 0\nP02/P02_0001.jpg P03/P03_0001.jpg 0\n");
+  run = cuface(dir, "eval-fr" + emb + " --pairs " + out + "/four.txt");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("cannot split 4 pairs into 10 folds (--folds K"), std::string::npos) << run.err;
+  EXPECT_EQ(cuface(dir, "eval-fr" + emb + " --pairs " + out + "/four.txt --folds 2").status, 0);
+
   dir.write("corrupt.bin", std::string("\x80\x04]", 3));
   run = cuface(dir, "eval-fr" + emb + " --bin " + out + "/corrupt.bin");
   EXPECT_EQ(run.status, 1);
@@ -239,6 +247,14 @@ TEST(EvalAttrCli, ConfusionFromPredictions) {
   const nlohmann::json a = nlohmann::json::parse(slurp(dir / "a.json"));
   EXPECT_DOUBLE_EQ(a["mae"].get<double>(), (0 + 2 + 1 + 0) / 4.0);
   EXPECT_DOUBLE_EQ(a["within_one"].get<double>(), 3.0 / 4.0);
+  // Only bins 0, 3 and 6 occur: within-one compares the bins' values, not their places in the table
+  // (0 -> 3 is three bins off although the two are neighbouring columns).
+  dir.write("gaps.csv", "path,true,predicted\na.jpg,0,3\nb.jpg,0,0\nc.jpg,6,3\nd.jpg,3,3\n");
+  run = cuface(dir, "eval-attr --predictions " + out + "/gaps.csv --report " + out + "/g.json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json g = nlohmann::json::parse(slurp(dir / "g.json"));
+  EXPECT_DOUBLE_EQ(g["mae"].get<double>(), (3 + 0 + 3 + 0) / 4.0);
+  EXPECT_DOUBLE_EQ(g["within_one"].get<double>(), 2.0 / 4.0);
 
   dir.write("bad.csv", "file,guess\na.jpg,cat\n");
   run = cuface(dir, "eval-attr --predictions " + out + "/bad.csv");
