@@ -93,6 +93,23 @@ nlohmann::json detection_record(const PackOptions& options) {
   return {{"mode", "crop"}, {"pad", options.crop.pad}};
 }
 
+// The first file of an earlier pack under `prefix` (its sidecar or a PREFIX-NNNNN-of-NNNNN shard),
+// empty when there is none. Writing over it would mix the two: a pack with fewer shards leaves the
+// old ones beside the new sidecar.
+std::string existing_pack_file(const std::string& prefix) {
+  if (fs::exists(sidecar_path(prefix))) return sidecar_path(prefix);
+  const fs::path folder = fs::path(prefix).parent_path().empty() ? fs::path(".") : fs::path(prefix).parent_path();
+  const std::string stem = fs::path(prefix).filename().string() + "-";
+  const size_t shard_name = stem.size() + fs::path(shard_path("", 0, 1)).filename().string().size() - 1;
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(folder, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() == shard_name && name.starts_with(stem) && name.ends_with(kShardExtension))
+      return entry.path().string();
+  }
+  return "";
+}
+
 }  // namespace
 
 PackSummary pack_images(const PackOptions& options) {
@@ -109,6 +126,8 @@ PackSummary pack_images(const PackOptions& options) {
   const fs::path out_folder = fs::path(options.out).parent_path();
   if (!out_folder.empty() && !fs::is_directory(out_folder))
     throw Error("--out " + options.out + ": folder " + out_folder.string() + " does not exist");
+  if (const std::string earlier = existing_pack_file(options.out); !earlier.empty())
+    throw Error("--out " + options.out + ": " + earlier + " already exists (an earlier pack): remove it or choose another --out");
 
   PackSummary summary;
   SourceListing listing = list_sources(options.format, options.input, options.tree_label);
@@ -141,6 +160,10 @@ PackSummary pack_images(const PackOptions& options) {
     items.push_back(std::move(item));
   }
   summary.classes = int64_t(identity.size());
+  if (items.empty())
+    throw Error("nothing to pack: " + std::to_string(summary.listed) + " image(s) found in " + options.input + " as --format " +
+                options.format + (summary.dropped ? ", all dropped by --min-per-class" : "") +
+                (options.format == "tree" ? " (tree expects INPUT/<label>/<image>: files directly in INPUT are not read)" : ""));
 
   std::vector<std::unique_ptr<ShardWriter>> writers;
   for (int s = 0; s < options.shards; ++s)
@@ -190,6 +213,7 @@ PackSummary pack_images(const PackOptions& options) {
     if (options.progress) options.progress(end, int64_t(items.size()));
   }
   summary.packed = written;
+  if (written == 0) throw Error("nothing packed: every one of the " + std::to_string(items.size()) + " images of " + options.input + " was skipped");
 
   nlohmann::json shards = nlohmann::json::array();
   for (auto& writer : writers) {

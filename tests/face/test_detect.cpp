@@ -282,11 +282,11 @@ TEST(PackCommand, DetectSkipsImagesWithoutAFaceByName) {
   EXPECT_EQ(boxes.metadata().at("detected").at("mode"), "crop");
   EXPECT_NEAR(boxes.metadata().at("detected").at("pad").get<double>(), 0.3, 1e-6);
 
-  const Outcome strict = cuface(dir, args + " --strict");
+  const Outcome strict = cuface(dir, detect + " --strict --out " + (dir / "strict").string());
   EXPECT_EQ(strict.status, 1);
   EXPECT_NE(strict.err.find("blank.png: no face found (--strict)"), std::string::npos) << strict.err;
 
-  const Outcome both = cuface(dir, args + " --align " + shared_data("lfw/landmarks5.txt"));
+  const Outcome both = cuface(dir, detect + " --out " + (dir / "both").string() + " --align " + shared_data("lfw/landmarks5.txt"));
   EXPECT_EQ(both.status, 1);
   EXPECT_NE(both.err.find("--detect and --align FILE exclude each other"), std::string::npos) << both.err;
 }

@@ -322,6 +322,60 @@ TEST(Packer, UnreadableImagesAreSkippedOrWithStrictFatal) {
   EXPECT_TRUE(testing::fs::is_empty(strict_dir.path()));  // no shard, sidecar or temporary left
 }
 
+TEST(Packer, AnEarlierPackUnderTheSamePrefixIsNotOverwritten) {
+  CUFACE_REQUIRE_SHARED_DATA("orl");
+  ScratchDir dir;
+  testing::write_text(dir / "list.txt", shared_data("orl/s1/1.pgm") + " a\n" + shared_data("orl/s1/2.pgm") + " a\n" +
+                                            shared_data("orl/s2/1.pgm") + " b\n");
+  PackOptions o = options_for(dir / "list.txt", "list", dir / "out");
+  o.shards = 2;
+  EXPECT_EQ(pack_images(o).packed, 3);
+  // Again with one shard: writing would leave the two old shards beside a sidecar naming one.
+  o.shards = 1;
+  try {
+    pack_images(o);
+    ADD_FAILURE() << "an existing pack was overwritten";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(sidecar_path(dir / "out") + " already exists"), std::string::npos) << e.what();
+  }
+  // Its shards alone count too.
+  testing::fs::remove(sidecar_path(dir / "out"));
+  try {
+    pack_images(o);
+    ADD_FAILURE() << "an existing shard was overwritten";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out-0000"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(testing::fs::exists(shard_path(dir / "out", 0, 1)));
+  // Another prefix that merely begins the same way is free.
+  EXPECT_EQ(pack_images(options_for(dir / "list.txt", "list", dir / "ou")).packed, 3);
+}
+
+TEST(Packer, NothingToPackIsAnErrorNotAnEmptyPack) {
+  CUFACE_REQUIRE_SHARED_DATA("orl");
+  ScratchDir dir, out;
+  // A tree's images sit in label folders; these lie directly in INPUT (Yale's layout) and are not read.
+  testing::fs::copy_file(shared_data("orl/s1/1.pgm"), dir / "subject01.pgm");
+  testing::fs::copy_file(shared_data("orl/s2/1.pgm"), dir / "subject02.pgm");
+  try {
+    pack_images(options_for(dir.path(), "tree", out / "empty"));
+    ADD_FAILURE() << "an empty pack was written";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nothing to pack: 0 image(s) found in " + dir.path().string()), std::string::npos)
+        << e.what();
+  }
+  // Every listed image unreadable: nothing packed, nothing written.
+  testing::write_text(dir / "notes.pgm", "P5 not really");
+  testing::write_text(dir / "list.txt", (dir / "notes.pgm").string() + " a\n");
+  try {
+    pack_images(options_for(dir / "list.txt", "list", out / "skipped"));
+    ADD_FAILURE() << "a pack of skipped images was written";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nothing packed"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(testing::fs::is_empty(out.path()));
+}
+
 TEST(Packer, BadInputsGiveClearErrors) {
   ScratchDir dir;
   PackOptions o = options_for(dir / "nowhere", "tree", dir / "x");
