@@ -52,6 +52,10 @@ bool place(const fs::path& from, const fs::path& to) {
 void run_classify(const ClassifyArgs& a) {
   const Task task = parse_task(a.task);
   CUFACE_CHECK(task != Task::FR, "--task: classify runs the gender or the age head");
+  // An earlier run's label folders would mix with this run's and disagree with the new scores.csv.
+  if (fs::exists(a.out))
+    CUFACE_CHECK(fs::is_directory(a.out) && fs::is_empty(a.out),
+                 "--out " + a.out.string() + " exists and is not an empty folder: choose a new one");
   std::vector<fs::path> files = eval::list_images(a.images);
   const size_t listed = files.size();
   if (a.limit > 0 && size_t(a.limit) < files.size()) {

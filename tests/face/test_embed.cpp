@@ -163,6 +163,17 @@ TEST(Embed, NpyRowsEqualFaceModelEmbedOnTheSameImages) {
   // No temporary file is left beside the outputs.
   for (const auto& f : fs::directory_iterator(dir.path()))
     EXPECT_EQ(f.path().string().find(".tmp"), std::string::npos) << f.path();
+
+  // An --out in a missing folder is named as such before any image is embedded (no progress line).
+  const Outcome nowhere = cuface(dir, "embed --model " + (dir / "model.safetensors").string() + " --images " +
+                                          (dir / "images").string() + " --out " + (dir / "no" / "emb.npy").string() +
+                                          " --input-size 32");
+  EXPECT_EQ(nowhere.status, 1);
+  EXPECT_NE(nowhere.err.find("--out " + (dir / "no" / "emb.npy").string() + ": folder " + (dir / "no").string() +
+                             " does not exist"),
+            std::string::npos)
+      << nowhere.err;
+  EXPECT_EQ(nowhere.err.find("embedding "), std::string::npos) << nowhere.err;
 }
 
 TEST(Embed, FlipTestIsTheSumOfImageAndMirror) {
@@ -452,6 +463,16 @@ TEST(Classify, WritesLabelFoldersAndScoresOfTheGenderHead) {
     EXPECT_EQ(slurp(placed), slurp(files[i]));
   }
   EXPECT_FALSE(std::getline(csv, line));
+
+  // The same --out again: refused (its old label folders would mix with the new run's), nothing touched.
+  const std::string scores = slurp(dir / "sorted" / "scores.csv");
+  const Outcome again = cuface(dir, "classify --model " + m + " --task age --images " + (dir / "images").string() +
+                                        " --out " + (dir / "sorted").string() + " --input-size 32");
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find("--out " + (dir / "sorted").string() + " exists and is not an empty folder"),
+            std::string::npos)
+      << again.err;
+  EXPECT_EQ(slurp(dir / "sorted" / "scores.csv"), scores);
 
   // --limit samples that many, reproducibly.
   const std::string limited = "classify --model " + m + " --task age --images " + (dir / "images").string() +
