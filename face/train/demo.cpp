@@ -161,13 +161,28 @@ std::map<std::string, double> validation_at(const fs::path& csv, int64_t step) {
   return figures;
 }
 
+// Removes an earlier demo's work folder. Anything else in it (a mistyped --out, a home folder) is
+// refused untouched: the demo deletes only what it wrote, its packs, list files, run and faces.
+void clear_earlier_demo(const fs::path& out) {
+  if (!fs::exists(out)) return;
+  CUFACE_CHECK(fs::is_directory(out), "--out " + out.string() + " is a file, not a folder");
+  for (const fs::directory_entry& entry : fs::directory_iterator(out)) {
+    const std::string name = entry.path().filename().string();
+    const bool ours = name == "run" || name == "synthetic" || name.starts_with("train.") ||
+                      name.starts_with("train-") || name.starts_with("held_out.") || name.starts_with("held_out-");
+    CUFACE_CHECK(ours, "--out " + out.string() + " holds '" + name +
+                           "', which no demo wrote: the demo replaces its folder, so give it a new or earlier demo one");
+  }
+  fs::remove_all(out);
+}
+
 }  // namespace
 
 DemoResult run_demo(const DemoOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   DemoResult result;
   const fs::path out = fs::absolute(options.out);
-  fs::remove_all(out);
+  clear_earlier_demo(out);
   fs::create_directories(out);
 
   const fs::path lfw = fs::path(options.data) / "lfw";

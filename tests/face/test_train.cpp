@@ -159,6 +159,26 @@ TEST(TrainCuda, TinyRunFollowsTheCpuRun) {
   }
 }
 
+// The demo replaces its work folder, but never a folder holding anything it did not write.
+TEST(Demo, RefusesToReplaceAFolderItDidNotWrite) {
+  ScratchDir dir;
+  fs::create_directories(dir / "mine" / "photos");
+  std::ofstream(dir / "mine" / "notes.txt") << "keep me\n";
+  DemoOptions options;
+  options.out = (dir / "mine").string();
+  options.synthetic = true;
+  options.quiet = true;
+  try {
+    run_demo(options);
+    ADD_FAILURE() << "the demo replaced a folder it did not write";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--out " + fs::absolute(dir / "mine").string() + " holds '"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(fs::exists(dir / "mine" / "notes.txt"));
+  EXPECT_TRUE(fs::exists(dir / "mine" / "photos"));
+}
+
 // Learning real faces: people never trained on are told apart well above chance.
 TEST(TrainEndToEnd, LfwHeldOutPeopleVerifyAboveChance) {
   if (!fs::exists(fs::path(CUFACE_SHARED_DATA) / "lfw" / "landmarks5.txt"))
