@@ -23,10 +23,7 @@ struct EmbedArgs {
 };
 
 void run_embed(const EmbedArgs& a) {
-  // Said now, not after embedding every image.
-  const fs::path folder = a.out.parent_path();
-  CUFACE_CHECK(folder.empty() || fs::is_directory(folder),
-               "--out " + a.out.string() + ": folder " + folder.string() + " does not exist");
+  check_output_folder("--out", a.out);
   const std::vector<fs::path> files = eval::list_images(a.images);
   Inference inference = start_inference(a.flags, eval::parse_features(a.features));
   const eval::ImageSource source = eval::file_source(files);

@@ -106,6 +106,8 @@ std::vector<Row> predict_rows(EvalAttrOptions& o) {
 }
 
 void run_eval_attr(EvalAttrOptions o) {
+  check_output_folder("--csv", o.csv);
+  check_output_folder("--report", o.report);
   bool has_truth = false;
   const bool model = !o.model.model.empty();
   std::vector<Row> rows = model ? predict_rows(o) : read_predictions(o.predictions, has_truth);

@@ -186,6 +186,9 @@ void run_sampled(const EvalFrOptions& o) {
 }
 
 void run_eval_fr(const EvalFrOptions& o) {
+  check_output_folder("--report", o.report);
+  check_output_folder("--roc", o.roc);
+  check_output_folder("--plot", o.plot);
   if (o.sample > 0) return run_sampled(o);
   eval::PairEmbeddings input;
   int file_folds = 0;

@@ -104,6 +104,12 @@ Predictions predict(Inference& inference, Task task, const eval::ImageSource& so
   return out;
 }
 
+void check_output_folder(const std::string& flag, const std::filesystem::path& file) {
+  const std::filesystem::path folder = file.parent_path();
+  CUFACE_CHECK(file.empty() || folder.empty() || std::filesystem::is_directory(folder),
+               flag + " " + file.string() + ": folder " + folder.string() + " does not exist");
+}
+
 std::string device_description(const Context& ctx) {
   if (ctx.is_cuda()) return std::string("cuda:") + std::to_string(ctx.gpu_index()) + ", " + precision_name(ctx.precision());
   return "cpu (" + std::to_string(ctx.cpu_threads()) + " threads), fp32";

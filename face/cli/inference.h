@@ -4,6 +4,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -52,6 +53,9 @@ struct Predictions {
   std::vector<std::string> names;
 };
 Predictions predict(Inference& inference, Task task, const eval::ImageSource& source, bool strict);
+
+// An output file flag's folder must exist: said before the work, not when writing after it.
+void check_output_folder(const std::string& flag, const std::filesystem::path& file);
 
 // "device cpu (2 threads), fp32" for summaries.
 std::string device_description(const Context& ctx);

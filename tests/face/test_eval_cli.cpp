@@ -144,6 +144,13 @@ TEST(EvalFrCli, ErrorsAndExitCodes) {
   EXPECT_NE(run.err.find("cannot split 4 pairs into 10 folds (--folds K"), std::string::npos) << run.err;
   EXPECT_EQ(cuface(dir, "eval-fr" + emb + " --pairs " + out + "/four.txt --folds 2").status, 0);
 
+  // An output in a missing folder is named before any work (with --model: before embedding).
+  run = cuface(dir, "eval-fr" + emb + " --pairs " + out + "/four.txt --folds 2 --plot " + out + "/no/roc.svg");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("--plot " + out + "/no/roc.svg: folder " + out + "/no does not exist"), std::string::npos)
+      << run.err;
+  EXPECT_EQ(run.out.find("pairs:"), std::string::npos) << run.out;
+
   dir.write("corrupt.bin", std::string("\x80\x04]", 3));
   run = cuface(dir, "eval-fr" + emb + " --bin " + out + "/corrupt.bin");
   EXPECT_EQ(run.status, 1);
