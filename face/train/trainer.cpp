@@ -87,6 +87,19 @@ bool has_task(const std::vector<Task>& tasks, Task task) {
   return std::find(tasks.begin(), tasks.end(), task) != tasks.end();
 }
 
+// Records of the packs with a gender ("gender_counts") or age ("age_counts") label, as their
+// sidecars count them; -1 when a pack's sidecar does not say (a lone shard).
+int64_t labelled_records(const PackSet& packs, const char* key) {
+  int64_t labelled = 0;
+  for (const auto& pack : packs.packs()) {
+    const nlohmann::json& metadata = pack->metadata();
+    if (!metadata.contains(key) || !metadata[key].is_object()) return -1;
+    for (const auto& [label, count] : metadata[key].items())
+      if (label != "unknown") labelled += count.get<int64_t>();
+  }
+  return labelled;
+}
+
 const std::vector<int>& age_edges(const TrainConfig& config) {
   return config.age_edges.empty() ? default_age_edges() : config.age_edges;
 }
@@ -266,6 +279,14 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   if (resume) check_resume_world_size();
   CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
                "--sync-bn and --shard-classes need several processes: start with mpirun -np K cuface train ...");
+  // A head without labels would train on nothing and print loss 0 at every step.
+  for (const Task task : {Task::Gender, Task::Age})
+    CUFACE_CHECK(!has_task(tasks_, task) ||
+                     labelled_records(loader_.packs(), task == Task::Gender ? "gender_counts" : "age_counts") != 0,
+                 std::string("--train-sets: ") + task_name(task) + " training needs " +
+                     (task == Task::Gender ? "gender" : "age") +
+                     " labels and no record of the packs has one (pack with --format utkface, a list file with "
+                     "gender and age, or --labels gender|age)");
   FaceModelOptions options = model_options(config_, tasks_, loader_.packs().classes());
   if (config_.shard_classes) options.shard_classes = &comm_;
   model_ = std::make_unique<FaceModel>(options);

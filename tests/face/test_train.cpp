@@ -159,6 +159,23 @@ TEST(TrainCuda, TinyRunFollowsTheCpuRun) {
   }
 }
 
+// A Gender or Age run on packs without those labels would print loss 0 at every step: it is an error.
+TEST(Train, AnAttributeRunNeedsItsLabels) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);  // identities only
+  for (const char* task : {"Gender", "Age"}) {
+    TrainConfig config = tiny_config(pack, dir / task, 2);
+    config.task = task;
+    try {
+      train(config, false);
+      ADD_FAILURE() << task << " trained without labels";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("--train-sets: ") + task + " training needs"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 // The demo replaces its work folder, but never a folder holding anything it did not write.
 TEST(Demo, RefusesToReplaceAFolderItDidNotWrite) {
   ScratchDir dir;
