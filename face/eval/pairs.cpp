@@ -177,7 +177,9 @@ std::vector<std::array<int64_t, 2>> pair_rows(const PairList& pairs, const fs::p
     for (int k = 0; k < 2; ++k) {
       const std::string& image = k == 0 ? p.first : p.second;
       auto it = row_of_image.find(image_key(image, root));
-      if (it == row_of_image.end()) throw Error(pairs.where(p) + ": image " + image + " is not in " + table_name);
+      if (it == row_of_image.end())
+        throw Error(pairs.where(p) + ": image " + image + " is not in " + table_name + " (looked up as " +
+                    image_key(image, root) + "; --images is the folder the pairs' paths are relative to)");
       r[size_t(k)] = it->second;
     }
     rows.push_back(r);

@@ -155,6 +155,17 @@ TEST(EvalFrCli, ErrorsAndExitCodes) {
   run = cuface(dir, "eval-fr" + emb + " --bin " + out + "/corrupt.bin");
   EXPECT_EQ(run.status, 1);
   EXPECT_NE(run.err.find("corrupt.bin: not an InsightFace verification .bin"), std::string::npos) << run.err;
+
+  // emb.txt names absolute paths; without --images the pairs' names are looked up under the working
+  // folder, and the message says where it looked and which flag sets the root.
+  std::string absolute_names;
+  for (const std::string& path : read_embeddings(dir / "emb.npy").paths) absolute_names += out + "/" + path + "\n";
+  dir.write("emb.txt", absolute_names);
+  run = cuface(dir, "eval-fr" + emb + " --pairs " + out + "/pairs.txt");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("is not in " + out + "/emb.txt (looked up as "), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("--images is the folder"), std::string::npos) << run.err;
+  EXPECT_EQ(cuface(dir, "eval-fr" + emb + " --pairs " + out + "/pairs.txt --images " + out).status, 0);
 }
 
 TEST(EvalFrCli, RepeatedSampling) {
