@@ -53,17 +53,18 @@ void run_pack(PackArguments& args) {
   // Reasons are counted and the first few shown in full; the rest would flood a terminal.
   std::map<std::string, int64_t> reasons;
   int64_t shown = 0;
+  Progress progress("packing", "images");
   options.on_skip = [&](const std::string& message) {
     const size_t colon = message.find(": ");
     ++reasons[colon == std::string::npos ? message : message.substr(colon + 2, 40)];
-    if (shown++ < 20) std::fprintf(stderr, "\nskipped %s", message.c_str());
-    if (shown == 21) std::fprintf(stderr, "\n(further skipped images are only counted)");
+    if (shown <= 20) progress.finish();  // each message on its own line, after an in-place progress line
+    if (shown < 20) std::fprintf(stderr, "skipped %s\n", message.c_str());
+    if (shown == 20) std::fprintf(stderr, "(further skipped images are only counted)\n");
+    ++shown;
   };
-  Progress progress("packing", "images");
   options.progress = [&](int64_t done, int64_t total) { progress.update(done, total); };
   const PackSummary summary = pack_images(options);
   progress.finish();
-  if (shown) std::fprintf(stderr, "\n");
   for (const auto& [reason, count] : reasons) std::fprintf(stderr, "  %lld skipped: %s\n", (long long)count, reason.c_str());
   std::printf("packed %lld images of %lld classes into %zu shard(s) %s-*.cfpk + %s in %.1f s (%.0f images/s); "
               "%lld skipped, %lld dropped by --min-per-class\n",

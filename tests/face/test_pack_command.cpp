@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <cstdlib>
+#include <sstream>
 
 #include "data.h"
 #include "engine/error.h"
@@ -63,6 +64,24 @@ TEST(PackCommand, PacksVerifiesAndDescribes) {
   const std::vector<uint8_t> err = read_file(dir / "stderr");
   EXPECT_NE(std::string(err.begin(), err.end()).find("cuface: error: verify failed: " + second + " record "),
             std::string::npos);
+}
+
+// Skipped images are reported one per line: in a log (stderr not a terminal) a skip message used to
+// run into the next progress line ("...(expected marker)packing 5/5 images").
+TEST(PackCommand, SkippedImagesAndProgressAreSeparateLines) {
+  CUFACE_REQUIRE_SHARED_DATA("orl");
+  ScratchDir dir;
+  testing::write_text(dir / "text.jpg", "hello");
+  testing::write_text(dir / "list.txt", testing::shared_data("orl/s1/1.pgm") + " a\n" + (dir / "text.jpg").string() +
+                                            " a\n" + testing::shared_data("orl/s2/1.pgm") + " b\n");
+  const testing::Outcome run =
+      testing::cuface(dir, "pack " + (dir / "list.txt").string() + " --format list --out " + (dir / "p").string());
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.err.find("skipped " + (dir / "text.jpg").string() + ": not a decodable image"), std::string::npos)
+      << run.err;
+  std::istringstream lines(run.err);
+  for (std::string line; std::getline(lines, line);)
+    EXPECT_TRUE(line.starts_with("skipped ") || line.starts_with("packing ") || line.starts_with("  ")) << line;
 }
 
 TEST(PackCommand, RejectsBadFlags) {
