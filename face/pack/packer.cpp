@@ -119,6 +119,7 @@ PackSummary pack_images(const PackOptions& options) {
   if (options.shards < 1 || options.shards > 99999) throw Error("--shards must be between 1 and 99999");
   if (options.min_per_class < 1) throw Error("--min-per-class must be at least 1");
   if (options.quality < 1 || options.quality > 100) throw Error("--quality must be between 1 and 100");
+  if (options.jobs < 0) throw Error("--jobs must be 0 (all cores) or a number of threads");
   if (options.out.empty()) throw Error("--out PREFIX is required");
   if (options.detect && !options.landmarks.empty()) throw Error("--detect and --align FILE exclude each other");
   if (options.detect && !(options.crop.pad >= 0 && options.crop.pad <= 2))

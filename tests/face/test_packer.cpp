@@ -392,6 +392,14 @@ TEST(Packer, BadInputsGiveClearErrors) {
   }
   o.out = dir / "no/such/folder/x";
   EXPECT_THROW(pack_images(o), Error);
+  o = options_for(dir / "bad.txt", "list", dir / "x");
+  o.jobs = -3;  // was taken as "all cores"
+  try {
+    pack_images(o);
+    ADD_FAILURE() << "--jobs -3 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--jobs"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
