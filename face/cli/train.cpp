@@ -35,6 +35,14 @@ nlohmann::json read_config_file(const std::string& path) {
 void run_train(CLI::App& cmd, TrainArguments& args) {
   TrainConfig config;
   if (!args.resume.empty()) {
+    // The run's config.json decides everything else; a flag that would be silently ignored is an error.
+    for (CLI::Option* option : cmd.get_options()) {
+      const std::string name = option->get_name();
+      CUFACE_CHECK(option->count() == 0 || name == "--resume" || name == "--steps" || name == "--epochs",
+                   "--resume continues with the settings in the run's config.json: " +
+                       (option->get_lnames().empty() ? "the task" : name) +
+                       " cannot be given with it (only --steps and --epochs, to extend the run)");
+    }
     const std::filesystem::path config_path = std::filesystem::path(args.resume) / "config.json";
     CUFACE_CHECK(std::filesystem::exists(config_path), "--resume: '" + args.resume + "' has no config.json");
     config = TrainConfig::from_json(read_config_file(config_path.string()));

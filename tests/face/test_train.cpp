@@ -109,6 +109,8 @@ TEST(Train, CommandLineErrorsExitNonZeroWithOneMessage) {
   EXPECT_NE(slurp(dir / "err").find("--train-sets"), std::string::npos) << slurp(dir / "err");
   EXPECT_EQ(run("FR --bogus-flag 3"), 2);
   EXPECT_NE(run("--resume " + (dir / "nothing").string()), 0);
+  EXPECT_EQ(run("--resume " + (dir / "nothing").string() + " --lr 0.5"), 1);  // was silently ignored
+  EXPECT_NE(slurp(dir / "err").find("--lr cannot be given with it"), std::string::npos) << slurp(dir / "err");
   EXPECT_NE(slurp(dir / "err").find("config.json"), std::string::npos) << slurp(dir / "err");
 }
 
