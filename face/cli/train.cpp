@@ -71,10 +71,15 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
   }
   TrainSummary summary = train(config, !args.resume.empty());
   if (!summary.leader) return;
+  // The validation score is the first task's: FR's same/different distance gap, else mean class accuracy.
+  char best[96] = "";
+  if (!std::isnan(summary.best_score))
+    std::snprintf(best, sizeof best, ", best validation %s %.4f", config.task == "Gender" || config.task == "Age"
+                                                                     ? "mean class accuracy"
+                                                                     : "gap",
+                  summary.best_score);
   std::printf("train: %lld steps, final loss %.4f, %s%s; run in %s\n", (long long)summary.steps, summary.final_loss,
-              summary.stopped_because.c_str(),
-              std::isnan(summary.best_score) ? "" : (", best validation " + std::to_string(summary.best_score)).c_str(),
-              config.out.c_str());
+              summary.stopped_because.c_str(), best, config.out.c_str());
 }
 
 }  // namespace
@@ -83,7 +88,7 @@ void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArguments>();
   TrainConfig& c = args->config;
   CLI::App* cmd = app.add_subcommand("train", "Train a face model (FR with a margin head, Gender, Age, or multi)");
-  cmd->add_option("task", c.task, "FR | Gender | Age | multi")->check(CLI::IsMember({"FR", "Gender", "Age", "multi"}));
+  cmd->add_option("task", c.task, "FR | Gender | Age | multi (default FR)")->check(CLI::IsMember({"FR", "Gender", "Age", "multi"}));
   cmd->add_option("--resume", args->resume, "Continue the run in this folder exactly where its last checkpoint was");
   cmd->add_option("--config", args->config_file, "JSON file of settings (keys as in config.json; flags override)");
   cmd->add_option("--train-sets", c.train_sets, "Pack prefixes to train on (cuface pack --out)")->delimiter(',');

@@ -49,7 +49,9 @@ double validated_threshold(const fs::path& run, std::string& source) {
     const double distance = std::strtod(value.c_str(), &end);
     if (end == value.c_str() || !std::isfinite(distance)) continue;
     cosine = 1.0 - distance * distance / 2.0;
-    source = "the run's validation at step " + step + " (distance " + value + ")";
+    char shown[32];
+    std::snprintf(shown, sizeof shown, "%.4f", distance);
+    source = "the run's validation at step " + step + " (distance " + shown + ")";
   }
   return cosine;
 }
