@@ -17,7 +17,15 @@
 // one bf16 rounding of each step's dW (relative 2^-9, unbiased) is far below the noise of SGD; the
 // sum over steps and micro-batches stays f32. The alternative, an f32 backward on f32 copies of x and
 // dy, would double the memory traffic and lose the tensor cores.
+//
+// bf16 problems cuDNN has no algorithm for (its search fails, or every candidate does) run in f32
+// instead: inputs cast up, the f32 problem solved, results cast down. Slower, but a model with an
+// odd channel count (the stem's 3) still trains. CUFACE_CONV_BF16_IN_F32=1 sends every bf16
+// convolution that way (to compare, or as a way out of a cuDNN fault).
 #include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <climits>
 #include <map>
 #include <memory>
@@ -27,6 +35,7 @@
 
 #include "engine/cuda_context.h"
 #include "kernels/conv.h"
+#include "kernels/elementwise.h"
 
 namespace cuface::cuda {
 
@@ -54,7 +63,8 @@ struct ConvKey {
 
 template <class Algo>
 struct Choice {
-  bool found = false;
+  bool found = false;   // searched
+  bool in_f32 = false;  // bf16 with no algorithm: solved as the f32 problem
   Algo algo{};
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
   size_t workspace = 0;
@@ -65,6 +75,7 @@ struct ConvPlan {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   bool exact_fp32 = false;  // f32 data under Precision::FP32: no TF32
+  std::string problem;      // "x [N, H, W, C] w [O, KH, KW, C] stride s pad p", for messages
   Choice<cudnnConvolutionFwdAlgo_t> forward;
   Choice<cudnnConvolutionBwdDataAlgo_t> backward_data;
   Choice<cudnnConvolutionBwdFilterAlgo_t> backward_filter;
@@ -109,6 +120,8 @@ ConvPlan& plan_for(Context& ctx, const Shape& x, const Shape& w, const Shape& y,
   CUDNN_CHECK(cudnnSetConvolution2dDescriptor(plan->conv, to_int(g.pad_h), to_int(g.pad_w), to_int(g.stride_h),
                                               to_int(g.stride_w), 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   plan->exact_fp32 = dtype == DType::F32 && ctx.precision() == Precision::FP32;
+  plan->problem = "x " + x.str() + " w " + w.str() + " stride " + std::to_string(g.stride_h) + " pad " +
+                  std::to_string(g.pad_h);
   const cudnnMathType_t math = dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH
                                : plan->exact_fp32   ? CUDNN_FMA_MATH
                                                     : CUDNN_DEFAULT_MATH;
@@ -118,15 +131,36 @@ ConvPlan& plan_for(Context& ctx, const Shape& x, const Shape& w, const Shape& y,
 }
 
 // The fastest measured algorithm that succeeded within the workspace cap. With exact fp32 the math is
-// pinned to FMA whatever cuDNN reports, so no TF32 kernel can be chosen later.
+// pinned to FMA whatever cuDNN reports, so no TF32 kernel can be chosen later. For bf16 data a failed
+// search or no usable algorithm means "solve in f32"; for f32 it is an error.
 template <class Algo, class Perf>
-Choice<Algo> fastest(const std::vector<Perf>& results, int returned, bool exact_fp32, const char* what) {
-  for (int i = 0; i < returned; ++i) {
-    const Perf& r = results[size_t(i)];
-    if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspaceBytes) continue;
-    return Choice<Algo>{true, r.algo, exact_fp32 ? CUDNN_FMA_MATH : r.mathType, r.memory};
+Choice<Algo> choose(cudnnStatus_t search, const std::vector<Perf>& results, int returned, const ConvPlan& plan,
+                    DType dtype, const char* what) {
+  if (search == CUDNN_STATUS_SUCCESS) {
+    for (int i = 0; i < returned; ++i) {
+      const Perf& r = results[size_t(i)];
+      if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspaceBytes) continue;
+      return Choice<Algo>{true, false, r.algo, plan.exact_fp32 ? CUDNN_FMA_MATH : r.mathType, r.memory};
+    }
   }
+  if (dtype == DType::BF16) {  // said once per problem: it is slower, and a benchmark should show why
+    std::fprintf(stderr, "conv2d: cuDNN has no bf16 %s algorithm for %s (search: %s); solved in f32\n", what,
+                 plan.problem.c_str(), cudnnGetErrorString(search));
+    return Choice<Algo>{true, true};
+  }
+  CUDNN_CHECK(search);
   throw Error(std::string("conv2d: cuDNN found no ") + what + " algorithm for this shape within the workspace cap");
+}
+
+bool bf16_in_f32_forced() {
+  const char* value = std::getenv("CUFACE_CONV_BF16_IN_F32");
+  return value && std::string(value) == "1";
+}
+
+Tensor f32_copy(Context& ctx, const Tensor& t) {
+  Tensor copy = Tensor::empty(t.shape(), DType::F32, Device::CUDA);
+  cuda::cast(ctx, t, copy);
+  return copy;
 }
 
 __global__ void accumulate_bf16_kernel(const bf16* source, float* target, int64_t n) {
@@ -136,17 +170,24 @@ __global__ void accumulate_bf16_kernel(const bf16* source, float* target, int64_
 }  // namespace
 
 void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, Tensor& y, const Conv2dGeometry& geometry) {
-  std::lock_guard<std::mutex> lock(plans_mutex);
+  std::unique_lock<std::mutex> lock(plans_mutex);
   ConvPlan& plan = plan_for(ctx, x.shape(), w.shape(), y.shape(), x.dtype(), geometry);
   cudnnHandle_t handle = ctx.cuda().cudnn;
   if (!plan.forward.found) {
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &count));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> results(static_cast<size_t>(count));
-    CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+    const cudnnStatus_t search = cudnnFindConvolutionForwardAlgorithmEx(
         handle, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.y, y.raw(), count, &returned, results.data(),
-        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
-    plan.forward = fastest<cudnnConvolutionFwdAlgo_t>(results, returned, plan.exact_fp32, "forward");
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes);
+    plan.forward = choose<cudnnConvolutionFwdAlgo_t>(search, results, returned, plan, x.dtype(), "forward");
+  }
+  if (x.dtype() == DType::BF16 && (plan.forward.in_f32 || bf16_in_f32_forced())) {
+    lock.unlock();  // the f32 problem takes the lock itself
+    Tensor y32 = Tensor::empty(y.shape(), DType::F32, Device::CUDA);
+    cuda::conv2d_forward(ctx, f32_copy(ctx, x), f32_copy(ctx, w), y32, geometry);
+    cuda::cast(ctx, y32, y);
+    return;
   }
   const float alpha = 1.0f, beta = 0.0f;
   CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.forward.math));
@@ -156,17 +197,25 @@ void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, Tensor& y, c
 }
 
 void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dGeometry& geometry) {
-  std::lock_guard<std::mutex> lock(plans_mutex);
+  std::unique_lock<std::mutex> lock(plans_mutex);
   ConvPlan& plan = plan_for(ctx, dx.shape(), w.shape(), dy.shape(), dx.dtype(), geometry);
   cudnnHandle_t handle = ctx.cuda().cudnn;
   if (!plan.backward_data.found) {
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &count));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(static_cast<size_t>(count));
-    CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
+    const cudnnStatus_t search = cudnnFindConvolutionBackwardDataAlgorithmEx(
         handle, plan.w, w.raw(), plan.y, dy.raw(), plan.conv, plan.x, dx.raw(), count, &returned, results.data(),
-        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
-    plan.backward_data = fastest<cudnnConvolutionBwdDataAlgo_t>(results, returned, plan.exact_fp32, "backward-data");
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes);
+    plan.backward_data =
+        choose<cudnnConvolutionBwdDataAlgo_t>(search, results, returned, plan, dx.dtype(), "backward-data");
+  }
+  if (dx.dtype() == DType::BF16 && (plan.backward_data.in_f32 || bf16_in_f32_forced())) {
+    lock.unlock();
+    Tensor dx32 = Tensor::empty(dx.shape(), DType::F32, Device::CUDA);
+    cuda::conv2d_backward_data(ctx, f32_copy(ctx, dy), f32_copy(ctx, w), dx32, geometry);
+    cuda::cast(ctx, dx32, dx);
+    return;
   }
   const float alpha = 1.0f, beta = 0.0f;
   CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.backward_data.math));
@@ -177,7 +226,7 @@ void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tenso
 
 void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Tensor& dw,
                             const Conv2dGeometry& geometry) {
-  std::lock_guard<std::mutex> lock(plans_mutex);
+  std::unique_lock<std::mutex> lock(plans_mutex);
   ConvPlan& plan = plan_for(ctx, x.shape(), dw.shape(), dy.shape(), x.dtype(), geometry);
   cudnnHandle_t handle = ctx.cuda().cudnn;
   // bf16 data: dW in bf16 goes to a scratch tensor first (see the top of this file). The search also
@@ -189,11 +238,16 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &count));
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(static_cast<size_t>(count));
-    CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
+    const cudnnStatus_t search = cudnnFindConvolutionBackwardFilterAlgorithmEx(
         handle, plan.x, x.raw(), plan.y, dy.raw(), plan.conv, plan.w, scratch.raw(), count, &returned, results.data(),
-        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes));
+        ctx.cuda().workspace_bytes(kMaxWorkspaceBytes), kMaxWorkspaceBytes);
     plan.backward_filter =
-        fastest<cudnnConvolutionBwdFilterAlgo_t>(results, returned, plan.exact_fp32, "backward-filter");
+        choose<cudnnConvolutionBwdFilterAlgo_t>(search, results, returned, plan, x.dtype(), "backward-filter");
+  }
+  if (via_scratch && (plan.backward_filter.in_f32 || bf16_in_f32_forced())) {
+    lock.unlock();  // the f32 problem accumulates straight into the f32 dw
+    cuda::conv2d_backward_filter(ctx, f32_copy(ctx, x), f32_copy(ctx, dy), dw, geometry);
+    return;
   }
   const float alpha = 1.0f, beta = via_scratch ? 0.0f : 1.0f;  // f32: accumulate straight into dw
   void* target = via_scratch ? scratch.raw() : dw.raw();

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include "common/backends.h"
 #include "common/conv_pool_reference.h"
 #include "common/device_compare.h"
@@ -152,9 +154,8 @@ std::vector<ConvProblem> gpu_problems() {
   return problems;
 }
 
-TEST_P(ConvCuda, MatchesTheCpuTwin) {
-  CUFACE_REQUIRE_GPU();
-  const testing::PrecisionCase pc = GetParam();
+// Every GPU problem in the three directions against the CPU twin, within pc's bound.
+void expect_matches_cpu(const testing::PrecisionCase& pc) {
   Context cpu(Device::CPU), gpu(Device::CUDA);
   gpu.set_precision(pc.precision);
   for (const ConvProblem& p : gpu_problems()) {
@@ -186,6 +187,19 @@ TEST_P(ConvCuda, MatchesTheCpuTwin) {
     for (size_t i = 0; i < got.size(); ++i) got[i] -= start[i], want[i] -= start[i];
     EXPECT_LT(testing::relative_error(got, want), pc.bound) << "backward filter " << what;
   }
+}
+
+TEST_P(ConvCuda, MatchesTheCpuTwin) {
+  CUFACE_REQUIRE_GPU();
+  expect_matches_cpu(GetParam());
+}
+
+// The way bf16 problems without a cuDNN algorithm are solved (in f32, cast down), forced for all.
+TEST(ConvCudaBf16, SolvedInF32MatchesTheCpuTwin) {
+  CUFACE_REQUIRE_GPU();
+  ::setenv("CUFACE_CONV_BF16_IN_F32", "1", 1);
+  expect_matches_cpu({Precision::BF16, DType::BF16, 2e-2});
+  ::unsetenv("CUFACE_CONV_BF16_IN_F32");
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, ConvCuda, testing::precision_cases(), testing::precision_case_name);
