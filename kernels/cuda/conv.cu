@@ -148,8 +148,11 @@ Choice<Algo> choose(cudnnStatus_t search, const std::vector<Perf>& results, int 
                  plan.problem.c_str(), cudnnGetErrorString(search));
     return Choice<Algo>{true, true};
   }
-  CUDNN_CHECK(search);
-  throw Error(std::string("conv2d: cuDNN found no ") + what + " algorithm for this shape within the workspace cap");
+  if (search != CUDNN_STATUS_SUCCESS)
+    throw Error(std::string("conv2d: cuDNN's ") + what + " algorithm search failed for " + plan.problem + ": " +
+                cudnnGetErrorString(search));
+  throw Error(std::string("conv2d: cuDNN found no ") + what + " algorithm for " + plan.problem +
+              " within the workspace cap");
 }
 
 bool bf16_in_f32_forced() {
