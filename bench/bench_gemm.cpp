@@ -104,11 +104,7 @@ void cuda_gemm(benchmark::State& state, GemmShape s, Precision precision) {
   auto device_tensor = [&](const Shape& shape, uint32_t seed) {
     const std::vector<float> values = random_floats(shape.numel(), seed);
     Tensor host = Tensor::from_blob(const_cast<float*>(values.data()), shape, DType::F32, Device::CPU);
-    Tensor f32 = host.to(Device::CUDA);
-    if (input == DType::F32) return f32;
-    Tensor converted = Tensor::empty(shape, input, Device::CUDA);
-    cast(ctx, f32, converted);
-    return converted;
+    return cast_to(ctx, host.to(Device::CUDA), input);
   };
   Tensor a = device_tensor({s.m, s.k}, 1);
   Tensor b = device_tensor(s.trans_b ? Shape{s.n, s.k} : Shape{s.k, s.n}, 2);

@@ -76,10 +76,7 @@ struct Setup {
 Tensor random_activations(Context& ctx, const Shape& shape, const Setup& setup, uint64_t seed) {
   Tensor values = Tensor::empty(shape, DType::F32, setup.device);
   fill_uniform(ctx, values, seed, 0, -1.0f, 1.0f);
-  if (setup.dtype == DType::F32) return values;
-  Tensor converted = Tensor::empty(shape, setup.dtype, setup.device);
-  cast(ctx, values, converted);
-  return converted;
+  return cast_to(ctx, values, setup.dtype);
 }
 
 std::unique_ptr<Context> make_context(const Setup& setup) {

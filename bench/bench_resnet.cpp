@@ -60,12 +60,7 @@ Network make_network(const Setup& setup) {
   // Images as the uploader delivers them: normalised, NHWC, bf16 when training in bf16.
   Tensor values = Tensor::empty({setup.batch, setup.size, setup.size, 3}, DType::F32, setup.device);
   fill_uniform(*n.ctx, values, 7, 0, -1.0f, 1.0f);
-  if (setup.precision == Precision::BF16) {
-    n.images = Tensor::empty(values.shape(), DType::BF16, setup.device);
-    cast(*n.ctx, values, n.images);
-  } else {
-    n.images = values;
-  }
+  n.images = cast_to(*n.ctx, values, setup.precision == Precision::BF16 ? DType::BF16 : DType::F32);
   Tensor labels = Tensor::empty({setup.batch}, DType::I32);
   for (int64_t i = 0; i < setup.batch; ++i) labels.data<int32_t>()[i] = int32_t(i * 7919 % kIdentities);
   n.labels = labels.to(setup.device);

@@ -2,7 +2,7 @@
 //   fill:  y = value                 copy:  y = x (any dtype, same numel)
 //   axpy:  y = alpha * x + y         scale: y = alpha * y
 //   add:   y = a + b                 (also bf16 on CUDA: summed in f32, rounded once)
-//   cast:  y = x converted between f32, bf16 and f16 (round to nearest even)
+//   cast:  y = x converted between f32, bf16 and f16 (round to nearest even); cast_to allocates y
 #pragma once
 #include "kernels/dispatch.h"
 
@@ -51,6 +51,13 @@ inline void cast(Context& ctx, const Tensor& x, Tensor& y) {
   CUFACE_CHECK(x.numel() == y.numel() && x.device() == y.device(),
                "cast: " + x.str() + " and " + y.str() + " differ in size or device");
   CUFACE_DISPATCH(y, cpu::cast(ctx, x, y), cuda::cast(ctx, x, y));
+}
+// x in `dtype`: x itself when it already is, else a converted copy on x's device.
+inline Tensor cast_to(Context& ctx, const Tensor& x, DType dtype) {
+  if (x.dtype() == dtype) return x;
+  Tensor y = Tensor::empty(x.shape(), dtype, x.device());
+  cast(ctx, x, y);
+  return y;
 }
 
 }  // namespace cuface

@@ -48,10 +48,8 @@ Tensor training_cosines(Context& ctx, const Tensor& x_hat, const Tensor& centres
   if (ctx.precision() == Precision::BF16 && device == Device::CUDA) {
     // bf16 GEMM operands, written directly by the normalisation; cosines and all that follows in fp32.
     centres_hat = Tensor::empty({count, dim}, DType::BF16, device);
-    Tensor x_hat_bf16 = Tensor::empty({rows, dim}, DType::BF16, device);
-    cast(ctx, x_hat, x_hat_bf16);
     l2norm_forward(ctx, centres, centres_hat, centre_norms);
-    gemm(ctx, false, true, 1.0f, x_hat_bf16, centres_hat, 0.0f, cos);
+    gemm(ctx, false, true, 1.0f, cast_to(ctx, x_hat, DType::BF16), centres_hat, 0.0f, cos);
   } else {
     centres_hat = Tensor::empty({count, dim}, DType::F32, device);
     l2norm_forward(ctx, centres, centres_hat, centre_norms);

@@ -102,8 +102,7 @@ Tensor ShardedMarginHead::backward(Context& ctx) {
   Tensor dx = Tensor::empty(x_.shape(), DType::F32, device);
   l2norm_backward(ctx, x_, x_norms_, dx_hat_all.slice(first_row, first_row + n), dx, false);
   if (!frozen_)  // this rank's rows of W, from every row of the batch
-    add_weight_gradient(ctx, cos_, x_hat_all_, centres_, centre_norms_, centres_hat, sampling() ? index_ : Tensor(),
-                        weight_.grad);
+    add_weight_gradient(ctx, cos_, x_hat_all_, centres_, centre_norms_, centres_hat, index_, weight_.grad);
   x_ = x_norms_ = x_hat_all_ = centres_ = centres_hat_ = centre_norms_ = cos_ = labels_all_ = Tensor();
   return dx;
 }

@@ -88,15 +88,6 @@ FaceModel::FaceModel(const FaceModelOptions& options) : options_(options) {
   }
 }
 
-// The branches and heads take f32 features (the heads' normalisation and softmax accept nothing
-// else): a bf16 backbone's pooled features are cast once here, and their gradient cast back.
-static Tensor with_dtype(Context& ctx, const Tensor& t, DType dtype) {
-  if (t.dtype() == dtype) return t;
-  Tensor out = Tensor::empty(t.shape(), dtype, t.device());
-  cast(ctx, t, out);
-  return out;
-}
-
 FaceModel::Branch& FaceModel::branch(Task task) {
   switch (task) {
     case Task::FR: return fr_;
@@ -118,7 +109,7 @@ LossHead& FaceModel::head(Task task) {
 
 Tensor FaceModel::pooled_features(Context& ctx, const Tensor& images) {
   set_training(false);
-  return with_dtype(ctx, backbone_->forward(ctx, images), DType::F32);
+  return cast_to(ctx, backbone_->forward(ctx, images), DType::F32);  // see train_step
 }
 
 Tensor FaceModel::embed(Context& ctx, const Tensor& images) {
@@ -136,7 +127,9 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
   CUFACE_CHECK(!tasks.empty(), "train_step: no task given");
   set_training(true);
   backbone_->set_training(train_backbone);
-  Tensor features = with_dtype(ctx, backbone_->forward(ctx, images), DType::F32);
+  // The branches and heads take f32 features (the heads' normalisation and softmax accept nothing
+  // else): a bf16 backbone's pooled features are cast once here, and their gradient cast back.
+  Tensor features = cast_to(ctx, backbone_->forward(ctx, images), DType::F32);
 
   std::vector<HeadStats> stats;
   Tensor features_grad;
@@ -153,7 +146,7 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
     else
       features_grad = d;
   }
-  if (train_backbone) backbone_->backward(ctx, with_dtype(ctx, features_grad, images.dtype()));
+  if (train_backbone) backbone_->backward(ctx, cast_to(ctx, features_grad, images.dtype()));
   return stats;
 }
 

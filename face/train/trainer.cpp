@@ -189,7 +189,7 @@ class Run {
   void average_gradients();
   void mark_final(Layer& done);
   std::vector<double> agree_on(std::vector<double> values);
-  bool agree_to_stop(bool local);
+  bool any_rank(bool local);
   nlohmann::json loader_positions(const LoaderPosition& next);
   Tensor gather_shards(const Tensor& mine);
   void gather_head(std::vector<std::pair<std::string, Tensor>>& tensors);
@@ -446,11 +446,7 @@ void Run::validate_now() {
     model_->set_training(true);
   }
   // A sharded FR head is spread over the ranks: all of them learn rank 0's decision and gather it.
-  if (config_.shard_classes) {
-    std::vector<double> flag{improved ? 1.0 : 0.0};
-    comm_.all_reduce_scalars(flag, ReduceOp::Max);
-    improved = flag[0] > 0;
-  }
+  if (config_.shard_classes) improved = any_rank(improved);
   if (!improved) return;
   ctx_.synchronize();
   std::vector<std::pair<std::string, Tensor>> model = export_state(*model_);
@@ -577,8 +573,9 @@ std::vector<double> Run::agree_on(std::vector<double> values) {
   return values;
 }
 
-// A SIGINT may reach the ranks in different steps: they stop together, when any rank saw it.
-bool Run::agree_to_stop(bool local) {
+// True on every rank when `local` is true on any: a SIGINT seen by one rank stops all of them
+// together; rank 0's "validation improved" reaches the others.
+bool Run::any_rank(bool local) {
   if (!distributed()) return local;
   std::vector<double> flag{local ? 1.0 : 0.0};
   comm_.all_reduce_scalars(flag, ReduceOp::Max);
@@ -716,7 +713,7 @@ TrainSummary Run::loop() {
       summary.stopped_because = "learning rate below --min-lr";
       break;
     }
-    if (agree_to_stop(stop_requested())) {
+    if (any_rank(stop_requested())) {
       summary.stopped_because = "interrupted";
       break;
     }

@@ -160,12 +160,6 @@ bool bf16_in_f32_forced() {
   return value && std::string(value) == "1";
 }
 
-Tensor f32_copy(Context& ctx, const Tensor& t) {
-  Tensor copy = Tensor::empty(t.shape(), DType::F32, Device::CUDA);
-  cuda::cast(ctx, t, copy);
-  return copy;
-}
-
 __global__ void accumulate_bf16_kernel(const bf16* source, float* target, int64_t n) {
   CUFACE_KERNEL_LOOP(i, n) target[i] += to_float(source[i]);
 }
@@ -188,7 +182,7 @@ void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, Tensor& y, c
   if (x.dtype() == DType::BF16 && (plan.forward.in_f32 || bf16_in_f32_forced())) {
     lock.unlock();  // the f32 problem takes the lock itself
     Tensor y32 = Tensor::empty(y.shape(), DType::F32, Device::CUDA);
-    cuda::conv2d_forward(ctx, f32_copy(ctx, x), f32_copy(ctx, w), y32, geometry);
+    cuda::conv2d_forward(ctx, cast_to(ctx, x, DType::F32), cast_to(ctx, w, DType::F32), y32, geometry);
     cuda::cast(ctx, y32, y);
     return;
   }
@@ -216,7 +210,7 @@ void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tenso
   if (dx.dtype() == DType::BF16 && (plan.backward_data.in_f32 || bf16_in_f32_forced())) {
     lock.unlock();
     Tensor dx32 = Tensor::empty(dx.shape(), DType::F32, Device::CUDA);
-    cuda::conv2d_backward_data(ctx, f32_copy(ctx, dy), f32_copy(ctx, w), dx32, geometry);
+    cuda::conv2d_backward_data(ctx, cast_to(ctx, dy, DType::F32), cast_to(ctx, w, DType::F32), dx32, geometry);
     cuda::cast(ctx, dx32, dx);
     return;
   }
@@ -249,7 +243,7 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
   }
   if (via_scratch && (plan.backward_filter.in_f32 || bf16_in_f32_forced())) {
     lock.unlock();  // the f32 problem accumulates straight into the f32 dw
-    cuda::conv2d_backward_filter(ctx, f32_copy(ctx, x), f32_copy(ctx, dy), dw, geometry);
+    cuda::conv2d_backward_filter(ctx, cast_to(ctx, x, DType::F32), cast_to(ctx, dy, DType::F32), dw, geometry);
     return;
   }
   const float alpha = 1.0f, beta = via_scratch ? 0.0f : 1.0f;  // f32: accumulate straight into dw
