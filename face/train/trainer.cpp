@@ -4,6 +4,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -182,7 +183,9 @@ class Run {
  private:
   // Several processes (mpirun): rank 0 writes the run folder and logs; see docs/design.md.
   bool leader() const { return comm_.rank() == 0; }
-  bool distributed() const { return comm_.world_size() > 1; }
+  // The data-parallel path: every communicator but the single process one, so `mpirun -np 1` (or NCCL
+  // over one GPU) runs the same collectives, buckets and checkpoint layout as K ranks do.
+  bool distributed() const { return std::strcmp(comm_.backend(), "single") != 0; }
   bool sharded(const NamedParameter& np) const { return config_.shard_classes && np.name == "fr.weight"; }
   void start_data_parallel(const std::vector<NamedParameter>& trained);
   void check_resume_world_size();
@@ -278,7 +281,7 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
 
   if (resume) check_resume_world_size();
   CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
-               "--sync-bn and --shard-classes need several processes: start with mpirun -np K cuface train ...");
+               "--sync-bn and --shard-classes need an MPI launch: start with mpirun -np K cuface train ...");
   // A head without labels would train on nothing and print loss 0 at every step.
   for (const Task task : {Task::Gender, Task::Age})
     CUFACE_CHECK(!has_task(tasks_, task) ||
@@ -533,9 +536,9 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
   int64_t floats = 0;
   for (int b = 0; b < buckets_->bucket_count(); ++b) floats += buckets_->bucket(b).numel();
   if (leader())
-    std::printf("data parallel: %d ranks (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB %s in %d "
+    std::printf("data parallel: %d rank%s (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB %s in %d "
                 "buckets\n",
-                comm_.world_size(), comm_.backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
+                comm_.world_size(), comm_.world_size() == 1 ? "" : "s", comm_.backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
                 config_.shard_classes ? ", FR classes sharded" : "", double(floats) * double(dtype_size(wire)) / 1e6,
                 config_.gradient_wire.c_str(), buckets_->bucket_count());
 }
@@ -732,14 +735,18 @@ TrainSummary Run::loop() {
 }  // namespace
 
 TrainSummary train(const TrainConfig& config, bool resume) {
-  config.validate();
   std::unique_ptr<Communicator> comm = make_communicator(run_device(config));
+  return train(config, resume, *comm);
+}
+
+TrainSummary train(const TrainConfig& config, bool resume, Communicator& comm) {
+  config.validate();
   try {
-    Run run(config, resume, *comm);
+    Run run(config, resume, comm);
     return run.loop();
   } catch (const std::exception& e) {
     // One rank's error ends the job, with its message: the others may be waiting in a collective.
-    if (comm->world_size() > 1) comm->abort_job("rank " + std::to_string(comm->rank()) + ": " + e.what());
+    if (comm.world_size() > 1) comm.abort_job("rank " + std::to_string(comm.rank()) + ": " + e.what());
     throw;
   }
 }
