@@ -8,7 +8,8 @@
 #       is 64 MiB) to the GPU machine.
 #   scripts/device_check.sh run     (on the GPU machine, from the repository root)
 #       runs the GPU tests (the CUDA cases and GPU-vs-CPU comparisons of every test program), the
-#       GPU benchmarks, the PyTorch side-by-side scripts when torch sees the GPU, then the CPU tests,
+#       GPU benchmarks, the PyTorch side-by-side scripts when torch sees the GPU, our kernels under
+#       compute-sanitizer memcheck, then the CPU tests,
 #       within CUFACE_DEVICE_BUDGET seconds (default 480; steps that do not fit are listed as skipped);
 #       CUFACE_DEVICE_STEPS='regex' runs only the steps whose names match (for a rerun).
 #       Writes gpu.txt, summary.txt and device_check.log (every step's output) into $OUT (or
@@ -102,6 +103,15 @@ if [[ "pytorch_layers pytorch_norm pytorch_margin pytorch_resnet" =~ $only ]]; t
   else
     rows+=("pytorch_* skipped: no torch with CUDA ($python)")
   fi
+fi
+# Our own kernels under compute-sanitizer's memcheck (out-of-bounds or misaligned accesses that a
+# comparison with the CPU can miss, e.g. reads past a row that do not change the result). cuDNN and
+# cuBLAS cases are left out: slow under the tool, and not our code.
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
+  /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)
+if [[ -n $sanitizer && -x $build/bin/test_kernels ]]; then
+  step "memcheck test_kernels (gpu)" 90 "${ours[@]}" "$sanitizer" --tool memcheck --error-exitcode 99 \
+    --print-limit 20 $build/bin/test_kernels --gtest_brief=1 --gtest_filter="$gpu_tests:-*Conv*:*Gemm*"
 fi
 for test in $build/bin/test_*; do
   [[ -x $test ]] || continue
