@@ -4,8 +4,9 @@
 #   scripts/device_check.sh build   (here, on a machine with the CUDA toolkit but maybe no GPU)
 #       builds with CUDA for sm_90 into build-device/ and copies the shared libraries the programs
 #       need that the GPU machine lacks (Debian's libbenchmark, libgomp, Open MPI, ...) into
-#       build-device/lib. Carry build-device/bin and build-device/lib (about 50 MB; the carry limit
-#       is 64 MiB) to the GPU machine.
+#       build-device/lib, and 500 UTKFace images for the loader benchmark into build-device/utkface.
+#       Carry build-device/bin, build-device/lib and build-device/utkface (about 54 MB; the carry
+#       limit is 64 MiB) to the GPU machine.
 #   scripts/device_check.sh run     (on the GPU machine, from the repository root)
 #       runs the GPU tests (the CUDA cases and GPU-vs-CPU comparisons of every test program), the
 #       GPU benchmarks, the PyTorch side-by-side scripts when torch sees the GPU, our kernels under
@@ -32,7 +33,13 @@ if [[ $mode == build ]]; then
     ldd "$program" | awk '/=> \// {print $3}'
   done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux|libcuda|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*|libnccl|libnvrtc[a-z-]*)\.so' |
     while read -r library; do cp -L "$library" $build/lib/; done
-  du -shc $build/bin $build/lib
+  # 500 UTKFace images (3.7 MB) for the loader benchmark on the GPU machine's 16 cores; it has no ../shared.
+  rm -rf $build/utkface
+  if [[ -d ../shared/data/utkface ]]; then
+    mkdir -p $build/utkface
+    ls ../shared/data/utkface | sort | head -500 | while read -r image; do cp ../shared/data/utkface/"$image" $build/utkface/; done
+  fi
+  du -shc $build/bin $build/lib $build/utkface
   exit 0
 fi
 
@@ -93,6 +100,11 @@ for bench in $build/bin/bench_*; do
   step "$(basename "$bench") (gpu)" 90 "${ours[@]}" "$bench" --benchmark_filter='cuda|cublas' \
     --benchmark_min_time=0.1 --benchmark_format=console
 done
+# The loader's scaling over worker threads on this machine's cores (JPEG shards, 112 and 224).
+if [[ -x $build/bin/bench_loader && -d $build/utkface ]]; then
+  step "bench_loader (cpu workers)" 60 "${ours[@]}" env CUFACE_LOADER_IMAGES="$PWD/$build/utkface" \
+    $build/bin/bench_loader --benchmark_filter='BM_Loader/size:(112|224)/jpeg:1/' --benchmark_format=console
+fi
 if [[ "pytorch_layers pytorch_norm pytorch_margin pytorch_resnet" =~ $only ]]; then
   if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
     step pytorch_layers 90 "$python" bench/pytorch_layers.py --device cuda
