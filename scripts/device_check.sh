@@ -88,34 +88,44 @@ step() {  # step NAME SECONDS COMMAND...: runs with a time limit, logs, records 
 }
 
 # GPU cases first (BackendTest's .../cuda instances, the *Cuda*/*Gpu* comparisons with the CPU twin,
-# the allocator, selfcheck), then the GPU benchmarks and PyTorch's side, then the CPU cases, which
+# the allocator, selfcheck), then the benchmarks beside PyTorch's, memcheck, then the CPU cases, which
 # only show that the carried build runs there (they already pass here).
 gpu_tests='*cuda*:*Cuda*:*CUDA*:*Gpu*:*GPU*:*Nccl*:Allocator.*:Selfcheck.*'
 step cuface-info 30 "${ours[@]}" $build/bin/cuface info
 for test in test_kernels test_layers test_engine test_face; do
   [[ -x $build/bin/$test ]] && step "$test (gpu)" 120 "${ours[@]}" $build/bin/$test --gtest_brief=1 --gtest_filter="$gpu_tests"
 done
-for bench in $build/bin/bench_*; do
-  [[ -x $bench ]] || continue
-  step "$(basename "$bench") (gpu)" 90 "${ours[@]}" "$bench" --benchmark_filter='cuda|cublas' \
+# The GPU benchmarks, each followed by its PyTorch twin (same shapes, same GPU, minutes apart: the
+# ratios are the result), in the order of the issues' targets: the fused margin head at C = 100k,
+# the whole ResNet-50 step, the loader on this machine's cores, then every layer shape.
+torch_cuda=0
+if [[ "pytorch_margin pytorch_resnet pytorch_layers pytorch_norm" =~ $only ]]; then
+  "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null && torch_cuda=1
+  ((torch_cuda)) || rows+=("pytorch_* skipped: no torch with CUDA ($python)")
+fi
+gpu_bench() {  # gpu_bench NAME SECONDS: our benchmark's CUDA cases
+  [[ -x $build/bin/$1 ]] && step "$1 (gpu)" "$2" "${ours[@]}" $build/bin/$1 --benchmark_filter='cuda|cublas' \
     --benchmark_min_time=0.1 --benchmark_format=console
-done
-# The loader's scaling over worker threads on this machine's cores (JPEG shards, 112 and 224).
-if [[ -x $build/bin/bench_loader && -d $build/utkface ]]; then
+}
+pytorch_bench() {  # pytorch_bench NAME SECONDS ARGS...: bench/NAME.py on the GPU
+  local name=$1 limit=$2
+  shift 2
+  ((torch_cuda)) && step "$name" "$limit" "$python" bench/$name.py --device cuda "$@"
+}
+gpu_bench bench_margin 75
+pytorch_bench pytorch_margin 75 --classes 10000 100000 200000 --dtype fp32 bf16 --seconds 0.5
+gpu_bench bench_resnet 90
+pytorch_bench pytorch_resnet 90
+if [[ -x $build/bin/bench_loader && -d $build/utkface ]]; then  # scaling over worker threads, JPEG shards
   step "bench_loader (cpu workers)" 60 "${ours[@]}" env CUFACE_LOADER_IMAGES="$PWD/$build/utkface" \
     $build/bin/bench_loader --benchmark_filter='BM_Loader/size:(112|224)/jpeg:1/' --benchmark_format=console
 fi
-if [[ "pytorch_layers pytorch_norm pytorch_margin pytorch_resnet" =~ $only ]]; then
-  if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
-    step pytorch_layers 90 "$python" bench/pytorch_layers.py --device cuda
-    step pytorch_norm 60 "$python" bench/pytorch_norm.py --device cuda
-    step pytorch_margin 90 "$python" bench/pytorch_margin.py --device cuda --classes 10000 100000 200000 \
-      --dtype fp32 bf16 --seconds 0.5
-    step pytorch_resnet 90 "$python" bench/pytorch_resnet.py --device cuda
-  else
-    rows+=("pytorch_* skipped: no torch with CUDA ($python)")
-  fi
-fi
+gpu_bench bench_layers 90
+pytorch_bench pytorch_layers 90
+gpu_bench bench_norm 60
+pytorch_bench pytorch_norm 60
+gpu_bench bench_gemm 45
+gpu_bench bench_dist 45
 # Our own kernels under compute-sanitizer's memcheck (out-of-bounds or misaligned accesses that a
 # comparison with the CPU can miss, e.g. reads past a row that do not change the result). cuDNN and
 # cuBLAS cases are left out: slow under the tool, and not our code.
