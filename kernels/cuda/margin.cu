@@ -202,7 +202,8 @@ void margin_softmax_ce(Context& ctx, Tensor& cos, const Tensor& labels, const Ma
   const size_t cache_bytes = size_t(slice) * sizeof(float);
   const bool cached = cache_bytes + attributes.sharedSizeBytes <= size_t(limits.max_shared_bytes);
   const size_t dynamic_bytes = cached ? cache_bytes : 0;
-  if (dynamic_bytes > 48 * 1024)
+  // The default limit is 48 KiB minus the kernel's static shared memory, not 48 KiB: compare with it.
+  if (dynamic_bytes > size_t(attributes.maxDynamicSharedSizeBytes))
     CUDA_CHECK(cudaFuncSetAttribute(margin_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dynamic_bytes)));
 
   cudaLaunchConfig_t config{};

@@ -294,5 +294,56 @@ TEST_P(Gemm, RejectsBadShapesWithTheirNames) {
 
 CUFACE_ON_EVERY_BACKEND(Gemm);
 
+// The class-sharded head's three GEMMs at production size: N x ranks rows against C_r = 2M classes
+// make [R, C_r] matrices of more than 2^31 elements (2048 x 2M), which cuBLAS's 32-bit API reaches
+// with int sizes and leading dimensions only. Here m n = 2.16e9 > 2^31: C = A B^T (logits), then
+// C B = A (B^T B) (dx) and C^T A = B (A^T A) (dW), which read all of C; checked in float64 on the host.
+TEST(GemmCuda, MatricesOfMoreThanTwoToThe31Elements) {
+  CUFACE_REQUIRE_GPU();
+  const int64_t m = 1100, n = 1960000, k = 8;
+  Tensor c;
+  try {
+    c = Tensor::empty({m, n}, DType::F32, Device::CUDA);  // 8.6 GB
+  } catch (const Error&) {
+    GTEST_SKIP() << "needs 9 GB of free GPU memory";
+  }
+  Context gpu(Device::CUDA);  // fp32
+  const Tensor a = testing::random_tensor({m, k}, 31), b = testing::random_tensor({n, k}, 32);
+  const Tensor a_gpu = a.to(Device::CUDA), b_gpu = b.to(Device::CUDA);
+  Tensor ca = Tensor::empty({m, k}, DType::F32, Device::CUDA), cb = Tensor::empty({n, k}, DType::F32, Device::CUDA);
+  gemm(gpu, false, true, 1.0f, a_gpu, b_gpu, 0.0f, c);
+  gemm(gpu, false, false, 1.0f, c, b_gpu, 0.0f, ca);
+  gemm(gpu, true, false, 1.0f, c, a_gpu, 0.0f, cb);
+  const Tensor last_row = c.slice(m - 1, m).to(Device::CPU);  // elements past 2^31
+
+  // Gram matrices in float64: G_a = A^T A, G_b = B^T B.
+  auto gram = [&](const Tensor& x) {
+    std::vector<double> g(size_t(k * k), 0.0);
+    const float* p = x.data<float>();
+    for (int64_t r = 0; r < x.size(0); ++r)
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < k; ++j) g[size_t(i * k + j)] += double(p[r * k + i]) * p[r * k + j];
+    return g;
+  };
+  auto times = [&](const Tensor& x, const std::vector<double>& g) {  // x [rows, k] times g [k, k]
+    std::vector<double> out(size_t(x.numel()), 0.0);
+    const float* p = x.data<float>();
+    for (int64_t r = 0; r < x.size(0); ++r)
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < k; ++j) out[size_t(r * k + j)] += double(p[r * k + i]) * g[size_t(i * k + j)];
+    return out;
+  };
+  std::vector<double> expected_row(size_t(n), 0.0);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t p = 0; p < k; ++p)
+      expected_row[size_t(j)] += double(a.data<float>()[(m - 1) * k + p]) * b.data<float>()[j * k + p];
+  EXPECT_LT(testing::relative_error(testing::to_doubles(last_row), expected_row), kFp32Bound) << "C's last row";
+  // C B sums 1.96M products per element in fp32 (B^T B's diagonal terms all positive): rounding ~5e-5
+  // relative, so 1e-3; C's last 4.6 rows (past 2^31) read from a wrapped address would put a few
+  // percent of error into either product.
+  EXPECT_LT(testing::relative_error(testing::to_doubles(ca.to(Device::CPU)), times(a, gram(b))), 1e-3) << "C B";
+  EXPECT_LT(testing::relative_error(testing::to_doubles(cb.to(Device::CPU)), times(b, gram(a))), 1e-4) << "C^T A";
+}
+
 }  // namespace
 }  // namespace cuface
