@@ -9,8 +9,8 @@
 
 namespace cuface {
 
-// Raw row-major SGEMM on host memory, with leading dimensions: the building block CPU kernels
-// (convolution, linear, margin head) call directly. lda, ldb, ldc are the stored row lengths
+// Raw row-major SGEMM on host memory, with leading dimensions: what cpu::gemm runs, and what the CPU
+// convolution calls directly on its column slabs. lda, ldb, ldc are the stored row lengths
 // (>= the columns of A, B, C as stored). beta == 0 overwrites C without reading it. Uses the OpenMP
 // threads (omp_get_max_threads) when the product is large enough; called inside a parallel region
 // (e.g. one GEMM per image), it runs on the calling thread alone.
