@@ -6,8 +6,8 @@
 // (torch.nn.Linear's layout and initialisation, U(-1/sqrt(D), 1/sqrt(D))). The original's hidden
 // layers (FC + BN + ReLU + dropout) in front are built from the ordinary layers by the model builder.
 //
-// Label smoothing a: target 1 - a on the true class and a / (C - 1) on each other one. The kernel's
-// default is none; the original trains its gender and age heads with a = 0.1.
+// Label smoothing a: target 1 - a on the true class and a / (C - 1) on each other one. The default
+// here is none (a = 0); the original trains its gender and age heads with a = 0.1 (FaceModelOptions).
 #pragma once
 #include <string>
 #include <vector>
