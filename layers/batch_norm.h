@@ -68,7 +68,7 @@ class BatchNorm : public Layer {
   BatchNormOptions options_;
   Parameter weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
   Communicator* sync_ = nullptr;
-  Tensor forward_sync(Context& ctx, const Tensor& x, Tensor& y);
+  void forward_sync(Context& ctx, const Tensor& x, Tensor& y);
   Tensor backward_sync(Context& ctx, const Tensor& dy);
   // Saved by forward for backward.
   Tensor x_, y_, mean_, invstd_;
