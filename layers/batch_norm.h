@@ -18,10 +18,10 @@
 //
 // Synchronised (set_sync, `cuface train --sync-bn`): in training the batch statistics are those of
 // the whole batch over every rank of the communicator (each rank holding its own rows, the same count
-// on every rank), and backward differentiates through them: three all-reduces per layer and step
-// (the moments of forward, the two gradient sums of backward, in one [2, C] message each way; see
-// kernels/batchnorm.h). Two ranks x B/2 rows then compute what one rank computes on B rows. The
-// running statistics are updated from the global ones and so stay identical on every rank.
+// on every rank), and backward differentiates through them: two all-reduces per layer and step, each
+// one [2, C] message (forward's two moments, backward's two gradient sums; see kernels/batchnorm.h).
+// Two ranks x B/2 rows then compute what one rank computes on B rows. The running statistics are
+// updated from the global ones and so stay identical on every rank.
 //
 // Parameters, named as torchvision's state_dict names them:
 //   weight [C] (gamma, ones), bias [C] (beta, zeros): trainable, no weight decay;
