@@ -27,8 +27,10 @@
 //   weight [C] (gamma, ones), bias [C] (beta, zeros): trainable, no weight decay;
 //   running_mean [C] (zeros), running_var [C] (ones): buffers;
 //   num_batches_tracked: buffer, an i32 scalar (shape [], one element) counting training forwards.
-//   torchvision stores it as an int64 scalar; checkpoint code converts (the count fits 31 bits for
-//   any real run). Without affine only the three buffers exist, as in PyTorch.
+//   torchvision stores it as an int64 scalar: the safetensors reader (engine/safetensors.h) reads
+//   I64 into i32 (the count fits 31 bits for any real run), and cuface writes i32, which PyTorch's
+//   load_state_dict copies into its int64 buffer. Without affine only the three buffers exist, as in
+//   PyTorch.
 #pragma once
 #include "engine/communicator.h"
 #include "layers/layer.h"
