@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/atomic_file.h"
 #include "engine/communicator.h"
 #include "engine/grad_buckets.h"
 #include "engine/lr_schedule.h"
@@ -49,17 +50,6 @@ struct RunFolder {
   fs::path losses() const { return dir / "loss_debug.csv"; }
   fs::path validations() const { return dir / "valid.csv"; }
 };
-
-// Writes `text` to `path` through a temporary file and a rename: readers never see half a file.
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    CUFACE_CHECK(out.good(), "cannot write '" + temporary.string() + "'");
-  }
-  fs::rename(temporary, path);
-}
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -137,7 +127,6 @@ std::unique_ptr<LrSchedule> make_schedule(const TrainConfig& config, double lr, 
   return std::make_unique<PlateauSchedule>(lr, size_t(config.patience), config.lr_shrink, config.min_lr);
 }
 
-// The first parameter or backbone stage whose values are not finite: where a NaN loss came from.
 bool all_finite(const Tensor& t) {
   if (t.dtype() != DType::F32 && t.dtype() != DType::BF16) return true;  // integer buffers cannot hold NaN
   Tensor host = t.to(Device::CPU);
@@ -148,6 +137,7 @@ bool all_finite(const Tensor& t) {
   return true;
 }
 
+// The first parameter or backbone stage whose values are not finite: where a NaN loss came from.
 std::string locate_nonfinite(Context& ctx, FaceModel& model, const Tensor& images) {
   for (NamedParameter& np : model.named_parameters())
     if (!all_finite(np.parameter->value)) return "parameter " + np.name;
@@ -315,12 +305,12 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   if (resume) {
     resume_from_latest();
     // --steps may have changed
-    if (leader()) write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
+    if (leader()) write_file_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
   } else if (leader()) {
     CUFACE_CHECK(!fs::exists(folder_.latest()), "run folder '" + folder_.dir.string() +
                                                     "' already holds a run: use --resume, or another --out");
     fs::create_directories(folder_.dir);
-    write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
+    write_file_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
   }
   if (distributed()) start_data_parallel(trained);
   if (!leader()) return;
@@ -396,8 +386,8 @@ void Run::save_checkpoint(const LoaderPosition& next) {
     state["world_size"] = comm_.world_size();
     state["loader_positions"] = positions;  // [[epoch, step] of rank 0, rank 1, ...]
   }
-  write_text_atomically(folder_.state_json(step_), state.dump(2) + "\n");
-  write_text_atomically(folder_.latest(), std::to_string(step_) + "\n");  // last: the checkpoint is complete
+  write_file_atomically(folder_.state_json(step_), state.dump(2) + "\n");
+  write_file_atomically(folder_.latest(), std::to_string(step_) + "\n");  // last: the checkpoint is complete
 
   // Keep the newest few checkpoints.
   std::vector<int64_t> steps;

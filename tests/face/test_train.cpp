@@ -82,6 +82,24 @@ TEST(Train, RefusesToOverwriteARunAndNamesBadSettings) {
   EXPECT_THROW(train(bad, false), Error);
 }
 
+// age_to_bin counts the edges an age has reached, so edges that do not rise would leave bins empty
+// and put ages in the wrong one ({30, 20}: 25 in bin 0 with the children, 35 in bin 2).
+TEST(Train, AgeEdgesMustRise) {
+  TrainConfig config = tiny_config("unused-pack", "unused-run", 2);
+  config.task = "Age";
+  config.age_edges = {13, 20, 30};
+  EXPECT_NO_THROW(config.validate());
+  for (const std::vector<int>& edges : {std::vector<int>{30, 20}, {20, 20}, {0, 13}}) {
+    config.age_edges = edges;
+    try {
+      config.validate();
+      ADD_FAILURE() << "age edges " << nlohmann::json(edges).dump() << " were accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--age-edges"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Train, NonFiniteLossNamesTheStepAndWhereItStarted) {
   ScratchDir dir;
   TrainConfig config = tiny_config(synthetic_pack(dir), dir / "run", 20);
