@@ -85,6 +85,15 @@ const std::vector<int>& default_age_edges() {
   return edges;
 }
 
+void check_age_edges(const std::vector<int>& lower_edges, const std::string& flag) {
+  std::string given;
+  for (int edge : lower_edges) given += std::to_string(edge) + ",";
+  if (!given.empty()) given.pop_back();
+  for (size_t i = 0; i < lower_edges.size(); ++i)
+    CUFACE_CHECK(lower_edges[i] > (i ? lower_edges[i - 1] : 0),
+                 flag + " must be increasing positive ages (e.g. 13,20,30,40,50,60), got " + given);
+}
+
 int age_to_bin(int age, const std::vector<int>& lower_edges) {
   if (age < 0) return -1;
   int bin = 0;

@@ -50,5 +50,8 @@ class SoftmaxHead : public LossHead {
 //   [0, 13) [13, 20) [20, 30) [30, 40) [40, 50) [50, 60) [60, inf)
 const std::vector<int>& default_age_edges();
 int age_to_bin(int age, const std::vector<int>& lower_edges = default_age_edges());
+// Throws unless `lower_edges` are positive and rising (else some bins get no age at all); `flag`
+// names the option they came from.
+void check_age_edges(const std::vector<int>& lower_edges, const std::string& flag);
 
 }  // namespace cuface

@@ -16,6 +16,7 @@
 #include "face/cli/inference.h"
 #include "face/eval/attributes.h"
 #include "face/eval/report.h"
+#include "layers/softmax_head.h"
 
 namespace cuface::cli {
 
@@ -26,7 +27,7 @@ namespace {
 struct EvalAttrOptions {
   fs::path predictions, lfw_names, csv, report;
   std::string truth;  // column, folder, utkface-gender, utkface-age, lfw-gender
-  std::vector<int> age_bins;
+  std::vector<int> age_edges;
   std::vector<std::string> classes;
   InferenceFlags model;  // --model and its input flags
   std::string task;      // with --model: gender | age
@@ -88,7 +89,7 @@ std::string gender_word(const std::string& label) {
   return label;
 }
 
-// --model: the head's prediction for each image under --images (age: the bin index, as --age-bins
+// --model: the head's prediction for each image under --images (age: the bin index, as --age-edges
 // numbers the true bins).
 std::vector<Row> predict_rows(EvalAttrOptions& o) {
   const Task task = parse_task(o.task);
@@ -96,7 +97,7 @@ std::vector<Row> predict_rows(EvalAttrOptions& o) {
   const std::vector<fs::path> files = eval::list_images(o.images);
   Inference inference = start_inference(o.model, task == Task::Gender ? eval::Output::Gender : eval::Output::Age);
   const Predictions p = predict(inference, task, eval::file_source(files), o.model.strict);
-  if (task == Task::Age && o.age_bins.empty()) o.age_bins = inference.model.age_edges;
+  if (task == Task::Age && o.age_edges.empty()) o.age_edges = inference.model.age_edges;
   std::vector<Row> rows;
   for (size_t k = 0; k < p.result.kept.size(); ++k)
     rows.push_back({int(k + 1), files[p.result.kept[k]].string(),
@@ -116,9 +117,9 @@ void run_eval_attr(EvalAttrOptions o) {
   if (truth_source.empty())
     throw Error(input + " has no 'true' column: say where the labels come from with --truth");
   if (truth_source == "column" && !has_truth) throw Error("--truth column: " + input + " has no 'true' column");
-  if (truth_source == "utkface-age" && o.age_bins.empty())
-    throw Error("--truth utkface-age needs --age-bins (the upper edges of the age classes, e.g. 13,20,30,40,50,60)");
-  if (!std::is_sorted(o.age_bins.begin(), o.age_bins.end())) throw Error("--age-bins must be ascending");
+  if (truth_source == "utkface-age" && o.age_edges.empty())
+    throw Error("--truth utkface-age needs --age-edges (the first ages of age classes 1.., e.g. 13,20,30,40,50,60)");
+  check_age_edges(o.age_edges, "--age-edges");
 
   eval::LfwGender lfw;
   if (truth_source == "lfw-gender") {
@@ -142,7 +143,7 @@ void run_eval_attr(EvalAttrOptions o) {
       const auto utk = eval::parse_utkface_name(file_name);
       if (!utk) throw Error(where + ": '" + file_name + "' is not a UTKFace name (AGE_GENDER_RACE_DATE.jpg...)");
       label = truth_source == "utkface-gender" ? (utk->gender == 0 ? "male" : "female")
-                                               : std::to_string(eval::age_bin(utk->age, o.age_bins));
+                                               : std::to_string(age_to_bin(utk->age, o.age_edges));
     } else {
       auto it = lfw.gender_of.find(file_name);
       if (it == lfw.gender_of.end()) {
@@ -234,7 +235,7 @@ void add_eval_attr_command(CLI::App& app) {
                   "(the image's folder, DIR/<label>/x.jpg), utkface-gender, utkface-age (from UTKFace file names), "
                   "lfw-gender (LFW's male/female name lists)")
       ->check(CLI::IsMember({"column", "folder", "utkface-gender", "utkface-age", "lfw-gender"}));
-  cmd->add_option("--age-bins", options->age_bins, "Upper edges of the age classes for utkface-age, e.g. 13,20,30,40,50,60")
+  cmd->add_option("--age-edges", options->age_edges, "First ages of age classes 1.. for utkface-age, as train's (default: the model's with --model)")
       ->delimiter(',');
   cmd->add_option("--lfw-names", options->lfw_names, "Folder with LFW's male_names.txt and female_names.txt")
       ->check(CLI::ExistingDirectory);

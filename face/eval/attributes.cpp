@@ -57,10 +57,6 @@ std::optional<UtkFaceLabels> parse_utkface_name(const std::string& file_name) {
   return UtkFaceLabels{int(*age), int(*gender), int(*race)};
 }
 
-int age_bin(int age, std::span<const int> upper_edges) {
-  return int(std::upper_bound(upper_edges.begin(), upper_edges.end(), age) - upper_edges.begin());
-}
-
 LfwGender read_lfw_gender(const std::filesystem::path& male_names, const std::filesystem::path& female_names) {
   LfwGender out;
   for (const std::string& name : read_names(male_names)) out.gender_of[name] = "male";

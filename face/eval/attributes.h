@@ -19,10 +19,6 @@ struct UtkFaceLabels {
 };
 std::optional<UtkFaceLabels> parse_utkface_name(const std::string& file_name);
 
-// The age class: how many of the ascending `upper_edges` are <= age (edges 13,20 -> classes
-// [0,13), [13,20), [20,inf)).
-int age_bin(int age, std::span<const int> upper_edges);
-
 // LFW's male_names.txt / female_names.txt: image file name -> "male" or "female". A name in both
 // lists is left out (LFW's lists contradict each other for a few images) and counted.
 struct LfwGender {

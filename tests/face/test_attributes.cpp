@@ -31,16 +31,6 @@ TEST(Attributes, RealUtkFaceNamesParse) {
   EXPECT_EQ(parsed, std::min(total, 500));
 }
 
-TEST(Attributes, AgeBins) {
-  const std::vector<int> edges{13, 20, 30};
-  EXPECT_EQ(age_bin(0, edges), 0);
-  EXPECT_EQ(age_bin(12, edges), 0);
-  EXPECT_EQ(age_bin(13, edges), 1);
-  EXPECT_EQ(age_bin(29, edges), 2);
-  EXPECT_EQ(age_bin(30, edges), 3);
-  EXPECT_EQ(age_bin(116, edges), 3);
-}
-
 TEST(Attributes, LfwGenderListsDropContradictions) {
   testing::ScratchDir dir;
   const auto male = dir.write("male_names.txt", "A_0001.jpg\nB_0001.jpg\nC_0001.jpg\n");

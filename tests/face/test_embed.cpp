@@ -549,6 +549,15 @@ TEST(EvalAttrModel, UtkFaceAgeUsesTheRunsBinEdges) {
   const nlohmann::json report = nlohmann::json::parse(slurp(dir / "r.json"));
   EXPECT_EQ(report["samples"], 8);
   EXPECT_DOUBLE_EQ(report["overall_accuracy"].get<double>(), correct / 8.0);
+  // The edges given as train takes them: the same bins; edges that do not rise are an error.
+  const std::string with_edges = "eval-attr --model " + (dir / "run").string() + " --task age --images " +
+                                 (dir / "utk").string() + " --truth utkface-age --age-edges ";
+  ASSERT_EQ(cuface(dir, with_edges + "20,40 --report " + (dir / "r2.json").string()).status, 0);
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir / "r2.json"))["overall_accuracy"], report["overall_accuracy"]);
+  const Outcome falling = cuface(dir, with_edges + "40,20 --report " + (dir / "r3.json").string());
+  EXPECT_EQ(falling.status, 1);
+  EXPECT_NE(falling.err.find("--age-edges must be increasing"), std::string::npos) << falling.err;
+  EXPECT_FALSE(fs::exists(dir / "r3.json"));
 
   ASSERT_EQ(cuface(dir, "classify --model " + (dir / "run").string() + " --task age --images " + (dir / "utk").string() +
                             " --out " + (dir / "sorted").string())
