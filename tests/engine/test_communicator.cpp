@@ -299,5 +299,51 @@ TEST(NcclCommunicator, PollingAnUnfinishedCollectiveLeavesNoError) {
 #endif
 }
 
+// Gradient buckets with the GPU far behind the host. A bucket's all-reduce must read its gradient only
+// after the work that wrote it (here a copy queued behind milliseconds of GEMMs), and work queued after
+// wait(), or after an unwaited collective is dropped, must see the reduced values. With bf16 on the
+// wire, one rank's mean rounds each value to bf16: a collective that ran ahead of its producer leaves
+// the producer's unrounded values, and so does a consumer that ran ahead of the collective. The second
+// gradient (256 MB in the same bucket) keeps the communication stream busy for the latter to show.
+TEST(NcclCommunicator, BucketsOrderAfterTheirProducersAndBeforeTheirConsumers) {
+#if !CUFACE_HAS_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  CUFACE_REQUIRE_GPU();
+  auto comm = make_nccl_communicator(make_single_process_communicator());
+  Context ctx(Device::CUDA, comm->local_rank());
+  const int64_t n = 4096, side = 64;  // GEMMs of n x n: ~140 GFLOP each
+  Tensor a = random_tensor({n, n}, 81).to(Device::CUDA), c = Tensor::empty({n, n}, DType::F32, Device::CUDA);
+  const Tensor values = random_tensor({side, side}, 82);
+  const Tensor device_values = values.to(Device::CUDA);
+  GradBuckets buckets(*comm, {Shape{side, side}, Shape{int64_t(1) << 26}}, Device::CUDA, size_t(1) << 30, DType::BF16);
+  ASSERT_EQ(buckets.bucket_count(), 1);
+  Tensor flat = buckets.bucket(0), gradient = buckets.grad(0);
+  Tensor seen = Tensor::empty({side, side}, DType::F32, Device::CUDA);
+  // Warm-up: NCCL's and cuBLAS's first calls, and the bf16 message's first allocation, can block the host.
+  comm->start_all_reduce(ctx, flat, ReduceOp::Mean, DType::BF16)->wait();
+  gemm(ctx, false, false, 1.0f, a, a, 0.0f, c);
+  ctx.synchronize();
+  auto expect_rounded = [&](const char* what) {
+    const Tensor got = seen.to(Device::CPU);
+    for (int64_t i = 0; i < got.numel(); ++i)
+      ASSERT_EQ(got.data<float>()[i], to_float(to_bf16(values.data<float>()[i]))) << what << ", value " << i;
+  };
+
+  for (int k = 0; k < 8; ++k) gemm(ctx, false, false, 1.0f, a, a, 0.0f, c);
+  copy(ctx, device_values, gradient);  // the producer, behind the GEMMs
+  buckets.mark_ready(ctx, 0);
+  buckets.mark_ready(ctx, 1);  // the bucket starts here
+  buckets.wait(ctx);
+  copy(ctx, gradient, seen);  // the consumer
+  expect_rounded("after wait()");
+
+  copy(ctx, device_values, gradient);
+  comm->start_all_reduce(ctx, flat, ReduceOp::Mean, DType::BF16).reset();  // dropped unwaited
+  copy(ctx, gradient, seen);
+  expect_rounded("after dropping an unwaited collective");
+#endif
+}
+
 }  // namespace
 }  // namespace cuface

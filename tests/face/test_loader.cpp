@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <set>
 
 #include "common/backends.h"
@@ -13,6 +14,7 @@
 #include "face/loader/loader.h"
 #include "face/loader/upload.h"
 #include "face/pack/packer.h"
+#include "kernels/gemm.h"
 
 namespace cuface {
 namespace {
@@ -356,6 +358,63 @@ TEST_P(Upload, OriginalScaleIsAnOption) {
 }
 
 CUFACE_ON_EVERY_BACKEND(Upload);
+
+// On the GPU the host runs ahead of the compute stream. While that stream, held back by GEMMs, has not
+// yet normalised batch 0, stage() of batch 2 copies into batch 0's staging buffer, and stage() of
+// batch 3 drops batch 1, whose copy was queued behind the same GEMMs (its staging buffer was new, so
+// the copy waited for all work on the compute stream); the loader would hand that pinned buffer to a
+// worker at once. So the copy must wait for batch 0's normalise, and the drop for batch 1's copy. Each
+// batch's lease scribbles over its pixels and labels when dropped, as a worker writing the next image
+// would: an early copy or an early drop shows up as wrong values.
+TEST(UploadCuda, StagingKeepsPaceWithASlowComputeStream) {
+  CUFACE_REQUIRE_GPU();
+  Context ctx(Device::CUDA);
+  const int64_t rows = 4, side = 8, batches = 6;
+  auto pixel = [](int64_t k, int64_t i) { return uint8_t((k * 37 + i * 11) & 255); };
+  const int64_t n = 4096;  // each GEMM ~140 GFLOP: milliseconds on an H200
+  Tensor a = Tensor::zeros({n, n}, DType::F32, Device::CUDA), c = Tensor::empty({n, n}, DType::F32, Device::CUDA);
+  gemm(ctx, false, false, 1.0f, a, a, 0.0f, c);  // cuBLAS's first call may block the host
+  for (const bool slow : {false, true}) {  // the first round fills the allocator's cache: no cudaMalloc later
+    // Made up front, and their pinned memory kept until the end: cudaHostAlloc and cudaFreeHost may
+    // wait for the GPU, which would close the window this test needs.
+    std::vector<Batch> staged;
+    std::vector<Tensor> pinned;
+    for (int64_t k = 0; k < batches; ++k) {
+      Batch b;
+      b.images = Tensor::empty_pinned({rows, side, side, 3}, DType::U8);
+      for (int64_t i = 0; i < b.images.numel(); ++i) b.images.data<uint8_t>()[i] = pixel(k, i);
+      for (Tensor* labels : {&b.identity, &b.gender, &b.age}) {
+        *labels = Tensor::empty_pinned({rows}, DType::I32);
+        for (int64_t i = 0; i < rows; ++i) labels->data<int32_t>()[i] = int32_t(100 * k + i);
+      }
+      b.step = k;
+      const Tensor images = b.images, identity = b.identity;
+      b.lease = std::shared_ptr<void>(nullptr, [images, identity](void*) {
+        std::memset(images.raw(), 0xAB, images.bytes());
+        std::memset(identity.raw(), 0xAB, identity.bytes());
+      });
+      pinned.insert(pinned.end(), {b.images, b.identity, b.gender, b.age});
+      staged.push_back(std::move(b));
+    }
+    BatchUploader uploader(ctx);
+    uploader.stage(std::move(staged[0]));
+    if (slow)
+      for (int k = 0; k < 8; ++k) gemm(ctx, false, false, 1.0f, a, a, 0.0f, c);
+    std::vector<DeviceBatch> got;
+    for (int64_t k = 0; k < batches; ++k) {
+      got.push_back(uploader.take());
+      if (k + 1 < batches) uploader.stage(std::move(staged[size_t(k + 1)]));
+    }
+    ctx.synchronize();
+    for (int64_t k = 0; k < batches; ++k) {
+      ASSERT_EQ(got[size_t(k)].step, k);
+      const Tensor images = got[size_t(k)].images.to(Device::CPU), identity = got[size_t(k)].identity.to(Device::CPU);
+      for (int64_t i = 0; i < images.numel(); ++i)
+        ASSERT_EQ(images.data<float>()[i], (float(pixel(k, i)) - 127.5f) / 128.0f) << "batch " << k << ", value " << i;
+      for (int64_t i = 0; i < rows; ++i) ASSERT_EQ(identity.data<int32_t>()[i], 100 * k + i) << "batch " << k;
+    }
+  }
+}
 
 }  // namespace
 }  // namespace cuface
