@@ -131,14 +131,12 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
   // else): a bf16 backbone's pooled features are cast once here, and their gradient cast back.
   Tensor features = cast_to(ctx, backbone_->forward(ctx, images), DType::F32);
 
-  std::vector<HeadStats> stats;
   Tensor features_grad;
   for (const TaskLabels& t : tasks) {
     Branch& b = branch(t.task);
     CUFACE_CHECK(b.head, std::string("the model has no ") + task_name(t.task) + " head");
     b.head->forward(ctx, b.hidden.forward(ctx, features), t.labels);
     Tensor d = b.hidden.backward(ctx, b.head->backward(ctx));
-    if (fetch_stats) stats.push_back(b.head->stats(ctx));
     if (!train_backbone) continue;
     if (t.weight != 1.0f) scale(ctx, t.weight, d);
     if (features_grad.defined())
@@ -147,6 +145,11 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
       features_grad = d;
   }
   if (train_backbone) backbone_->backward(ctx, cast_to(ctx, features_grad, images.dtype()));
+  // Read last: stats() waits for the GPU, which then runs the backward queued above without idling
+  // while the host queues it (each head keeps its statistics until its next forward).
+  std::vector<HeadStats> stats;
+  if (fetch_stats)
+    for (const TaskLabels& t : tasks) stats.push_back(branch(t.task).head->stats(ctx));
   return stats;
 }
 
