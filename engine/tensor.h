@@ -75,7 +75,9 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;
   Tensor slice(int64_t begin, int64_t end) const;  // rows [begin, end) of the first dimension
 
-  // Copies. `to` and `clone` are synchronous; `copy_from` requires equal numel and dtype.
+  // Copies. `to` and `clone` are synchronous: on the legacy default stream, which first waits for
+  // the work queued on every context's stream (created blocking), so a result read back with `to`
+  // is complete. `copy_from` requires equal numel and dtype.
   Tensor to(Device device) const;
   Tensor clone() const { return to(device_); }
   void copy_from(const Tensor& source);

@@ -164,7 +164,6 @@ Tensor Embedder::forward(const Tensor& crops) {
                "Embedder::forward: expected host u8 crops [n, size, size, 3], got " + crops.str());
   Tensor y = forward_once(crops);  // f32 whatever precision the device computed in (face_model.h)
   if (options_.flip_test) add(ctx_, y, forward_once(mirrored(crops)), y);
-  ctx_.synchronize();  // Tensor::to does not wait for the context's stream
   return y.to(Device::CPU);
 }
 
