@@ -37,7 +37,8 @@ if [[ $mode == build ]]; then
   rm -rf $build/utkface
   if [[ -d ../shared/data/utkface ]]; then
     mkdir -p $build/utkface
-    ls ../shared/data/utkface | sort | head -500 | while read -r image; do cp ../shared/data/utkface/"$image" $build/utkface/; done
+    images=(../shared/data/utkface/*)  # sorted by name
+    cp "${images[@]:0:500}" $build/utkface/
   fi
   du -shc $build/bin $build/lib $build/utkface
   exit 0
