@@ -1,12 +1,14 @@
 // Loader throughput: images/s of decode + augment (flip) + batch assembly, for 112 and 224 outputs,
 // JPEG vs raw shards, by number of worker threads; and the single-thread cost per image without the
-// loader's machinery. Packs 1,000 UTKFace images (colour, like MS1M) from ../shared/data first.
+// loader's machinery. Packs 1,000 UTKFace images (colour, like MS1M) from ../shared/data first, or
+// from the folder $CUFACE_LOADER_IMAGES (UTKFace-named files; the GPU machine has no ../shared).
 //
 //   bench/bench_loader [--benchmark_filter=...]
 // Reported as items_per_second (images/s). Results: bench/results/data.md.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <map>
@@ -22,7 +24,8 @@ using namespace cuface;
 
 namespace {
 
-const std::string kSource = std::string(CUFACE_SHARED_DATA) + "/utkface";
+const std::string kSource = std::getenv("CUFACE_LOADER_IMAGES") ? std::getenv("CUFACE_LOADER_IMAGES")
+                                                                 : std::string(CUFACE_SHARED_DATA) + "/utkface";
 constexpr int kImages = 1000;
 
 // PREFIX of a pack of kImages UTKFace images at `size` with `encoding`, made once per run.
@@ -60,7 +63,7 @@ std::string pack_for(int size, Encoding encoding) {
 // Args: output size, encoding (0 raw, 1 jpeg), worker threads.
 void BM_Loader(benchmark::State& state) {
   if (!fs::exists(kSource)) {
-    state.SkipWithError("../shared/data/utkface not found");
+    state.SkipWithError((kSource + " not found").c_str());
     return;
   }
   const int size = int(state.range(0));
@@ -90,7 +93,7 @@ void BM_Loader(benchmark::State& state) {
 // One thread, no loader: record lookup + CRC + decode + render (flip) into a buffer.
 void BM_SampleSingleThread(benchmark::State& state) {
   if (!fs::exists(kSource)) {
-    state.SkipWithError("../shared/data/utkface not found");
+    state.SkipWithError((kSource + " not found").c_str());
     return;
   }
   const int size = int(state.range(0));

@@ -7,7 +7,8 @@
 //              relative to the data section; together the tensors cover it exactly, without gaps
 //              or overlaps.
 //
-// cuface reads and writes the dtypes it has: F32, BF16, F16, U8, I32, with at most 4 dimensions.
+// cuface reads and writes the dtypes it has: F32, BF16, F16, U8, I32, with at most 4 dimensions; it
+// also reads I64 (PyTorch's BatchNorm num_batches_tracked) into I32, refusing values beyond 32 bits.
 // Every inconsistency in a file is reported as a cuface::Error naming the file and the problem.
 #pragma once
 #include <map>

@@ -6,11 +6,13 @@
 //                              cuDNN calls CUDNN_TENSOR_NHWC for filters
 //   y  [N, OH, OW, O]          OH = (H + 2 * pad_h - KH) / stride_h + 1 (floor), OW likewise
 //
-//   forward:          y[n, oh, ow, o] = sum_{kh, kw, c} x[n, oh*sh - ph + kh, ow*sw - pw + kw, c] * w[o, kh, kw, c]
-//                     (taps outside the image read zero)
-//   backward_data:    dx = the transposed convolution of dy with w   (dx is overwritten)
-//   backward_filter:  dw += sum over n, oh, ow of dy[n, oh, ow, o] * x[n, ih, iw, c]   (accumulates,
-//                     like every parameter gradient)
+//   forward:          y[n, oh, ow, o] = sum_{kh, kw, c} x[n, ih, iw, c] * w[o, kh, kw, c]
+//                     with ih = oh*sh - ph + kh, iw = ow*sw - pw + kw (taps outside the image read zero)
+//   backward_data:    dx[n, ih, iw, c] = sum over the (oh, ow, kh, kw) that pair ih, iw as above of
+//                     sum_o dy[n, oh, ow, o] * w[o, kh, kw, c]: the transposed convolution of dy with w
+//                     (dx is overwritten)
+//   backward_filter:  dw[o, kh, kw, c] += sum_{n, oh, ow} dy[n, oh, ow, o] * x[n, ih, iw, c], ih, iw as
+//                     above (accumulates, like every parameter gradient)
 // The bias is not part of this family: layers add it and reduce its gradient with kernels/bias.h.
 //
 // CPU (kernels/cpu/conv.cpp): im2col + SGEMM, f32. CUDA (kernels/cuda/conv.cu): cuDNN, f32 or bf16

@@ -2,14 +2,12 @@
 
 namespace cuface {
 
-GemmDims check_gemm(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b, const Tensor& c, bool batched) {
-  const std::string what = batched ? "gemm_batched" : "gemm";
+GemmDims check_gemm(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b, const Tensor& c) {
+  const std::string what = "gemm";
   CUFACE_CHECK(a.defined() && b.defined() && c.defined(), what + ": an operand is an undefined tensor");
   const std::string operands = " (A " + a.str() + (trans_a ? " transposed" : "") + ", B " + b.str() +
                                (trans_b ? " transposed" : "") + ", C " + c.str() + ")";
-  const int rank = batched ? 3 : 2;
-  CUFACE_CHECK(a.rank() == rank && b.rank() == rank && c.rank() == rank,
-               what + ": expects rank-" + std::to_string(rank) + " operands" + operands);
+  CUFACE_CHECK(a.rank() == 2 && b.rank() == 2 && c.rank() == 2, what + ": expects rank-2 operands" + operands);
   CUFACE_CHECK(a.device() == c.device() && b.device() == c.device(), what + ": operands on different devices" + operands);
   auto float_like = [](const Tensor& t) { return t.dtype() == DType::F32 || t.dtype() == DType::BF16; };
   if (c.is_cuda()) {
@@ -19,18 +17,15 @@ GemmDims check_gemm(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b
                  what + ": CPU operands must be f32" + operands);
   }
 
-  const int row = batched ? 1 : 0, col = row + 1;  // axes of each matrix
   GemmDims d{};
-  d.batch = batched ? c.size(0) : 1;
-  d.m = trans_a ? a.size(col) : a.size(row);
-  d.k = trans_a ? a.size(row) : a.size(col);
-  const int64_t k_of_b = trans_b ? b.size(col) : b.size(row);
-  d.n = trans_b ? b.size(row) : b.size(col);
+  d.m = trans_a ? a.size(1) : a.size(0);
+  d.k = trans_a ? a.size(0) : a.size(1);
+  const int64_t k_of_b = trans_b ? b.size(1) : b.size(0);
+  d.n = trans_b ? b.size(0) : b.size(1);
   CUFACE_CHECK(d.k == k_of_b, what + ": inner dimensions differ, op(A) has " + std::to_string(d.k) +
                                   " columns and op(B) " + std::to_string(k_of_b) + " rows" + operands);
-  CUFACE_CHECK(c.size(row) == d.m && c.size(col) == d.n,
+  CUFACE_CHECK(c.size(0) == d.m && c.size(1) == d.n,
                what + ": C must be [" + std::to_string(d.m) + ", " + std::to_string(d.n) + "]" + operands);
-  CUFACE_CHECK(!batched || (a.size(0) == d.batch && b.size(0) == d.batch), what + ": batch sizes differ" + operands);
   return d;
 }
 

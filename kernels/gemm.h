@@ -1,6 +1,5 @@
 // GEMM: C = alpha * op(A) * op(B) + beta * C, row-major, op(X) = X or X^T.
 //   A: [m, k] (or [k, m] with trans_a), B: [k, n] (or [n, k] with trans_b), C: [m, n].
-// gemm_batched does the same for a leading batch dimension (strided batched: A [b, ., .], ...).
 // CPU: a cache-blocked, multi-threaded SGEMM written here (kernels/cpu/gemm.cpp).
 // CUDA: cuBLAS; the context's precision picks fp32, TF32 tensor cores, or bf16 inputs (A and B given
 // as bf16 tensors, or converted) with fp32 accumulation.
@@ -9,8 +8,8 @@
 
 namespace cuface {
 
-// Raw row-major SGEMM on host memory, with leading dimensions: the building block CPU kernels
-// (convolution, linear, margin head) call directly. lda, ldb, ldc are the stored row lengths
+// Raw row-major SGEMM on host memory, with leading dimensions: what cpu::gemm runs, and what the CPU
+// convolution calls directly on its column slabs. lda, ldb, ldc are the stored row lengths
 // (>= the columns of A, B, C as stored). beta == 0 overwrites C without reading it. Uses the OpenMP
 // threads (omp_get_max_threads) when the product is large enough; called inside a parallel region
 // (e.g. one GEMM per image), it runs on the calling thread alone.
@@ -35,35 +34,24 @@ void sgemm_gathered(bool trans_b, int64_t m, int64_t n, float alpha, const Gathe
 namespace cpu {
 void gemm(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
           Tensor& c);
-void gemm_batched(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
-                  float beta, Tensor& c);
 }  // namespace cpu
 
 namespace cuda {
 void gemm(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
           Tensor& c);
-void gemm_batched(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
-                  float beta, Tensor& c);
 }  // namespace cuda
 
-// Shape checks shared by both backends; returns {m, n, k} (batched: for one batch element).
+// Shape checks shared by both backends; returns {m, n, k}.
 struct GemmDims {
-  int64_t batch, m, n, k;
+  int64_t m, n, k;
 };
-GemmDims check_gemm(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b, const Tensor& c, bool batched);
+GemmDims check_gemm(bool trans_a, bool trans_b, const Tensor& a, const Tensor& b, const Tensor& c);
 
 inline void gemm(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
                  Tensor& c) {
-  check_gemm(trans_a, trans_b, a, b, c, false);
+  check_gemm(trans_a, trans_b, a, b, c);
   CUFACE_DISPATCH(c, cpu::gemm(ctx, trans_a, trans_b, alpha, a, b, beta, c),
                   cuda::gemm(ctx, trans_a, trans_b, alpha, a, b, beta, c));
-}
-
-inline void gemm_batched(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
-                         float beta, Tensor& c) {
-  check_gemm(trans_a, trans_b, a, b, c, true);
-  CUFACE_DISPATCH(c, cpu::gemm_batched(ctx, trans_a, trans_b, alpha, a, b, beta, c),
-                  cuda::gemm_batched(ctx, trans_a, trans_b, alpha, a, b, beta, c));
 }
 
 }  // namespace cuface

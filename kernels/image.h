@@ -1,7 +1,8 @@
 // Image input kernels.
 //   normalise_u8:  y = (float(x) - mean) * scale,  x u8, y f32 or bf16 of the same shape (NHWC).
 // The default (x - 127.5) / 128 maps 0..255 onto [-0.996, 0.996] exactly in float; the original
-// project used (x - 127.5) / 127.5 (scale 1 / 127.5), which training can select.
+// project used (x - 127.5) / 127.5 (scale 1 / 127.5), which NormaliseOptions (face/loader/upload.h)
+// can select; the trainer and the embedder both use the default.
 #pragma once
 #include "kernels/dispatch.h"
 

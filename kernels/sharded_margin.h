@@ -39,8 +39,10 @@ void sharded_margin_gradient(Context& ctx, Tensor& z, const Tensor& labels, int6
 void check_sharded_margin(const Tensor& z, const Tensor& labels, const Tensor& maxima, const Tensor& target,
                           const char* what);
 
-// `classes`: C of all ranks. A label outside [-1, C) is an error on the CPU and makes the loss NaN on
-// the GPU (as kernels/margin.h's kernels treat it).
+// `classes`: the size of the label space, C of all ranks (under Partial FC the layer passes labels
+// renumbered to its sampled columns, K, with K + 1 classes: K stands for another rank's class). A
+// label outside [-1, classes) is an error on the CPU and makes the loss NaN on the GPU (as
+// kernels/margin.h's kernels treat it).
 inline void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int64_t first_class,
                                   int64_t classes, const MarginParams& params, Tensor& maxima, Tensor& target) {
   check_sharded_margin(cos, labels, maxima, target, "sharded_margin_logits");

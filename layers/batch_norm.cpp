@@ -74,7 +74,7 @@ namespace {
 Tensor row_of(const Tensor& pair, int64_t k) { return pair.slice(k, k + 1).reshape({pair.size(1)}); }
 }  // namespace
 
-Tensor BatchNorm::forward_sync(Context& ctx, const Tensor& x, Tensor& y) {
+void BatchNorm::forward_sync(Context& ctx, const Tensor& x, Tensor& y) {
   const int64_t count = x.numel() / channels_ * sync_->world_size();  // the same rows on every rank
   Tensor moments = Tensor::empty({2, channels_}, DType::F32, x.device());
   batch_norm_moments(ctx, x, running_mean_.value, moments);
@@ -83,7 +83,6 @@ Tensor BatchNorm::forward_sync(Context& ctx, const Tensor& x, Tensor& y) {
   batch_norm_stats_from_moments(ctx, moments, count, options_.momentum, running_mean_.value, running_var_.value,
                                 num_batches_tracked_.value, mean, var);
   batch_norm_forward_eval(ctx, x, weight_.value, bias_.value, mean, var, options_.eps, options_.relu, y, mean_, invstd_);
-  return y;
 }
 
 Tensor BatchNorm::backward_sync(Context& ctx, const Tensor& dy) {

@@ -18,17 +18,19 @@
 //
 // Synchronised (set_sync, `cuface train --sync-bn`): in training the batch statistics are those of
 // the whole batch over every rank of the communicator (each rank holding its own rows, the same count
-// on every rank), and backward differentiates through them: three all-reduces per layer and step
-// (the moments of forward, the two gradient sums of backward, in one [2, C] message each way; see
-// kernels/batchnorm.h). Two ranks x B/2 rows then compute what one rank computes on B rows. The
-// running statistics are updated from the global ones and so stay identical on every rank.
+// on every rank), and backward differentiates through them: two all-reduces per layer and step, each
+// one [2, C] message (forward's two moments, backward's two gradient sums; see kernels/batchnorm.h).
+// Two ranks x B/2 rows then compute what one rank computes on B rows. The running statistics are
+// updated from the global ones and so stay identical on every rank.
 //
 // Parameters, named as torchvision's state_dict names them:
 //   weight [C] (gamma, ones), bias [C] (beta, zeros): trainable, no weight decay;
 //   running_mean [C] (zeros), running_var [C] (ones): buffers;
 //   num_batches_tracked: buffer, an i32 scalar (shape [], one element) counting training forwards.
-//   torchvision stores it as an int64 scalar; checkpoint code converts (the count fits 31 bits for
-//   any real run). Without affine only the three buffers exist, as in PyTorch.
+//   torchvision stores it as an int64 scalar: the safetensors reader (engine/safetensors.h) reads
+//   I64 into i32 (the count fits 31 bits for any real run), and cuface writes i32, which PyTorch's
+//   load_state_dict copies into its int64 buffer. Without affine only the three buffers exist, as in
+//   PyTorch.
 #pragma once
 #include "engine/communicator.h"
 #include "layers/layer.h"
@@ -68,7 +70,7 @@ class BatchNorm : public Layer {
   BatchNormOptions options_;
   Parameter weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
   Communicator* sync_ = nullptr;
-  Tensor forward_sync(Context& ctx, const Tensor& x, Tensor& y);
+  void forward_sync(Context& ctx, const Tensor& x, Tensor& y);
   Tensor backward_sync(Context& ctx, const Tensor& dy);
   // Saved by forward for backward.
   Tensor x_, y_, mean_, invstd_;

@@ -32,7 +32,6 @@ class Conv2d : public Layer {
 
   Parameter& weight() { return weight_; }
   Parameter* bias() { return has_bias_ ? &bias_ : nullptr; }
-  const Conv2dGeometry& geometry() const { return geometry_; }
 
   // The weight in PyTorch's order [out, in, k, k] (on the weight's device), and back.
   Tensor weight_oihw() const;

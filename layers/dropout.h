@@ -25,8 +25,6 @@ class Dropout : public Layer {
   Tensor forward(Context& ctx, const Tensor& x) override;
   Tensor backward(Context& ctx, const Tensor& dy) override;
 
-  float p() const { return p_; }
-  uint64_t seed() const { return seed_; }
   uint64_t step() const { return step_; }  // the step the next training forward will use
   void set_step(uint64_t step) { step_ = step; }
 

@@ -1,7 +1,5 @@
 #include "layers/loss_head.h"
 
-#include "kernels/loss_stats.h"
-
 namespace cuface {
 
 Tensor LossHead::backward(Context&, const Tensor&) {

@@ -6,11 +6,11 @@
 //   ...
 //   Tensor d = join.backward(ctx, dy);        // dL/d(main_out) = dL/d(shortcut_out) = d
 //   Tensor dx = main.backward(ctx, d);        // both branches get the same gradient, and where
-//   axpy(ctx, 1, shortcut.backward(ctx, d), dx);  // they meet at the block input their dx add up
+//   add(ctx, dx, shortcut.backward(ctx, d), dx);  // they meet at the block input their dx add up
 //
 // With relu the sum and the ReLU run as one kernel (kernels/activation.h add_relu), and backward masks
-// dy with y > 0 from the saved output. f32, or bf16 on CUDA with relu; without relu the sum is
-// elementwise add (f32) and backward returns dy itself.
+// dy with y > 0 from the saved output; without relu the sum is kernels/elementwise.h add and backward
+// returns dy itself. f32, or bf16 on CUDA.
 #pragma once
 #include "engine/context.h"
 #include "engine/tensor.h"

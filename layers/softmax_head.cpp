@@ -1,7 +1,6 @@
 #include "layers/softmax_head.h"
 
 #include <cmath>
-#include <sstream>
 
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -91,27 +90,6 @@ int age_to_bin(int age, const std::vector<int>& lower_edges) {
   int bin = 0;
   while (bin < int(lower_edges.size()) && age >= lower_edges[size_t(bin)]) ++bin;
   return bin;
-}
-
-std::vector<int> parse_age_edges(const std::string& text) {
-  std::vector<int> edges;
-  std::stringstream stream(text);
-  std::string item;
-  while (std::getline(stream, item, ',')) {
-    size_t used = 0;
-    int value = 0;
-    try {
-      value = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    CUFACE_CHECK(used == item.size() && !item.empty() && value > 0 && (edges.empty() || value > edges.back()),
-                 "--age-bins: expected increasing positive ages separated by commas (e.g. 13,20,30,40,50,60), got '" +
-                     text + "'");
-    edges.push_back(value);
-  }
-  CUFACE_CHECK(!edges.empty(), "--age-bins: no edges given");
-  return edges;
 }
 
 }  // namespace cuface

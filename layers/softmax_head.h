@@ -6,10 +6,9 @@
 // (torch.nn.Linear's layout and initialisation, U(-1/sqrt(D), 1/sqrt(D))). The original's hidden
 // layers (FC + BN + ReLU + dropout) in front are built from the ordinary layers by the model builder.
 //
-// Label smoothing a: target 1 - a on the true class and a / (C - 1) on each other one. The kernel's
-// default is none; the original trains its gender and age heads with a = 0.1.
+// Label smoothing a: target 1 - a on the true class and a / (C - 1) on each other one. The default
+// here is none (a = 0); the original trains its gender and age heads with a = 0.1 (FaceModelOptions).
 #pragma once
-#include <string>
 #include <vector>
 
 #include "layers/loss_head.h"
@@ -51,7 +50,5 @@ class SoftmaxHead : public LossHead {
 //   [0, 13) [13, 20) [20, 30) [30, 40) [40, 50) [50, 60) [60, inf)
 const std::vector<int>& default_age_edges();
 int age_to_bin(int age, const std::vector<int>& lower_edges = default_age_edges());
-// "13,20,30,40,50,60" -> edges (for an --age-bins option); throws naming the option on bad input.
-std::vector<int> parse_age_edges(const std::string& text);
 
 }  // namespace cuface

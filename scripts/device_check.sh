@@ -4,11 +4,13 @@
 #   scripts/device_check.sh build   (here, on a machine with the CUDA toolkit but maybe no GPU)
 #       builds with CUDA for sm_90 into build-device/ and copies the shared libraries the programs
 #       need that the GPU machine lacks (Debian's libbenchmark, libgomp, Open MPI, ...) into
-#       build-device/lib. Carry build-device/bin and build-device/lib (about 50 MB; the carry limit
-#       is 64 MiB) to the GPU machine.
+#       build-device/lib, and 500 UTKFace images for the loader benchmark into build-device/utkface.
+#       Carry build-device/bin, build-device/lib and build-device/utkface (about 54 MB; the carry
+#       limit is 64 MiB) to the GPU machine.
 #   scripts/device_check.sh run     (on the GPU machine, from the repository root)
 #       runs the GPU tests (the CUDA cases and GPU-vs-CPU comparisons of every test program), the
-#       GPU benchmarks, the PyTorch side-by-side scripts when torch sees the GPU, then the CPU tests,
+#       GPU benchmarks, the PyTorch side-by-side scripts when torch sees the GPU, our kernels under
+#       compute-sanitizer memcheck, then the CPU tests,
 #       within CUFACE_DEVICE_BUDGET seconds (default 480; steps that do not fit are listed as skipped);
 #       CUFACE_DEVICE_STEPS='regex' runs only the steps whose names match (for a rerun).
 #       Writes gpu.txt, summary.txt and device_check.log (every step's output) into $OUT (or
@@ -31,7 +33,13 @@ if [[ $mode == build ]]; then
     ldd "$program" | awk '/=> \// {print $3}'
   done | sort -u | grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux|libcuda|libcudart|libcublas|libcublasLt|libcudnn[a-z_]*|libnccl|libnvrtc[a-z-]*)\.so' |
     while read -r library; do cp -L "$library" $build/lib/; done
-  du -shc $build/bin $build/lib
+  # 500 UTKFace images (3.7 MB) for the loader benchmark on the GPU machine's 16 cores; it has no ../shared.
+  rm -rf $build/utkface
+  if [[ -d ../shared/data/utkface ]]; then
+    mkdir -p $build/utkface
+    ls ../shared/data/utkface | sort | head -500 | while read -r image; do cp ../shared/data/utkface/"$image" $build/utkface/; done
+  fi
+  du -shc $build/bin $build/lib $build/utkface
   exit 0
 fi
 
@@ -80,28 +88,52 @@ step() {  # step NAME SECONDS COMMAND...: runs with a time limit, logs, records 
 }
 
 # GPU cases first (BackendTest's .../cuda instances, the *Cuda*/*Gpu* comparisons with the CPU twin,
-# the allocator, selfcheck), then the GPU benchmarks and PyTorch's side, then the CPU cases, which
+# the allocator, selfcheck), then the benchmarks beside PyTorch's, memcheck, then the CPU cases, which
 # only show that the carried build runs there (they already pass here).
 gpu_tests='*cuda*:*Cuda*:*CUDA*:*Gpu*:*GPU*:*Nccl*:Allocator.*:Selfcheck.*'
 step cuface-info 30 "${ours[@]}" $build/bin/cuface info
 for test in test_kernels test_layers test_engine test_face; do
   [[ -x $build/bin/$test ]] && step "$test (gpu)" 120 "${ours[@]}" $build/bin/$test --gtest_brief=1 --gtest_filter="$gpu_tests"
 done
-for bench in $build/bin/bench_*; do
-  [[ -x $bench ]] || continue
-  step "$(basename "$bench") (gpu)" 90 "${ours[@]}" "$bench" --benchmark_filter='cuda|cublas' \
+# The GPU benchmarks, each followed by its PyTorch twin (same shapes, same GPU, minutes apart: the
+# ratios are the result), in the order of the issues' targets: the fused margin head at C = 100k,
+# the whole ResNet-50 step, the loader on this machine's cores, then every layer shape.
+torch_cuda=0
+if [[ "pytorch_margin pytorch_resnet pytorch_layers pytorch_norm" =~ $only ]]; then
+  "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null && torch_cuda=1
+  ((torch_cuda)) || rows+=("pytorch_* skipped: no torch with CUDA ($python)")
+fi
+gpu_bench() {  # gpu_bench NAME SECONDS: our benchmark's CUDA cases
+  [[ -x $build/bin/$1 ]] && step "$1 (gpu)" "$2" "${ours[@]}" $build/bin/$1 --benchmark_filter='cuda|cublas' \
     --benchmark_min_time=0.1 --benchmark_format=console
-done
-if [[ "pytorch_layers pytorch_norm pytorch_margin pytorch_resnet" =~ $only ]]; then
-  if "$python" -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then
-    step pytorch_layers 90 "$python" bench/pytorch_layers.py --device cuda
-    step pytorch_norm 60 "$python" bench/pytorch_norm.py --device cuda
-    step pytorch_margin 90 "$python" bench/pytorch_margin.py --device cuda --classes 10000 100000 200000 \
-      --dtype fp32 bf16 --seconds 0.5
-    step pytorch_resnet 90 "$python" bench/pytorch_resnet.py --device cuda
-  else
-    rows+=("pytorch_* skipped: no torch with CUDA ($python)")
-  fi
+}
+pytorch_bench() {  # pytorch_bench NAME SECONDS ARGS...: bench/NAME.py on the GPU
+  local name=$1 limit=$2
+  shift 2
+  ((torch_cuda)) && step "$name" "$limit" "$python" bench/$name.py --device cuda "$@"
+}
+gpu_bench bench_margin 75
+pytorch_bench pytorch_margin 75 --classes 10000 100000 200000 --dtype fp32 bf16 --seconds 0.5
+gpu_bench bench_resnet 90
+pytorch_bench pytorch_resnet 90
+if [[ -x $build/bin/bench_loader && -d $build/utkface ]]; then  # scaling over worker threads, JPEG shards
+  step "bench_loader (cpu workers)" 60 "${ours[@]}" env CUFACE_LOADER_IMAGES="$PWD/$build/utkface" \
+    $build/bin/bench_loader --benchmark_filter='BM_Loader/size:(112|224)/jpeg:1/' --benchmark_format=console
+fi
+gpu_bench bench_layers 90
+pytorch_bench pytorch_layers 90
+gpu_bench bench_norm 60
+pytorch_bench pytorch_norm 60
+gpu_bench bench_gemm 45
+gpu_bench bench_dist 45
+# Our own kernels under compute-sanitizer's memcheck (out-of-bounds or misaligned accesses that a
+# comparison with the CPU can miss, e.g. reads past a row that do not change the result). cuDNN and
+# cuBLAS cases are left out: slow under the tool, and not our code.
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer /usr/local/cuda/compute-sanitizer/compute-sanitizer \
+  /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)
+if [[ -n $sanitizer && -x $build/bin/test_kernels ]]; then
+  step "memcheck test_kernels (gpu)" 90 "${ours[@]}" "$sanitizer" --tool memcheck --error-exitcode 99 \
+    --print-limit 20 $build/bin/test_kernels --gtest_brief=1 --gtest_filter="$gpu_tests:-*Conv*:*Gemm*"
 fi
 for test in $build/bin/test_*; do
   [[ -x $test ]] || continue

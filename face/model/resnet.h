@@ -7,8 +7,8 @@
 //   image [N, H, W, 3] -> conv1 7x7/2 -> bn1+relu -> maxpool 3x3/2 -> layer1..layer4 -> mean over H, W
 //   -> features [N, 4 * 8 * width] (bottleneck) or [N, 8 * width] (basic)
 //
-// The spatial size may be any multiple of 32 (224 as torchvision, 112 for aligned faces: the feature
-// map is then 4x4 with the last row/column computed from padding, as in PyTorch).
+// The spatial size need not be a multiple of 32: 224 (torchvision) ends in a 7x7 feature map, 112
+// (aligned faces) in a 4x4 one whose last row/column is computed partly from padding, as in PyTorch.
 #pragma once
 #include <array>
 #include <memory>

@@ -51,6 +51,11 @@ void TrainConfig::validate() const {
   CUFACE_CHECK(!train_sets.empty(), "--train-sets: at least one pack prefix is needed");
   CUFACE_CHECK(!out.empty(), "--out: a run folder is needed");
   CUFACE_CHECK(input_size >= 32 && input_size % 16 == 0, "--input-size must be a multiple of 16 (112 or 224)");
+  // age_to_bin counts the edges an age has reached: they must rise, or some bins get no age at all.
+  for (size_t i = 0; i < age_edges.size(); ++i)
+    CUFACE_CHECK(age_edges[i] > (i ? age_edges[i - 1] : 0),
+                 "--age-edges must be increasing positive ages (e.g. 13,20,30,40,50,60), got " +
+                     nlohmann::json(age_edges).dump());
   CUFACE_CHECK(batch >= 2, "--batch must be at least 2 (batch statistics)");
   CUFACE_CHECK((ids_per_batch > 0) == (imgs_per_id > 0), "--ids-per-batch and --imgs-per-id go together");
   CUFACE_CHECK(ids_per_batch >= 0 && imgs_per_id >= 0, "--ids-per-batch and --imgs-per-id must be positive");

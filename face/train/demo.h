@@ -35,8 +35,8 @@ struct DemoOptions {
 struct DemoResult {
   std::string dataset;                  // "LFW (aligned)" or "synthetic"
   int64_t train_people = 0, train_images = 0, held_out_people = 0, held_out_images = 0;
-  double first_loss = 0;                // mean loss of the first logged interval
-  double final_loss = 0;                // mean loss of the last one
+  double first_loss = 0;                // mean loss of the first 10 steps (loss_debug.csv)
+  double final_loss = 0;                // mean loss of the last 10
   double accuracy_before = 0;           // held-out verification (best balanced accuracy) of the untrained net
   double accuracy = 0;                  // ... after training
   double kfold_mean = 0, kfold_std = 0; // 10-fold accuracy after training

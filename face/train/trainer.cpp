@@ -4,10 +4,12 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "engine/atomic_file.h"
 #include "engine/communicator.h"
 #include "engine/grad_buckets.h"
 #include "engine/lr_schedule.h"
@@ -48,17 +50,6 @@ struct RunFolder {
   fs::path losses() const { return dir / "loss_debug.csv"; }
   fs::path validations() const { return dir / "valid.csv"; }
 };
-
-// Writes `text` to `path` through a temporary file and a rename: readers never see half a file.
-void write_text_atomically(const fs::path& path, const std::string& text) {
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    CUFACE_CHECK(out.good(), "cannot write '" + temporary.string() + "'");
-  }
-  fs::rename(temporary, path);
-}
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -136,7 +127,6 @@ std::unique_ptr<LrSchedule> make_schedule(const TrainConfig& config, double lr, 
   return std::make_unique<PlateauSchedule>(lr, size_t(config.patience), config.lr_shrink, config.min_lr);
 }
 
-// The first parameter or backbone stage whose values are not finite: where a NaN loss came from.
 bool all_finite(const Tensor& t) {
   if (t.dtype() != DType::F32 && t.dtype() != DType::BF16) return true;  // integer buffers cannot hold NaN
   Tensor host = t.to(Device::CPU);
@@ -147,6 +137,7 @@ bool all_finite(const Tensor& t) {
   return true;
 }
 
+// The first parameter or backbone stage whose values are not finite: where a NaN loss came from.
 std::string locate_nonfinite(Context& ctx, FaceModel& model, const Tensor& images) {
   for (NamedParameter& np : model.named_parameters())
     if (!all_finite(np.parameter->value)) return "parameter " + np.name;
@@ -182,7 +173,9 @@ class Run {
  private:
   // Several processes (mpirun): rank 0 writes the run folder and logs; see docs/design.md.
   bool leader() const { return comm_.rank() == 0; }
-  bool distributed() const { return comm_.world_size() > 1; }
+  // The data-parallel path: every communicator but the single process one, so `mpirun -np 1` (or NCCL
+  // over one GPU) runs the same collectives, buckets and checkpoint layout as K ranks do.
+  bool distributed() const { return std::strcmp(comm_.backend(), "single") != 0; }
   bool sharded(const NamedParameter& np) const { return config_.shard_classes && np.name == "fr.weight"; }
   void start_data_parallel(const std::vector<NamedParameter>& trained);
   void check_resume_world_size();
@@ -278,7 +271,7 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
 
   if (resume) check_resume_world_size();
   CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
-               "--sync-bn and --shard-classes need several processes: start with mpirun -np K cuface train ...");
+               "--sync-bn and --shard-classes need an MPI launch: start with mpirun -np K cuface train ...");
   // A head without labels would train on nothing and print loss 0 at every step.
   for (const Task task : {Task::Gender, Task::Age})
     CUFACE_CHECK(!has_task(tasks_, task) ||
@@ -312,12 +305,12 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   if (resume) {
     resume_from_latest();
     // --steps may have changed
-    if (leader()) write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
+    if (leader()) write_file_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
   } else if (leader()) {
     CUFACE_CHECK(!fs::exists(folder_.latest()), "run folder '" + folder_.dir.string() +
                                                     "' already holds a run: use --resume, or another --out");
     fs::create_directories(folder_.dir);
-    write_text_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
+    write_file_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
   }
   if (distributed()) start_data_parallel(trained);
   if (!leader()) return;
@@ -393,8 +386,8 @@ void Run::save_checkpoint(const LoaderPosition& next) {
     state["world_size"] = comm_.world_size();
     state["loader_positions"] = positions;  // [[epoch, step] of rank 0, rank 1, ...]
   }
-  write_text_atomically(folder_.state_json(step_), state.dump(2) + "\n");
-  write_text_atomically(folder_.latest(), std::to_string(step_) + "\n");  // last: the checkpoint is complete
+  write_file_atomically(folder_.state_json(step_), state.dump(2) + "\n");
+  write_file_atomically(folder_.latest(), std::to_string(step_) + "\n");  // last: the checkpoint is complete
 
   // Keep the newest few checkpoints.
   std::vector<int64_t> steps;
@@ -533,9 +526,9 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
   int64_t floats = 0;
   for (int b = 0; b < buckets_->bucket_count(); ++b) floats += buckets_->bucket(b).numel();
   if (leader())
-    std::printf("data parallel: %d ranks (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB %s in %d "
+    std::printf("data parallel: %d rank%s (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB %s in %d "
                 "buckets\n",
-                comm_.world_size(), comm_.backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
+                comm_.world_size(), comm_.world_size() == 1 ? "" : "s", comm_.backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
                 config_.shard_classes ? ", FR classes sharded" : "", double(floats) * double(dtype_size(wire)) / 1e6,
                 config_.gradient_wire.c_str(), buckets_->bucket_count());
 }
@@ -732,14 +725,18 @@ TrainSummary Run::loop() {
 }  // namespace
 
 TrainSummary train(const TrainConfig& config, bool resume) {
-  config.validate();
   std::unique_ptr<Communicator> comm = make_communicator(run_device(config));
+  return train(config, resume, *comm);
+}
+
+TrainSummary train(const TrainConfig& config, bool resume, Communicator& comm) {
+  config.validate();
   try {
-    Run run(config, resume, *comm);
+    Run run(config, resume, comm);
     return run.loop();
   } catch (const std::exception& e) {
     // One rank's error ends the job, with its message: the others may be waiting in a collective.
-    if (comm->world_size() > 1) comm->abort_job("rank " + std::to_string(comm->rank()) + ": " + e.what());
+    if (comm.world_size() > 1) comm.abort_job("rank " + std::to_string(comm.rank()) + ": " + e.what());
     throw;
   }
 }

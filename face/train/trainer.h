@@ -24,6 +24,8 @@
 
 namespace cuface {
 
+class Communicator;
+
 struct TrainSummary {
   int64_t steps = 0;           // steps done in total (including before a resume)
   double final_loss = 0;       // mean loss of the last logged steps
@@ -35,6 +37,10 @@ struct TrainSummary {
 // Set by SIGINT: the trainer saves a checkpoint at the end of the current step and returns.
 std::atomic<bool>& stop_requested();
 
+// Trains with the communicator for this process (make_communicator: MPI/NCCL under mpirun, else one
+// process).
 TrainSummary train(const TrainConfig& config, bool resume);
+// The same on a given communicator, made before (a GPU rank's Context uses its local_rank()).
+TrainSummary train(const TrainConfig& config, bool resume, Communicator& comm);
 
 }  // namespace cuface

@@ -391,21 +391,9 @@ static int64_t row_length(const Tensor& t) { return std::max<int64_t>(t.size(-1)
 
 void gemm(Context&, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
           Tensor& c) {
-  const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, false);
+  const GemmDims d = check_gemm(trans_a, trans_b, a, b, c);
   sgemm(trans_a, trans_b, d.m, d.n, d.k, alpha, a.data<float>(), row_length(a), b.data<float>(), row_length(b), beta,
         c.data<float>(), row_length(c));
-}
-
-void gemm_batched(Context&, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
-                  Tensor& c) {
-  const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, true);
-  const float* pa = a.data<float>();
-  const float* pb = b.data<float>();
-  float* pc = c.data<float>();
-  // One multi-threaded GEMM after another: each is already split across the threads.
-  for (int64_t i = 0; i < d.batch; ++i)
-    sgemm(trans_a, trans_b, d.m, d.n, d.k, alpha, pa + i * d.m * d.k, row_length(a), pb + i * d.k * d.n,
-          row_length(b), beta, pc + i * d.m * d.n, row_length(c));
 }
 
 }  // namespace cpu

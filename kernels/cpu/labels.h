@@ -1,4 +1,4 @@
-// Label checks shared by the CPU loss kernels (margin, softmax cross-entropy).
+// Label checks shared by the CPU loss kernels (margin, its unfused and sharded forms, softmax cross-entropy).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu/labels.h"
 #include "kernels/margin_unfused.h"
 
 namespace cuface::cpu {
@@ -16,11 +17,7 @@ void margin_softmax_ce_unfused(Context&, Tensor& cos, const Tensor& labels, cons
   Tensor logits_t = Tensor::empty({rows, classes}), probs_t = Tensor::empty({rows, classes});
   float *onehot = onehot_t.data<float>(), *phi = phi_t.data<float>(), *z = logits_t.data<float>(), *p = probs_t.data<float>();
   std::vector<float> row_max(static_cast<size_t>(rows)), row_sum(static_cast<size_t>(rows));
-  int64_t labelled = 0;
-  for (int64_t i = 0; i < rows; ++i) {
-    CUFACE_CHECK(y[i] >= -1 && y[i] < classes, "margin_softmax_ce_unfused: label out of range");
-    labelled += y[i] >= 0;
-  }
+  const int64_t labelled = count_labelled_rows(y, rows, classes, "margin_softmax_ce_unfused");
   const float s = params.s, scale = labelled ? s / float(labelled) : 0.0f;
 
 #pragma omp parallel for schedule(static)

@@ -3,20 +3,16 @@
 
 #include "engine/cuda_context.h"
 #include "kernels/bias.h"
+#include "kernels/cuda/channels.cuh"
 
 namespace cuface::cuda {
 
 namespace {
 constexpr int kBlock = 256;
 
-__device__ inline float load(const float* p, int64_t i) { return p[i]; }
-__device__ inline float load(const bf16* p, int64_t i) { return to_float(p[i]); }
-__device__ inline void store(float* p, int64_t i, float v) { p[i] = v; }
-__device__ inline void store(bf16* p, int64_t i, float v) { p[i] = to_bf16(v); }
-
 template <class T>
 __global__ void add_bias_kernel(T* y, const float* bias, int64_t channels, int64_t n) {
-  CUFACE_KERNEL_LOOP(i, n) store(y, i, load(y, i) + bias[i % channels]);
+  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(as_float(y[i]) + bias[i % channels]);
 }
 
 // Pass 1: block (x, y) sums rows [y * rows_per_block, ...) of 32 channels starting at 32 * x; the 32
@@ -31,7 +27,7 @@ __global__ void bias_grad_partial_kernel(const T* dy, int64_t rows, int64_t chan
   const int64_t end = begin + rows_per_block < rows ? begin + rows_per_block : rows;
   float sum = 0.0f;
   if (c < channels)
-    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) sum += load(dy, r * channels + c);
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) sum += as_float(dy[r * channels + c]);
   sums[threadIdx.y][threadIdx.x] = sum;
   __syncthreads();
   if (threadIdx.y == 0 && c < channels) {

@@ -1,6 +1,7 @@
 // Building blocks for CUDA kernels over NHWC tensors seen as [rows, C] with the channels contiguous
-// (batch norm, PReLU): f32/bf16 element access, an element loop that knows each element's channel,
-// and the geometry and block step of a deterministic per-channel reduction over rows.
+// (batch norm, PReLU): f32/bf16 element access (also used by the other activation, dropout, bias and
+// pooling kernels), an element loop that knows each element's channel, and the geometry and block
+// step of a deterministic per-channel reduction over rows.
 #pragma once
 #include <algorithm>
 

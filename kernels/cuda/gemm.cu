@@ -59,10 +59,12 @@ GemmOperands prepare_operands(Context& ctx, const Tensor& a, const Tensor& b, co
   return {a16, b16, CUDA_R_16BF, CUBLAS_COMPUTE_32F};
 }
 
-void run(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
-         Tensor& c, bool batched) {
-  const GemmDims d = check_gemm(trans_a, trans_b, a, b, c, batched);
-  if (d.batch == 0 || d.m == 0 || d.n == 0) return;
+}  // namespace
+
+void gemm(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
+          Tensor& c) {
+  const GemmDims d = check_gemm(trans_a, trans_b, a, b, c);
+  if (d.m == 0 || d.n == 0) return;
   if (d.k == 0) {  // no product: C = beta C, done here (cuBLAS documents k = 0 as valid, not its result)
     if (beta == 0.0f) {
       CUDA_CHECK(cudaMemsetAsync(c.raw(), 0, c.bytes(), cuda_stream(ctx)));  // 0 bits: +0 in f32 and bf16
@@ -80,28 +82,9 @@ void run(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a,
   const int m = to_int(d.m, "m"), n = to_int(d.n, "n"), k = to_int(d.k, "k");
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublasHandle_t handle = ctx.cuda().cublas;
-  if (!batched) {
-    CUBLAS_CHECK(cublasGemmEx(handle, op_b, op_a, n, m, k, &alpha, op.b, op.input_type, ldb, op.a, op.input_type,
-                              lda, &beta, c.raw(), cuda_type(c.dtype()), ldc, op.compute, CUBLAS_GEMM_DEFAULT));
-    return;
-  }
-  CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, op_b, op_a, n, m, k, &alpha, op.b, op.input_type, ldb, d.k * d.n,
-                                          op.a, op.input_type, lda, d.m * d.k, &beta, c.raw(), cuda_type(c.dtype()),
-                                          ldc, d.m * d.n, to_int(d.batch, "batch"), op.compute,
-                                          CUBLAS_GEMM_DEFAULT));
-}
-
-}  // namespace
-
-void gemm(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
-          Tensor& c) {
-  run(ctx, trans_a, trans_b, alpha, a, b, beta, c, false);
-}
-
-void gemm_batched(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b,
-                  float beta, Tensor& c) {
-  run(ctx, trans_a, trans_b, alpha, a, b, beta, c, true);
+  CUBLAS_CHECK(cublasGemmEx(ctx.cuda().cublas, op_b, op_a, n, m, k, &alpha, op.b, op.input_type, ldb, op.a,
+                            op.input_type, lda, &beta, c.raw(), cuda_type(c.dtype()), ldc, op.compute,
+                            CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace cuface::cuda

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "engine/cuda_context.h"
+#include "kernels/cuda/labels.cuh"
 #include "kernels/margin.h"
 
 namespace cuface::cuda {
@@ -82,16 +83,6 @@ __device__ inline void block_merge(RowPartial p, float s, RowPartial* warp_parti
     *result = r;
   }
   __syncthreads();
-}
-
-// Rows with a label >= 0, counted by the whole block (every thread gets the total).
-__device__ inline int count_labelled(const int32_t* labels, int64_t rows) {
-  int count = 0;
-  for (int64_t base = 0; base < rows; base += blockDim.x) {
-    const int64_t i = base + threadIdx.x;
-    count += __syncthreads_count(i < rows && labels[i] >= 0);
-  }
-  return count;
 }
 
 // grid (slices, rows); block b of row i owns columns [b * slice, min((b + 1) * slice, C)).
@@ -202,7 +193,8 @@ void margin_softmax_ce(Context& ctx, Tensor& cos, const Tensor& labels, const Ma
   const size_t cache_bytes = size_t(slice) * sizeof(float);
   const bool cached = cache_bytes + attributes.sharedSizeBytes <= size_t(limits.max_shared_bytes);
   const size_t dynamic_bytes = cached ? cache_bytes : 0;
-  if (dynamic_bytes > 48 * 1024)
+  // The default limit is 48 KiB minus the kernel's static shared memory, not 48 KiB: compare with it.
+  if (dynamic_bytes > size_t(attributes.maxDynamicSharedSizeBytes))
     CUDA_CHECK(cudaFuncSetAttribute(margin_rows_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dynamic_bytes)));
 
   cudaLaunchConfig_t config{};

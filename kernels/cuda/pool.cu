@@ -4,17 +4,13 @@
 #include <cmath>
 
 #include "engine/cuda_context.h"
+#include "kernels/cuda/channels.cuh"
 #include "kernels/pool.h"
 
 namespace cuface::cuda {
 
 namespace {
 constexpr int kBlock = 256;
-
-__device__ inline float load(const float* p, int64_t i) { return p[i]; }
-__device__ inline float load(const bf16* p, int64_t i) { return to_float(p[i]); }
-__device__ inline void store(float* p, int64_t i, float v) { p[i] = v; }
-__device__ inline void store(bf16* p, int64_t i, float v) { p[i] = to_bf16(v); }
 
 struct PoolDims {
   int64_t n, h, w, c, oh, ow;
@@ -37,13 +33,13 @@ __global__ void max_pool_forward_kernel(const T* x, T* y, int32_t* argmax, PoolD
     int32_t winner = int32_t((h0 + kh_begin) * d.w + w0 + kw_begin);
     for (int64_t kh = kh_begin; kh < kh_end; ++kh)
       for (int64_t kw = kw_begin; kw < kw_end; ++kw) {
-        const float v = load(x, ((n * d.h + h0 + kh) * d.w + w0 + kw) * d.c + c);
+        const float v = as_float(x[((n * d.h + h0 + kh) * d.w + w0 + kw) * d.c + c]);
         if (v > best || isnan(v)) {
           best = v;
           winner = int32_t((h0 + kh) * d.w + w0 + kw);
         }
       }
-    store(y, i, best);
+    y[i] = from_float<T>(best);
     argmax[i] = winner;
   }
 }
@@ -62,9 +58,9 @@ __global__ void max_pool_backward_kernel(const T* dy, const int32_t* argmax, T* 
     for (int64_t oh = oh_first; oh <= oh_last; ++oh)
       for (int64_t ow = ow_first; ow <= ow_last; ++ow) {
         const int64_t j = ((n * d.oh + oh) * d.ow + ow) * d.c + c;
-        sum += argmax[j] == position ? load(dy, j) : 0.0f;
+        sum += argmax[j] == position ? as_float(dy[j]) : 0.0f;
       }
-    store(dx, i, sum);
+    dx[i] = from_float<T>(sum);
   }
 }
 
@@ -73,8 +69,8 @@ __global__ void global_avg_pool_forward_kernel(const T* x, T* y, int64_t pixels,
   CUFACE_KERNEL_LOOP(i, total) {  // i = n * channels + c
     const int64_t n = i / channels, c = i % channels;
     float sum = 0.0f;
-    for (int64_t p = 0; p < pixels; ++p) sum += load(x, (n * pixels + p) * channels + c);
-    store(y, i, sum / float(pixels));
+    for (int64_t p = 0; p < pixels; ++p) sum += as_float(x[(n * pixels + p) * channels + c]);
+    y[i] = from_float<T>(sum / float(pixels));
   }
 }
 
@@ -83,7 +79,7 @@ __global__ void global_avg_pool_backward_kernel(const T* dy, T* dx, int64_t pixe
                                                 int64_t total) {
   CUFACE_KERNEL_LOOP(i, total) {
     const int64_t c = i % channels, n = i / (channels * pixels);
-    store(dx, i, load(dy, n * channels + c) * scale);
+    dx[i] = from_float<T>(as_float(dy[n * channels + c]) * scale);
   }
 }
 

@@ -4,6 +4,7 @@
 #include <cfloat>
 
 #include "engine/cuda_context.h"
+#include "kernels/cuda/labels.cuh"
 #include "kernels/softmax_ce.h"
 
 namespace cuface::cuda {
@@ -11,16 +12,6 @@ namespace cuface::cuda {
 namespace {
 constexpr int kWarpsPerBlock = 8;
 constexpr int kBlock = 32 * kWarpsPerBlock;
-
-// Number of rows with a label >= 0, counted by the whole block (every thread gets the total).
-__device__ inline int count_labelled(const int32_t* labels, int64_t rows) {
-  int count = 0;
-  for (int64_t base = 0; base < rows; base += blockDim.x) {
-    const int64_t i = base + threadIdx.x;
-    count += __syncthreads_count(i < rows && labels[i] >= 0);
-  }
-  return count;
-}
 
 __global__ void softmax_ce_kernel(float* logits, const int32_t* labels, float* row_stats, int64_t rows,
                                   int64_t classes, float q_label, float q_other) {

@@ -17,6 +17,7 @@
 
 #include "common/backends.h"
 #include "common/reference.h"
+#include "engine/communicator.h"
 #include "engine/safetensors.h"
 #include "face/pack/packer.h"
 #include "face/train/demo.h"
@@ -81,6 +82,24 @@ TEST(Train, RefusesToOverwriteARunAndNamesBadSettings) {
   EXPECT_THROW(train(bad, false), Error);
 }
 
+// age_to_bin counts the edges an age has reached, so edges that do not rise would leave bins empty
+// and put ages in the wrong one ({30, 20}: 25 in bin 0 with the children, 35 in bin 2).
+TEST(Train, AgeEdgesMustRise) {
+  TrainConfig config = tiny_config("unused-pack", "unused-run", 2);
+  config.task = "Age";
+  config.age_edges = {13, 20, 30};
+  EXPECT_NO_THROW(config.validate());
+  for (const std::vector<int>& edges : {std::vector<int>{30, 20}, {20, 20}, {0, 13}}) {
+    config.age_edges = edges;
+    try {
+      config.validate();
+      ADD_FAILURE() << "age edges " << nlohmann::json(edges).dump() << " were accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--age-edges"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Train, NonFiniteLossNamesTheStepAndWhereItStarted) {
   ScratchDir dir;
   TrainConfig config = tiny_config(synthetic_pack(dir), dir / "run", 20);
@@ -112,6 +131,35 @@ TEST(Train, CommandLineErrorsExitNonZeroWithOneMessage) {
   EXPECT_EQ(run("--resume " + (dir / "nothing").string() + " --lr 0.5"), 1);  // was silently ignored
   EXPECT_NE(slurp(dir / "err").find("--lr cannot be given with it"), std::string::npos) << slurp(dir / "err");
   EXPECT_NE(slurp(dir / "err").find("config.json"), std::string::npos) << slurp(dir / "err");
+}
+
+// The largest difference of any float tensor of two model files, relative to that tensor's largest
+// magnitude (plus 1e-3, for the BatchNorm biases that start at zero); infinite when shapes differ.
+double model_difference(const fs::path& a, const fs::path& b) {
+  std::map<std::string, Tensor> x = load_safetensors(a.string()).tensors, y = load_safetensors(b.string()).tensors;
+  double worst = 0;
+  for (const auto& [name, tensor] : x) {
+    if (tensor.dtype() != DType::F32) continue;
+    const Tensor& other = y.at(name);
+    if (!(other.shape() == tensor.shape())) return INFINITY;  // e.g. a head not gathered whole
+    double difference = 0, magnitude = 0;
+    for (int64_t i = 0; i < tensor.numel(); ++i) {
+      difference = std::max(difference, double(std::fabs(tensor.data<float>()[i] - other.data<float>()[i])));
+      magnitude = std::max(magnitude, double(std::fabs(tensor.data<float>()[i])));
+    }
+    worst = std::max(worst, difference / (magnitude + 1e-3));
+  }
+  return worst;
+}
+
+// tiny_config at --lr 0.001 (why: TrainCuda below), without embedding dropout, 5 steps.
+TrainConfig reference_config(const std::string& pack, const fs::path& out, int batch) {
+  TrainConfig config = tiny_config(pack, out, 5);
+  config.batch = batch;
+  config.lr = 0.001;
+  config.embedding_dropout = 0;
+  config.workers = 1;
+  return config;
 }
 
 // The whole trainer on the GPU (BatchUploader's copy stream, cuDNN, cuBLAS, the fused margin head,
@@ -159,6 +207,35 @@ TEST(TrainCuda, TinyRunFollowsTheCpuRun) {
       EXPECT_LT(testing::relative_error(have.tensors.at(name), tensor), 1e-2) << name;
     }
   }
+}
+
+// NCCL with one rank: the trainer's data-parallel path (gradient buckets all-reduced on the
+// communication stream, sync-BN statistics and the sharded FR head over NCCL, loader positions in the
+// checkpoint) on one GPU, as `mpirun -np K` runs it on K. Averaging over one rank changes nothing, so
+// it follows the single process GPU run up to the run-to-run differences of cuDNN's chosen
+// algorithms (and sync-BN's shifted moments against the local statistics).
+TEST(TrainCuda, NcclWithOneRankFollowsTheSingleProcessRun) {
+#if !CUFACE_HAS_NCCL
+  GTEST_SKIP() << "built without NCCL";
+#else
+  CUFACE_REQUIRE_GPU();
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  auto config_for = [&](const std::string& name) {
+    TrainConfig config = reference_config(pack, dir / name, 8);
+    config.device = "cuda";
+    return config;
+  };
+  train(config_for("single"), false);
+  TrainConfig parallel = config_for("nccl");
+  parallel.sync_bn = parallel.shard_classes = true;
+  auto comm = make_nccl_communicator(make_single_process_communicator());
+  train(parallel, false, *comm);
+  EXPECT_LT(model_difference(dir / "single" / "model-5.safetensors", dir / "nccl" / "model-5.safetensors"), 1e-4);
+  const nlohmann::json state = nlohmann::json::parse(slurp(dir / "nccl" / "state-5.json"));
+  EXPECT_EQ(state.value("world_size", 0), 1) << state.dump();
+  EXPECT_EQ(state["loader_positions"].size(), 1u) << state.dump();
+#endif
 }
 
 // A Gender or Age run on packs without those labels would print loss 0 at every step: it is an error.
@@ -313,34 +390,6 @@ int train_ranks(const fs::path& out, const std::string& pack, int ranks, int bat
   return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
 }
 
-// The largest difference of any float tensor of two model files, relative to that tensor's largest
-// magnitude (plus 1e-3, for the BatchNorm biases that start at zero); infinite when shapes differ.
-double model_difference(const fs::path& a, const fs::path& b) {
-  std::map<std::string, Tensor> x = load_safetensors(a.string()).tensors, y = load_safetensors(b.string()).tensors;
-  double worst = 0;
-  for (const auto& [name, tensor] : x) {
-    if (tensor.dtype() != DType::F32) continue;
-    const Tensor& other = y.at(name);
-    if (!(other.shape() == tensor.shape())) return INFINITY;  // e.g. a head not gathered whole
-    double difference = 0, magnitude = 0;
-    for (int64_t i = 0; i < tensor.numel(); ++i) {
-      difference = std::max(difference, double(std::fabs(tensor.data<float>()[i] - other.data<float>()[i])));
-      magnitude = std::max(magnitude, double(std::fabs(tensor.data<float>()[i])));
-    }
-    worst = std::max(worst, difference / (magnitude + 1e-3));
-  }
-  return worst;
-}
-
-TrainConfig reference_config(const std::string& pack, const fs::path& out, int batch) {
-  TrainConfig config = tiny_config(pack, out, 5);
-  config.batch = batch;
-  config.lr = 0.001;
-  config.embedding_dropout = 0;
-  config.workers = 1;
-  return config;
-}
-
 // 2 ranks x batch 4 train the same weights as 1 rank x batch 8 (5 steps): the loader deals each
 // step's 8 images over the ranks, sync-BN normalises over all 8, the gradients are averaged; and the
 // same with the FR head's classes split over the ranks. The differences are rounding, grown over 5
@@ -378,6 +427,27 @@ TEST(TrainDistributed, TwoRanksEqualOneRankWithTwiceTheBatch) {
   ASSERT_EQ(two.size(), one.size());
   for (size_t i = 0; i < one.size(); ++i) EXPECT_NEAR(std::stod(two[i]), std::stod(one[i]), 1e-4) << "step " << i + 1;
   EXPECT_NE(slurp(dir / "two.log").find("data parallel: 2 ranks"), std::string::npos) << slurp(dir / "two.log");
+}
+
+// `mpirun -np 1` takes the data-parallel path with one rank (MPI collectives, gradient buckets, the
+// loader positions in the checkpoint) and trains what one process does: bit for bit, as averaging
+// over one rank changes nothing; with sync-BN (shifted moments) and the sharded head (its max and
+// sums all-reduced) up to rounding (measured 7e-6). Batch 8: over 4 rows of 1x1 maps the tiny
+// network's BatchNorms amplify that rounding to 1e-2 within 5 steps.
+TEST(TrainDistributed, OneRankUnderMpirunTrainsAsOneProcess) {
+  CUFACE_REQUIRE_MPIEXEC();
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  train(reference_config(pack, dir / "single", 8), false);
+  ASSERT_EQ(train_ranks(dir / "mpi", pack, 1, 8, 5, ""), 0) << slurp(dir / "mpi.log");
+  ASSERT_EQ(train_ranks(dir / "sharded", pack, 1, 8, 5, "--sync-bn --shard-classes"), 0) << slurp(dir / "sharded.log");
+  EXPECT_NE(slurp(dir / "mpi.log").find("data parallel: 1 rank (mpi)"), std::string::npos) << slurp(dir / "mpi.log");
+  const fs::path reference = dir / "single" / "model-5.safetensors";
+  EXPECT_EQ(model_difference(reference, dir / "mpi" / "model-5.safetensors"), 0.0);
+  EXPECT_LT(model_difference(reference, dir / "sharded" / "model-5.safetensors"), 1e-4);
+  const nlohmann::json state = nlohmann::json::parse(slurp(dir / "sharded" / "state-5.json"));
+  EXPECT_EQ(state.value("world_size", 0), 1) << state.dump();
+  EXPECT_EQ(state["loader_positions"].size(), 1u) << state.dump();
 }
 
 // 12 classes over 5 ranks (3, 3, 2, 2, 2 rows): one step of 5 ranks x batch 2 equals one rank x batch

@@ -182,7 +182,10 @@ TEST_P(MarginCudaVsCpu, LossAndGradientsAgree) {
 INSTANTIATE_TEST_SUITE_P(Shapes, MarginCudaVsCpu,
                          ::testing::Values(Shape2{1, 10}, Shape2{1, 1000}, Shape2{1, 100003}, Shape2{7, 10},
                                            Shape2{7, 1000}, Shape2{7, 100003}, Shape2{128, 10}, Shape2{128, 1000},
-                                           Shape2{128, 100003}, Shape2{2, 500009}),
+                                           Shape2{128, 100003}, Shape2{2, 500009},
+                                           // 48 KiB of cached slice + the kernel's static shared memory:
+                                           // one slice (sm_80, sm_90), two slices (sm_90)
+                                           Shape2{3, 12288}, Shape2{3, 24576}),
                          [](const ::testing::TestParamInfo<Shape2>& info) {
                            return "N" + std::to_string(info.param.n) + "_C" + std::to_string(info.param.c);
                          });
