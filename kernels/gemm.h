@@ -27,7 +27,8 @@ struct GatheredRows {
 };
 
 // C[m, n] = alpha * A * op(B) + beta * C for gathered rows A: sgemm without writing A first. The
-// rows are read in place, never packed, which suits thin products (n of a few NR strips) best.
+// micro-kernel reads the rows where they lie (packing them only when their spacing would make them
+// evict each other from L1), which pays most in thin products: n of 64 or 128.
 void sgemm_gathered(bool trans_b, int64_t m, int64_t n, float alpha, const GatheredRows& a, const float* b,
                     int64_t ldb, float beta, float* c, int64_t ldc);
 
