@@ -41,8 +41,8 @@ const std::vector<ConvProblem> kProblems = {
     {1, 6, 7, 20, 5, 5, 3, Conv2dGeometry(1, 2)},
     {1, 4, 5, 130, 6, 3, 3, Conv2dGeometry(1, 1)},
     // Receptive fields 4 KiB or more apart (stride_w * C >= 1024 floats): packed, not read in place;
-    // one depth block of 3 kernel rows, then kernel rows of 1560 floats cut in pieces.
-    {1, 5, 17, 128, 3, 3, 1, geometry(1, 8, 1, 0)},
+    // one depth block of 3 kernel rows of 64 floats, then kernel rows of 1560 floats cut in pieces.
+    {1, 5, 33, 64, 3, 3, 1, geometry(1, 16, 1, 0)},
     {1, 5, 5, 520, 4, 3, 3, Conv2dGeometry(2, 1)},
 };
 
