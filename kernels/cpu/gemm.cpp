@@ -191,11 +191,9 @@ struct PackedStrip {
 // Gathered rows, read in place; rows past the edge of A repeat the last one (their sums are not stored).
 struct GatheredStrip {
   const float* row[MR];
-  int64_t run_stride;
-  float at(int64_t i, int64_t q) const { return row[i][q]; }
-  void next_run() {
-    for (int64_t i = 0; i < MR; ++i) row[i] += run_stride;
-  }
+  int64_t run_stride, run_offset = 0;
+  float at(int64_t i, int64_t q) const { return row[i][run_offset + q]; }
+  void next_run() { run_offset += run_stride; }
 };
 GatheredStrip gathered_strip(const Problem& g, int64_t i0, int64_t rows, const DepthBlock& block) {
   GatheredStrip strip{{}, g.run_stride};
