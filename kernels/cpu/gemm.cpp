@@ -183,7 +183,7 @@ void pack_b_block(const Problem& g, const DepthBlock& block, int64_t j0, int64_t
 }
 
 // Where the micro-kernel reads MR rows of A over a depth block: at(i, q) is row i's q-th value in
-// the current run. A packed A~ strip is one run, MR values per depth.
+// the current run. A packed A~ strip holds the block's runs one after another, MR values per depth.
 struct PackedStrip {
   const float* a;
   int64_t length;
