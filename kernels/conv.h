@@ -15,10 +15,10 @@
 //                     above (accumulates, like every parameter gradient)
 // The bias is not part of this family: layers add it and reduce its gradient with kernels/bias.h.
 //
-// CPU (kernels/cpu/conv.cpp): im2col + SGEMM, f32. CUDA (kernels/cuda/conv.cu): cuDNN, f32 or bf16
-// tensors (x, dy, dx, y and w share one dtype; dw is always an f32 accumulator). The context's
-// precision picks the math: fp32 exact (no TF32), tf32 tensor cores for f32 data, bf16 tensor cores
-// for bf16 data.
+// CPU (kernels/cpu/conv.cpp): f32, forward as an implicit GEMM, backward as im2col + SGEMM. CUDA
+// (kernels/cuda/conv.cu): cuDNN, f32 or bf16 tensors (x, dy, dx, y and w share one dtype; dw is
+// always an f32 accumulator). The context's precision picks the math: fp32 exact (no TF32), tf32
+// tensor cores for f32 data, bf16 tensor cores for bf16 data.
 //
 // PyTorch stores convolution weights OIHW ([O, C, KH, KW]); oihw_to_ohwi / ohwi_to_oihw convert for
 // checkpoints and fixtures.

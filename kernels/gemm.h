@@ -16,6 +16,22 @@ namespace cuface {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// An A operand [m, k] that is never stored as a matrix ("implicit GEMM"): row i is `runs` runs of
+// `run_length` contiguous floats, run r starting at rows[i] + r * run_stride (k = runs * run_length).
+// A convolution's column matrix is one, over a zero-padded NHWC input: rows[i] points at the top-left
+// tap of output pixel i, a run is one kernel row (KW * C floats, contiguous in NHWC) and run_stride
+// is one input row (kernels/cpu/conv.cpp).
+struct GatheredRows {
+  const float* const* rows;
+  int64_t runs, run_length, run_stride;
+};
+
+// C[m, n] = alpha * A * op(B) + beta * C for gathered rows A: sgemm without writing A first. The
+// micro-kernel reads the rows where they lie (packing them only when their spacing would make them
+// evict each other from L1), which pays most in thin products: n of 64 or 128.
+void sgemm_gathered(bool trans_b, int64_t m, int64_t n, float alpha, const GatheredRows& a, const float* b,
+                    int64_t ldb, float beta, float* c, int64_t ldc);
+
 namespace cpu {
 void gemm(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a, const Tensor& b, float beta,
           Tensor& c);

@@ -12,19 +12,29 @@
 // already the column matrix, and dx is dcol. For other shapes the kw taps of one kh form one
 // contiguous run of x (KW * C floats), so a row is built with one copy per kh.
 //
-// Two levels of splitting keep the column matrix small and the GEMMs efficient:
+// The forward pass never writes the column matrix ("implicit GEMM"): once x is zero-padded, row r is
+// KH runs of x, one per kernel row, starting at its receptive field's corner, and sgemm_gathered
+// (kernels/gemm.h) multiplies those rows where they lie. Writing col and packing it again costs two
+// passes over KH * KW times the input, against 64 or 128 multiply-adds per value in the thin
+// products of a ResNet's early stages: the implicit GEMM ran the stem and the 3x3 convolutions of
+// ResNet-50's first two stages 25-40% faster (bench/results/implicit.md).
+//
+// The backward passes build the column matrix, with two levels of splitting to keep it small and
+// the GEMMs efficient:
 //  - images: the batch is processed in chunks of whole images whose column slab fits a fixed
-//    budget, so memory stays bounded for any batch size while each GEMM keeps thousands of rows;
+//    budget, so memory stays bounded for any batch size while each GEMM keeps thousands of rows
+//    (the forward pass chunks its padded copy of x the same way);
 //  - kernel rows: when K is large, the columns are built and multiplied a slab of kernel rows at a
 //    time (the matching columns of w, and of dw, are a column block of the OHWI matrix), each slab's
 //    product added to the last. The GEMM then reads a freshly written, contiguous [rows, depth]
 //    slab of depth <= kSlabDepth: measured on the 3x3 convolutions of ResNet-50's first stages,
 //    this is 20-35% faster than one GEMM over the whole, long-rowed column matrix.
-// im2col and col2im run on all threads; sgemm (kernels/gemm.h) splits each product across threads.
+// im2col, col2im and the padding run on all threads; sgemm splits each product across threads.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
@@ -69,8 +79,8 @@ void for_each_slab(const ConvDims& d, F f) {
   }
 }
 
-// The column slab of one chunk. Grows to the largest chunk and stays, so a training loop does not
-// allocate (and page-fault) a fresh buffer for every convolution.
+// The column slab (or padded input) of one chunk. Grows to the largest chunk and stays, so a training
+// loop does not allocate (and page-fault) a fresh buffer for every convolution.
 float* column_buffer(int64_t floats) {
   static thread_local std::unique_ptr<float, decltype(&std::free)> buffer{nullptr, &std::free};
   static thread_local int64_t capacity = 0;
@@ -82,12 +92,14 @@ float* column_buffer(int64_t floats) {
   return buffer.get();
 }
 
-// Images per chunk: as many as keep a column slab under ~16 MiB, at least one.
-int64_t images_per_chunk(const ConvDims& d) {
-  constexpr int64_t kColumnBudgetFloats = int64_t(4) << 20;
-  const int64_t slab_depth = kernel_rows_per_slab(d) * d.kw * d.c;
-  const int64_t per_image = std::max<int64_t>(d.rows_per_image() * slab_depth, 1);
-  return std::max<int64_t>(1, std::min(kColumnBudgetFloats / per_image, d.n));
+// Images per chunk: as many as keep a buffer of `floats_per_image` each under ~16 MiB, at least one.
+int64_t images_per_chunk(const ConvDims& d, int64_t floats_per_image) {
+  constexpr int64_t kBufferBudgetFloats = int64_t(4) << 20;
+  return std::max<int64_t>(1, std::min(kBufferBudgetFloats / std::max<int64_t>(floats_per_image, 1), d.n));
+}
+// The backward passes buffer one column slab per image.
+int64_t images_per_column_chunk(const ConvDims& d) {
+  return images_per_chunk(d, d.rows_per_image() * kernel_rows_per_slab(d) * d.kw * d.c);
 }
 
 // Below this many column entries, waking other threads costs more than im2col / col2im itself.
@@ -101,6 +113,24 @@ struct TapRange {
 TapRange valid_taps(int64_t out, int64_t stride, int64_t pad, int64_t size, int64_t taps) {
   const int64_t first = out * stride - pad;  // input index of tap 0
   return {std::clamp<int64_t>(-first, 0, taps), std::clamp<int64_t>(size - first, 0, taps)};
+}
+
+// `images` images of x with a border of ph zero rows and pw zero columns: the forward pass then
+// reads every tap in place, the column matrix's padding included (no bounds checks per tap).
+void pad_images(const ConvDims& d, const float* x, int64_t images, float* padded) {
+  const int64_t hp = d.h + 2 * d.ph, wp = d.w + 2 * d.pw;
+#pragma omp parallel for schedule(static) if (images * hp * wp * d.c > kParallelFloats)
+  for (int64_t image_row = 0; image_row < images * hp; ++image_row) {
+    const int64_t n = image_row / hp, ih = image_row % hp - d.ph;
+    float* dst = padded + image_row * wp * d.c;
+    if (ih < 0 || ih >= d.h) {
+      std::memset(dst, 0, size_t(wp * d.c) * sizeof(float));
+      continue;
+    }
+    std::memset(dst, 0, size_t(d.pw * d.c) * sizeof(float));
+    std::memcpy(dst + d.pw * d.c, x + (n * d.h + ih) * d.w * d.c, size_t(d.w * d.c) * sizeof(float));
+    std::memset(dst + (d.pw + d.w) * d.c, 0, size_t(d.pw * d.c) * sizeof(float));
+  }
 }
 
 // The slab's columns for `images` images from first_image: col[(image - first_image) * OH * OW +
@@ -167,7 +197,8 @@ void col2im(const ConvDims& d, const float* col, int64_t first_image, int64_t im
 
 void conv2d_forward(Context&, const Tensor& x, const Tensor& w, Tensor& y, const Conv2dGeometry& geometry) {
   const ConvDims d = conv_dims(x.shape(), w.shape(), y.shape(), geometry);
-  const int64_t k = d.k(), chunk = images_per_chunk(d);
+  const int64_t k = d.k(), hp = d.h + 2 * d.ph, wp = d.w + 2 * d.pw;
+  const int64_t chunk = images_per_chunk(d, hp * wp * d.c);
   const float* px = x.data<float>();
   const float* pw = w.data<float>();
   float* py = y.data<float>();
@@ -178,18 +209,26 @@ void conv2d_forward(Context&, const Tensor& x, const Tensor& w, Tensor& y, const
       sgemm(false, true, rows, d.o, k, 1.0f, px + n0 * d.h * d.w * d.c, k, pw, k, 0.0f, y_chunk, d.o);
       continue;
     }
-    for_each_slab(d, [&](const Slab& slab) {
-      float* col = column_buffer(rows * slab.depth);
-      im2col(d, px, n0, images, slab, col);
-      sgemm(false, true, rows, d.o, slab.depth, 1.0f, col, slab.depth, pw + slab.offset, k,
-            slab.offset == 0 ? 0.0f : 1.0f, y_chunk, d.o);
-    });
+    const float* input = px + n0 * d.h * d.w * d.c;
+    if (d.ph > 0 || d.pw > 0) {
+      float* padded = column_buffer(images * hp * wp * d.c);
+      pad_images(d, input, images, padded);
+      input = padded;
+    }
+    // Row (n, oh, ow) of the column matrix starts at tap (0, 0) of its receptive field.
+    std::vector<const float*> row_starts(static_cast<size_t>(rows));
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t n = row / d.rows_per_image(), oh = row / d.ow % d.oh, ow = row % d.ow;
+      row_starts[size_t(row)] = input + ((n * hp + oh * d.sh) * wp + ow * d.sw) * d.c;
+    }
+    const GatheredRows columns{row_starts.data(), d.kh, d.kw * d.c, wp * d.c};
+    sgemm_gathered(true, rows, d.o, 1.0f, columns, pw, k, 0.0f, y_chunk, d.o);
   }
 }
 
 void conv2d_backward_data(Context&, const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dGeometry& geometry) {
   const ConvDims d = conv_dims(dx.shape(), w.shape(), dy.shape(), geometry);
-  const int64_t k = d.k(), chunk = images_per_chunk(d);
+  const int64_t k = d.k(), chunk = images_per_column_chunk(d);
   const float* pdy = dy.data<float>();
   const float* pw = w.data<float>();
   float* pdx = dx.data<float>();
@@ -210,7 +249,7 @@ void conv2d_backward_data(Context&, const Tensor& dy, const Tensor& w, Tensor& d
 
 void conv2d_backward_filter(Context&, const Tensor& x, const Tensor& dy, Tensor& dw, const Conv2dGeometry& geometry) {
   const ConvDims d = conv_dims(x.shape(), dw.shape(), dy.shape(), geometry);
-  const int64_t k = d.k(), chunk = images_per_chunk(d);
+  const int64_t k = d.k(), chunk = images_per_column_chunk(d);
   const float* px = x.data<float>();
   const float* pdy = dy.data<float>();
   float* pdw = dw.data<float>();

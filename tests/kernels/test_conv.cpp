@@ -21,7 +21,8 @@ Conv2dGeometry geometry(int64_t stride_h, int64_t stride_w, int64_t pad_h, int64
 
 // Odd sizes on purpose: no extent is a multiple of a vector width, batch 1 and 3, every code path
 // (direct 1x1 GEMM, im2col with and without stride and padding, taps outside the image, column
-// slabs of one or several kernel rows).
+// slabs of one or several kernel rows; forward: gathered rows read in place or packed, depth blocks
+// of several kernel rows or of pieces of one).
 const std::vector<ConvProblem> kProblems = {
     //  N   H   W   C   O  KH  KW  geometry
     {3, 5, 7, 13, 6, 1, 1, Conv2dGeometry(1, 0)},   // 1x1 stride 1: the direct GEMM, no im2col
@@ -36,6 +37,13 @@ const std::vector<ConvProblem> kProblems = {
     // slabs of 2, 2 and 1 rows with a vertical stride.
     {2, 5, 6, 90, 7, 3, 3, Conv2dGeometry(1, 1)},
     {1, 9, 6, 70, 5, 5, 3, geometry(2, 1, 2, 1)},
+    // Forward depth blocks: 3 + 2 kernel rows of 60 floats; kernel rows of 390 floats cut in pieces.
+    {1, 6, 7, 20, 5, 5, 3, Conv2dGeometry(1, 2)},
+    {1, 4, 5, 130, 6, 3, 3, Conv2dGeometry(1, 1)},
+    // Receptive fields 4 KiB or more apart (stride_w * C >= 1024 floats): packed, not read in place;
+    // one depth block of 3 kernel rows of 64 floats, then kernel rows of 1560 floats cut in pieces.
+    {1, 5, 33, 64, 3, 3, 1, geometry(1, 16, 1, 0)},
+    {1, 5, 5, 520, 4, 3, 3, Conv2dGeometry(2, 1)},
 };
 
 // Element-wise: the Higham bound for the number of summed terms (conv_pool_reference.h). Norm-wise:
@@ -83,10 +91,11 @@ TEST(ConvCpu, BackwardFilterAccumulatesTheFloat64Reference) {
   }
 }
 
-// A batch whose column matrix exceeds one chunk (~16 MiB): 7 images per chunk, then a ragged 2.
+// A batch whose buffers exceed one chunk (~16 MiB): the forward pass pads 2 images per chunk, then
+// a ragged 1; the backward passes build the column slab of one image at a time.
 TEST(ConvCpu, BatchSplitIntoSeveralChunks) {
   Context ctx(Device::CPU);
-  const ConvProblem p{9, 64, 64, 16, 3, 3, 3, Conv2dGeometry(1, 1)};
+  const ConvProblem p{3, 120, 120, 100, 2, 3, 3, Conv2dGeometry(1, 1)};
   const Tensor x = testing::random_tensor(p.x_shape(), 8);
   const Tensor w = testing::random_tensor(p.w_shape(), 9);
   const Tensor dy = testing::random_tensor(p.y_shape(), 10);

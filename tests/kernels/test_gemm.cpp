@@ -1,5 +1,6 @@
 // GEMM against a naive float64 reference: the raw CPU sgemm (transposes, odd sizes that cross every
-// blocking boundary, alpha/beta, leading dimensions, threads) and the tensor API on both backends.
+// blocking boundary, alpha/beta, leading dimensions, threads), sgemm_gathered (rows read in place or
+// packed), and the tensor API on both backends.
 //
 // Error bounds (norm-wise relative, ||C - C_ref|| / ||C_ref||):
 //   fp32: each output is a sum of k products accumulated in float; with random signs the rounding
@@ -146,6 +147,51 @@ TEST(Sgemm, RejectsBadArguments) {
   EXPECT_THROW(sgemm(false, false, -1, 2, 2, 1.0f, x, 2, x, 2, 0.0f, x, 2), Error);
   EXPECT_THROW(sgemm(false, false, 2, 2, 2, 1.0f, x, 1, x, 2, 0.0f, x, 2), Error);  // lda < k
   EXPECT_THROW(sgemm(false, true, 2, 2, 3, 1.0f, x, 3, x, 2, 0.0f, x, 2), Error);   // ldb < k
+}
+
+// sgemm_gathered: A's rows gathered from a buffer (row i at a given offset, its runs run_stride
+// apart), against the float64 reference on the same A written out as a matrix.
+double sgemm_gathered_error(bool trans_b, int64_t m, int64_t n, int64_t runs, int64_t run_length,
+                            int64_t run_stride, int64_t row_spacing, float alpha, float beta) {
+  const int64_t k = runs * run_length, ldb = trans_b ? k : n;
+  // Rows overlap like a convolution's receptive fields; every third row jumps ahead (a new image row).
+  std::vector<int64_t> offsets(static_cast<size_t>(m));
+  for (int64_t i = 1; i < m; ++i) offsets[size_t(i)] = offsets[size_t(i - 1)] + row_spacing + (i % 3 == 0 ? 5 : 0);
+  const std::vector<float> source = random_values(offsets.back() + (runs - 1) * run_stride + run_length, 21);
+  std::vector<const float*> rows(static_cast<size_t>(m));
+  std::vector<float> a(size_t(m * k));
+  for (int64_t i = 0; i < m; ++i) {
+    rows[size_t(i)] = source.data() + offsets[size_t(i)];
+    for (int64_t run = 0; run < runs; ++run)
+      for (int64_t q = 0; q < run_length; ++q)
+        a[size_t(i * k + run * run_length + q)] = rows[size_t(i)][run * run_stride + q];
+  }
+  const std::vector<float> b = random_values((trans_b ? n : k) * ldb, 22);
+  std::vector<float> c = random_values(m * n, 23);
+  const std::vector<double> expected =
+      reference_gemm(false, trans_b, m, n, k, alpha, a.data(), k, b.data(), ldb, beta, c.data(), n);
+  sgemm_gathered(trans_b, m, n, alpha, GatheredRows{rows.data(), runs, run_length, run_stride}, b.data(), ldb, beta,
+                 c.data(), n);
+  return testing::relative_error(block(c.data(), m, n, n), expected);
+}
+
+TEST(SgemmGathered, MatchesDoubleReference) {
+  for (bool trans_b : {false, true}) {
+    // Rows close together (read in place): 5 runs of 60 in depth blocks of 3 + 2 runs; runs of 500
+    // cut in pieces; several row and column strips, ragged at both edges, beta adding to C.
+    EXPECT_LT(sgemm_gathered_error(trans_b, 157, 70, 5, 60, 700, 12, 1.0f, 0.0f), kFp32Bound);
+    EXPECT_LT(sgemm_gathered_error(trans_b, 45, 33, 2, 500, 900, 40, -0.5f, 2.0f), kFp32Bound);
+    // Rows 4 KiB or more apart (packed into A~ strips), one run and several.
+    EXPECT_LT(sgemm_gathered_error(trans_b, 31, 40, 1, 300, 0, 1100, 1.0f, 0.5f), kFp32Bound);
+    EXPECT_LT(sgemm_gathered_error(trans_b, 29, 9, 3, 60, 150, 1024, 0.75f, 0.0f), kFp32Bound);
+  }
+}
+
+TEST(SgemmGathered, RejectsBadArguments) {
+  float x[4] = {};
+  const float* rows[1] = {x};
+  EXPECT_THROW(sgemm_gathered(false, 1, 2, 1.0f, GatheredRows{rows, 1, -2, 0}, x, 2, 0.0f, x, 2), Error);
+  EXPECT_THROW(sgemm_gathered(true, 1, 2, 1.0f, GatheredRows{rows, 1, 2, 0}, x, 1, 0.0f, x, 2), Error);  // ldb < k
 }
 
 // ---- tensor API on both backends ----------------------------------------------------------------
