@@ -635,8 +635,14 @@ TrainSummary Run::loop() {
   const int64_t first_step = step_;
   const auto start = std::chrono::steady_clock::now();
   auto interval_start = start;
+  // The printed figures are means over the steps since the last printed line (a task's over the steps
+  // that trained it: with --multi-mode alternate, one step in three).
   double interval_loss = 0;
   int64_t interval_steps = 0;
+  struct TaskFigures {
+    double loss = 0, accuracy = 0;
+    int64_t steps = 0;
+  } interval_tasks[3];
   LoaderPosition next{0, 0};
 
   while (step_ < total_steps_) {
@@ -678,6 +684,12 @@ TrainSummary Run::loop() {
 
     interval_loss += loss;
     ++interval_steps;
+    for (size_t t = 0; t < stats.size(); ++t) {
+      TaskFigures& figures = interval_tasks[int(labels[t].task)];
+      figures.loss += stats[t].loss;
+      figures.accuracy += stats[t].accuracy;
+      ++figures.steps;
+    }
     const auto now = std::chrono::steady_clock::now();
     const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
     const double images_per_step = double(config_.batch) * double(comm_.world_size());
@@ -687,8 +699,10 @@ TrainSummary Run::loop() {
       const double per_step = elapsed / double(step_ - first_step);
       std::printf("step %lld/%lld epoch %lld lr %.3g loss %.4f", (long long)step_, (long long)total_steps_,
                   (long long)input.epoch, lr, interval_loss / double(interval_steps));
-      for (size_t t = 0; t < stats.size(); ++t)
-        std::printf(" | %s loss %.4f acc %.3f", task_name(labels[t].task), stats[t].loss, stats[t].accuracy);
+      for (int task = 0; task < 3; ++task)
+        if (const TaskFigures& f = interval_tasks[task]; f.steps > 0)
+          std::printf(" | %s loss %.4f acc %.3f", task_name(Task(task)), f.loss / double(f.steps),
+                      f.accuracy / double(f.steps));
       std::printf(" | %.1f img/s, ETA %s\n", images_per_step * double(interval_steps) / interval_seconds,
                   format_duration(per_step * double(total_steps_ - step_)).c_str());
       std::fflush(stdout);
@@ -698,6 +712,7 @@ TrainSummary Run::loop() {
       summary.final_loss = interval_loss / double(interval_steps);
       interval_loss = 0;
       interval_steps = 0;
+      for (TaskFigures& f : interval_tasks) f = {};
       interval_start = now;
     }
     if (config_.valid_every > 0 && step_ % config_.valid_every == 0 && step_ < total_steps_) validate_now();

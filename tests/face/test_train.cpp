@@ -117,6 +117,42 @@ TEST(Train, NonFiniteLossNamesTheStepAndWhereItStarted) {
   EXPECT_TRUE(fs::exists(dir / "run" / "model-1.safetensors"));  // the last good checkpoint stays
 }
 
+// Every figure of a printed progress line is a mean over the steps since the last one, the task's
+// loss and accuracy included (they were the last step's, beside the total's interval mean).
+TEST(Train, PrintedFiguresAreMeansOverTheInterval) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  const std::string command = cuface::testing::cuface_binary() + " train FR --train-sets " + pack + " --out " +
+                              (dir / "run").string() +
+                              " --arch tiny --input-size 32 --device cpu --workers 1 --batch 8 --steps 4 "
+                              "--log-every 2 --valid-every 0 > " + (dir / "out").string() + " 2>&1";
+  ASSERT_EQ(std::system(command.c_str()), 0) << slurp(dir / "out");
+  const std::string out = slurp(dir / "out");
+  const size_t line = out.find("step 4/4");
+  ASSERT_NE(line, std::string::npos) << out;
+  double loss = 0, fr_loss = 0, accuracy = 0;
+  ASSERT_EQ(std::sscanf(out.c_str() + line, "step 4/4 epoch %*d lr %*g loss %lf | FR loss %lf acc %lf", &loss,
+                        &fr_loss, &accuracy),
+            3)
+      << out.substr(line);
+  // loss_debug.csv: step,epoch,lr,loss,loss_fr,loss_gender,loss_age,accuracy_fr,...
+  std::ifstream csv(dir / "run" / "loss_debug.csv");
+  std::string row;
+  std::vector<std::vector<double>> rows;
+  std::getline(csv, row);
+  while (std::getline(csv, row)) {
+    std::vector<double> cells;
+    std::stringstream cells_in(row);
+    for (std::string cell; std::getline(cells_in, cell, ',');) cells.push_back(cell.empty() ? NAN : std::stod(cell));
+    rows.push_back(cells);
+  }
+  ASSERT_EQ(rows.size(), 4u);
+  EXPECT_NEAR(loss, (rows[2][3] + rows[3][3]) / 2, 1e-4);
+  EXPECT_NEAR(fr_loss, (rows[2][4] + rows[3][4]) / 2, 1e-4);
+  EXPECT_NEAR(accuracy, (rows[2][7] + rows[3][7]) / 2, 1e-3);
+  EXPECT_GT(std::abs(rows[2][4] - rows[3][4]), 1e-3) << "the test cannot tell a mean from the last step";
+}
+
 TEST(Train, CommandLineErrorsExitNonZeroWithOneMessage) {
   ScratchDir dir;
   const std::string base = cuface::testing::cuface_binary() + " train ";
