@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -80,6 +81,37 @@ TEST(Train, RefusesToOverwriteARunAndNamesBadSettings) {
   EXPECT_THROW(train(bad, false), Error);
   bad = tiny_config((dir / "missing").string(), dir / "bad", 2);
   EXPECT_THROW(train(bad, false), Error);
+}
+
+// Each out-of-range setting is one error naming its flag, before any work (these were accepted: a
+// negative --warmup or weight decay trained silently, --embedding-size 0 failed inside Linear).
+TEST(Train, OutOfRangeSettingsNameTheirFlag) {
+  const std::vector<std::pair<std::function<void(TrainConfig&)>, std::string>> cases = {
+      {[](TrainConfig& c) { c.embedding_size = 0; }, "--embedding-size"},
+      {[](TrainConfig& c) { c.margin_s = 0; }, "--margin-s"},
+      {[](TrainConfig& c) { c.bn_momentum = 1.5f; }, "--bn-momentum"},
+      {[](TrainConfig& c) { c.epochs = -1; }, "--epochs"},
+      {[](TrainConfig& c) { c.lr_age = -0.1; }, "--lr-age"},
+      {[](TrainConfig& c) { c.wd_fr = -1e-4; }, "--wd-"},
+      {[](TrainConfig& c) { c.min_lr = -1; }, "--min-lr"},
+      {[](TrainConfig& c) { c.lr_steps = {100, 50}; }, "--lr-steps"},
+      {[](TrainConfig& c) { c.warmup = -3; }, "--warmup"},
+      {[](TrainConfig& c) { c.weight_gender = -1; }, "--weight-"},
+      {[](TrainConfig& c) { c.checkpoint_every = -1; }, "--checkpoint-every"},
+      {[](TrainConfig& c) { c.valid_pairs = 0; }, "--valid-pairs"},
+      {[](TrainConfig& c) { c.keep_checkpoints = 0; }, "--keep-checkpoints"},
+  };
+  for (const auto& [spoil, flag] : cases) {
+    TrainConfig config = tiny_config("unused-pack", "unused-run", 2);
+    EXPECT_NO_THROW(config.validate());
+    spoil(config);
+    try {
+      config.validate();
+      ADD_FAILURE() << flag << ": accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(flag), std::string::npos) << e.what();
+    }
+  }
 }
 
 // age_to_bin counts the edges an age has reached, so edges that do not rise would leave bins empty
