@@ -235,7 +235,8 @@ void add_eval_attr_command(CLI::App& app) {
                   "(the image's folder, DIR/<label>/x.jpg), utkface-gender, utkface-age (from UTKFace file names), "
                   "lfw-gender (LFW's male/female name lists)")
       ->check(CLI::IsMember({"column", "folder", "utkface-gender", "utkface-age", "lfw-gender"}));
-  cmd->add_option("--age-edges", options->age_edges, "First ages of age classes 1.. for utkface-age, as train's (default: the model's with --model)")
+  cmd->add_option("--age-edges", options->age_edges,
+                  "First ages of age classes 1.. for utkface-age, as train's (default: the model's with --model)")
       ->delimiter(',');
   cmd->add_option("--lfw-names", options->lfw_names, "Folder with LFW's male_names.txt and female_names.txt")
       ->check(CLI::ExistingDirectory);

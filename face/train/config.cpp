@@ -82,14 +82,17 @@ void TrainConfig::validate() const {
   CUFACE_CHECK(margin_s > 0, "--margin-s must be positive");
   CUFACE_CHECK(bn_momentum >= 0 && bn_momentum <= 1, "--bn-momentum must be in [0, 1]");
   CUFACE_CHECK(steps >= 0 && epochs >= 0, "--steps and --epochs cannot be negative");
-  CUFACE_CHECK(lr_fr >= 0 && lr_gender >= 0 && lr_age >= 0, "--lr-fr, --lr-gender and --lr-age cannot be negative (0: --lr)");
-  CUFACE_CHECK(wd_backbone >= 0 && wd_fr >= 0 && wd_gender >= 0 && wd_age >= 0, "weight decays (--wd-*) cannot be negative");
+  CUFACE_CHECK(lr_fr >= 0 && lr_gender >= 0 && lr_age >= 0,
+               "--lr-fr, --lr-gender and --lr-age cannot be negative (0: --lr)");
+  CUFACE_CHECK(wd_backbone >= 0 && wd_fr >= 0 && wd_gender >= 0 && wd_age >= 0,
+               "weight decays (--wd-*) cannot be negative");
   CUFACE_CHECK(min_lr >= 0, "--min-lr cannot be negative");
   for (size_t i = 0; i < lr_steps.size(); ++i)
     CUFACE_CHECK(lr_steps[i] > (i ? lr_steps[i - 1] : 0), "--lr-steps must be increasing positive steps");
   CUFACE_CHECK(warmup >= 0, "--warmup cannot be negative");
   CUFACE_CHECK(weight_fr >= 0 && weight_gender >= 0 && weight_age >= 0, "--weight-* cannot be negative");
-  CUFACE_CHECK(valid_every >= 0 && checkpoint_every >= 0, "--valid-every and --checkpoint-every cannot be negative (0: at the end)");
+  CUFACE_CHECK(valid_every >= 0 && checkpoint_every >= 0,
+               "--valid-every and --checkpoint-every cannot be negative (0: at the end)");
   CUFACE_CHECK(valid_pairs >= 1, "--valid-pairs must be at least 1");
   CUFACE_CHECK(keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
 }

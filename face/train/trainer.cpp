@@ -528,7 +528,8 @@ void Run::start_data_parallel(const std::vector<NamedParameter>& trained) {
   if (leader())
     std::printf("data parallel: %d rank%s (%s), --batch %d per rank%s%s; gradients averaged per step: %.1f MB %s in %d "
                 "buckets\n",
-                comm_.world_size(), comm_.world_size() == 1 ? "" : "s", comm_.backend(), config_.batch, config_.sync_bn ? ", sync-BN" : "",
+                comm_.world_size(), comm_.world_size() == 1 ? "" : "s", comm_.backend(), config_.batch,
+                config_.sync_bn ? ", sync-BN" : "",
                 config_.shard_classes ? ", FR classes sharded" : "", double(floats) * double(dtype_size(wire)) / 1e6,
                 config_.gradient_wire.c_str(), buckets_->bucket_count());
 }
