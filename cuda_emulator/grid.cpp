@@ -702,3 +702,52 @@ extern "C" void __tsan_write_range(void* address, size_t size) {
 extern "C" void __tsan_init() {}
 extern "C" void __tsan_func_entry(void*) {}
 extern "C" void __tsan_func_exit() {}
+// Atomic operations in instrumented files (reference counts of std::shared_ptr, std::atomic in host
+// code beside the kernels) become these calls: do them, sequentially consistent whatever was asked.
+#define CUDA_EMULATOR_ATOMICS(bits, type)                                                                     \
+  extern "C" type __tsan_atomic##bits##_load(const volatile type* a, int) {                                  \
+    return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                              \
+  }                                                                                                           \
+  extern "C" void __tsan_atomic##bits##_store(volatile type* a, type v, int) {                              \
+    __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                                 \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_exchange(volatile type* a, type v, int) {                           \
+    return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                                       \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_add(volatile type* a, type v, int) {                          \
+    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                                        \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_sub(volatile type* a, type v, int) {                          \
+    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                                        \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_and(volatile type* a, type v, int) {                          \
+    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                                        \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_or(volatile type* a, type v, int) {                           \
+    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                                         \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_xor(volatile type* a, type v, int) {                          \
+    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                                        \
+  }                                                                                                           \
+  extern "C" int __tsan_atomic##bits##_compare_exchange_strong(volatile type* a, type* expected, type v, int, \
+                                                               int) {                                        \
+    return __atomic_compare_exchange_n(a, expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);            \
+  }                                                                                                           \
+  extern "C" int __tsan_atomic##bits##_compare_exchange_weak(volatile type* a, type* expected, type v, int,   \
+                                                             int) {                                          \
+    return __atomic_compare_exchange_n(a, expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);            \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_compare_exchange_val(volatile type* a, type expected, type v, int,    \
+                                                             int) {                                          \
+    __atomic_compare_exchange_n(a, &expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                  \
+    return expected;                                                                                          \
+  }
+CUDA_EMULATOR_ATOMICS(8, char)
+CUDA_EMULATOR_ATOMICS(16, short)
+CUDA_EMULATOR_ATOMICS(32, int)
+CUDA_EMULATOR_ATOMICS(64, long)
+extern "C" void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+extern "C" void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+// Virtual-table pointer updates (objects with virtual functions constructed in instrumented files).
+extern "C" void __tsan_vptr_update(void** slot, void* value) { *slot = value; }
+extern "C" void __tsan_vptr_read(void**) {}

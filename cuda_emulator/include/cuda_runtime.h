@@ -28,6 +28,10 @@
 struct uint3 {
   unsigned x, y, z;
 };
+// CUDA's vector types, 4 bytes of uchar4 aligned as the hardware loads them.
+struct alignas(4) uchar4 {
+  unsigned char x, y, z, w;
+};
 struct dim3 {
   unsigned x, y, z;
   constexpr dim3(unsigned vx = 1, unsigned vy = 1, unsigned vz = 1) : x(vx), y(vy), z(vz) {}

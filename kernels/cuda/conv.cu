@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 
@@ -255,8 +256,7 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
                                              plan.backward_filter.workspace, &beta, plan.w, target));
   if (via_scratch) {
     const int64_t n = dw.numel();
-    accumulate_bf16_kernel<<<grid_for(n, 256), 256, 0, cuda_stream(ctx)>>>(scratch.data<bf16>(), dw.data<float>(), n);
-    CUDA_CHECK_LAUNCH();
+    launch(accumulate_bf16_kernel, grid_for(n, 256), 256, 0, cuda_stream(ctx), scratch.data<bf16>(), dw.data<float>(), n);
   }
 }
 

@@ -1,4 +1,5 @@
-// Kernel launches and shared-memory declarations, written once for a GPU and for the emulator.
+// Kernel launches and shared-memory declarations, written once for a GPU and for the emulator
+// (kernels/cuda/*.cu and the few engine kernels use them).
 //
 //   launch(relu_kernel<float>, grid, block, shared_bytes, stream, x, y, n);
 //
@@ -24,7 +25,7 @@ using cuface_shared_type = T;
 #define CUFACE_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #endif
 
-namespace cuface::cuda {
+namespace cuface {
 
 template <class... Params, class... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, Args&&... args) {
@@ -36,4 +37,4 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
 #endif
 }
 
-}  // namespace cuface::cuda
+}  // namespace cuface
