@@ -32,7 +32,7 @@ int cuda_device_count() {
   throw Error(std::string(what) + ": no CUDA device available (built without CUDA or no GPU present)");
 }
 
-#if CUFACE_EMULATED_CUDA
+#if CUFACE_CUDA_EMULATED
 constexpr bool kEmulatedCuda = true;  // exact sizes: see round_size
 #else
 constexpr bool kEmulatedCuda = false;
@@ -45,7 +45,7 @@ CudaCachingAllocator& CudaCachingAllocator::instance() {
 
 size_t CudaCachingAllocator::round_size(size_t bytes) {
   if (bytes == 0) bytes = 1;
-#if CUFACE_EMULATED_CUDA
+#if CUFACE_CUDA_EMULATED
   // Under the emulator every block has its tensor's exact size, so that the guard page after it
   // catches a read one element past the tensor's end.
   return bytes;

@@ -18,7 +18,7 @@
 
 #include "engine/cuda_check.h"
 
-#if !CUFACE_EMULATED_CUDA
+#if !CUFACE_CUDA_EMULATED
 template <class T>
 using cuface_shared_type = T;
 #define CUFACE_SHARED(type, name) __shared__ cuface_shared_type<type> name
@@ -29,7 +29,7 @@ namespace cuface {
 
 template <class... Params, class... Args>
 void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, Args&&... args) {
-#if CUFACE_EMULATED_CUDA
+#if CUFACE_CUDA_EMULATED
   CUDA_CHECK(cuda_emulator::launch(kernel, {grid, block, shared_bytes, dim3(1, 1, 1)}, stream, std::forward<Args>(args)...));
 #else
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);

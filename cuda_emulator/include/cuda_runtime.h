@@ -22,7 +22,6 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define CUFACE_EMULATED_CUDA 1
 
 // ---- types -----------------------------------------------------------------------------------------
 struct uint3 {

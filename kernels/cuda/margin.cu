@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(kBlock) margin_rows_kernel(float* cos, const i
     if (threadIdx.x == 0) row_result = block_result;
     __syncthreads();
   } else {
-#if CUFACE_EMULATED_CUDA || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
+#if CUFACE_CUDA_EMULATED || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
     cg::cluster_group cluster = cg::this_cluster();
     cluster.sync();  // every block's block_result is written
     if (threadIdx.x == 0) {
