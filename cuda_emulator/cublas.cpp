@@ -165,7 +165,12 @@ extern "C" cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t 
                                        int lda, const void* B, cudaDataType Btype, int ldb, const void* beta, void* C,
                                        cudaDataType Ctype, int ldc, cublasComputeType_t computeType,
                                        cublasGemmAlgo_t algo) {
+  // For real matrices CUBLAS_OP_C is the transpose.
+  const std::string call = std::string("cublasGemmEx(") + (transa == CUBLAS_OP_N ? "N" : "T") + ", " +
+                           (transb == CUBLAS_OP_N ? "N" : "T") + ", m=" + std::to_string(m) +
+                           ", n=" + std::to_string(n) + ", k=" + std::to_string(k) + ")";
   if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  live_handles().require(handle, call);
   const auto valid_op = [](cublasOperation_t op) { return op == CUBLAS_OP_N || op == CUBLAS_OP_T || op == CUBLAS_OP_C; };
   if (m < 0 || n < 0 || k < 0 || !valid_op(transa) || !valid_op(transb)) return CUBLAS_STATUS_INVALID_VALUE;
   // Leading dimensions: at least the stored rows (cuBLAS's documented minimums).
@@ -175,13 +180,6 @@ extern "C" cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t 
   if (alpha == nullptr || beta == nullptr) return CUBLAS_STATUS_INVALID_VALUE;
   if (Atype != Btype || !documented_combination(computeType, Atype, Ctype)) return CUBLAS_STATUS_NOT_SUPPORTED;
   if (algo != CUBLAS_GEMM_DEFAULT && algo != CUBLAS_GEMM_DEFAULT_TENSOR_OP) return CUBLAS_STATUS_NOT_SUPPORTED;
-
-  // For real matrices CUBLAS_OP_C is the transpose.
-  const char* op_a = transa == CUBLAS_OP_N ? "N" : "T";
-  const char* op_b = transb == CUBLAS_OP_N ? "N" : "T";
-  const std::string call = std::string("cublasGemmEx(") + op_a + ", " + op_b + ", m=" + std::to_string(m) +
-                           ", n=" + std::to_string(n) + ", k=" + std::to_string(k) + ")";
-  live_handles().require(handle, call);
   if (!emulated_combination(computeType, Atype, Ctype))
     fail(call + ": A/B " + type_name(Atype) + " with C " + type_name(Ctype) +
          " is a valid cuBLAS combination the emulator does not implement");

@@ -386,7 +386,7 @@ TEST(CublasHandles, LtHandlesAndStreamsAreAccepted) {
 
 // ---- misuse the emulator reports (the process dies, as a faulting GPU would end it) -----------------
 
-class EmulatorDeath : public ::testing::Test {
+class LibraryMisuse : public ::testing::Test {
  protected:
   void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
 };
@@ -415,15 +415,15 @@ void use_a_destroyed_cublas_handle() {
   cublasSetStream(handle, nullptr);
 }
 
-TEST_F(EmulatorDeath, HostMemoryPassedToCublasGemmEx) {
+TEST_F(LibraryMisuse, HostMemoryPassedToCublasGemmEx) {
   EXPECT_DEATH(gemm_reading_host_memory(), "cublasGemmEx.*A = .* is not device memory");
 }
 
-TEST_F(EmulatorDeath, CublasAlphaInDeviceMemory) {
+TEST_F(LibraryMisuse, CublasAlphaInDeviceMemory) {
   EXPECT_DEATH(gemm_with_alpha_in_device_memory(), "alpha points to device memory");
 }
 
-TEST_F(EmulatorDeath, DestroyedCublasHandle) {
+TEST_F(LibraryMisuse, DestroyedCublasHandle) {
   EXPECT_DEATH(use_a_destroyed_cublas_handle(), "cublasSetStream: the handle was never created or is already destroyed");
 }
 
@@ -852,13 +852,13 @@ void convolve_forward(const float* x_override, cudnnConvolutionFwdAlgo_t algo, b
                           workspace_is_x ? x.get() : nullptr, workspace_is_x ? x.bytes() : 0, &zero, desc.y, y.get());
 }
 
-TEST_F(EmulatorDeath, HostMemoryPassedToCudnnConvolutionForward) {
+TEST_F(LibraryMisuse, HostMemoryPassedToCudnnConvolutionForward) {
   const std::vector<float> host_x(kOddShapes[2].x_count());
   EXPECT_DEATH(convolve_forward(host_x.data(), CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, false),
                "cudnnConvolutionForward.*x = .* is not device memory");
 }
 
-TEST_F(EmulatorDeath, CudnnWorkspaceOverlappingATensor) {
+TEST_F(LibraryMisuse, CudnnWorkspaceOverlappingATensor) {
   // The GEMM algorithm's workspace (the im2col of x) is as large as x here, so x itself fits as one.
   EXPECT_DEATH(convolve_forward(nullptr, CUDNN_CONVOLUTION_FWD_ALGO_GEMM, true), "the workspace overlaps a tensor");
 }
@@ -941,7 +941,7 @@ void scan_with_host_temporary_storage() {
   cub::DeviceScan::ExclusiveSum(host.data(), bytes, in.get(), out.get(), 10);
 }
 
-TEST_F(EmulatorDeath, HostTemporaryStorageForCub) {
+TEST_F(LibraryMisuse, HostTemporaryStorageForCub) {
   EXPECT_DEATH(scan_with_host_temporary_storage(), "d_temp_storage = .* is not device memory");
 }
 
@@ -1028,7 +1028,7 @@ void use_an_aborted_communicator() {
   ncclCommGetAsyncError(comm, &async);
 }
 
-TEST_F(EmulatorDeath, NcclCommunicatorUsedAfterAbort) {
+TEST_F(LibraryMisuse, NcclCommunicatorUsedAfterAbort) {
   EXPECT_DEATH(use_an_aborted_communicator(),
                "ncclCommGetAsyncError: the handle was never created or is already destroyed");
 }
