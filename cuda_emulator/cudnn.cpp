@@ -94,15 +94,15 @@ cudnnStatus_t describe_4d(cudnnTensorFormat_t format, cudnnDataType_t type, int 
 }
 
 // The array as f32 in [n, h, w, c] order (channels innermost, contiguous), TF32-rounded on request.
-std::vector<float> load_nhwc(const void* data, const Array4d& l, bool tf32) {
-  std::vector<float> values(size_t(l.n) * l.h * l.w * l.c);
+std::vector<float> load_nhwc(const void* data, const Array4d& array, bool tf32) {
+  std::vector<float> values(size_t(array.n) * array.h * array.w * array.c);
   size_t at = 0;
-  for (int i = 0; i < l.n; ++i)
-    for (int y = 0; y < l.h; ++y)
-      for (int x = 0; x < l.w; ++x)
-        for (int j = 0; j < l.c; ++j) {
-          const int64_t offset = l.offset(i, j, y, x);
-          const float value = l.type == CUDNN_DATA_BFLOAT16 ? bf16_to_float(static_cast<const uint16_t*>(data)[offset])
+  for (int i = 0; i < array.n; ++i)
+    for (int y = 0; y < array.h; ++y)
+      for (int x = 0; x < array.w; ++x)
+        for (int j = 0; j < array.c; ++j) {
+          const int64_t offset = array.offset(i, j, y, x);
+          const float value = array.type == CUDNN_DATA_BFLOAT16 ? bf16_to_float(static_cast<const uint16_t*>(data)[offset])
                                                               : static_cast<const float*>(data)[offset];
           values[at++] = tf32 ? round_to_tf32(value) : value;
         }
@@ -110,15 +110,15 @@ std::vector<float> load_nhwc(const void* data, const Array4d& l, bool tf32) {
 }
 
 // out = alpha result + beta out, result given in [n, h, w, c] order; with beta == 0 out is not read.
-void store_nhwc(void* data, const Array4d& l, const std::vector<float>& result, float alpha, float beta) {
+void store_nhwc(void* data, const Array4d& array, const std::vector<float>& result, float alpha, float beta) {
   size_t at = 0;
-  for (int i = 0; i < l.n; ++i)
-    for (int y = 0; y < l.h; ++y)
-      for (int x = 0; x < l.w; ++x)
-        for (int j = 0; j < l.c; ++j) {
-          const int64_t offset = l.offset(i, j, y, x);
+  for (int i = 0; i < array.n; ++i)
+    for (int y = 0; y < array.h; ++y)
+      for (int x = 0; x < array.w; ++x)
+        for (int j = 0; j < array.c; ++j) {
+          const int64_t offset = array.offset(i, j, y, x);
           const float value = alpha * result[at++];
-          if (l.type == CUDNN_DATA_BFLOAT16) {
+          if (array.type == CUDNN_DATA_BFLOAT16) {
             uint16_t& target = static_cast<uint16_t*>(data)[offset];
             target = float_to_bf16(value + (beta == 0.0f ? 0.0f : beta * bf16_to_float(target)));
           } else {
