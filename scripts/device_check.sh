@@ -66,6 +66,17 @@ export PYTHONUNBUFFERED=1
 export CUFACE_BINARY="$PWD/$build/bin/cuface" CUFACE_SOURCE_DIR="$PWD"
 python=$(ls /opt/torch/.venv/bin/python3 2>/dev/null || command -v python3)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+# A GPU that is there but unusable (a driver older than the CUDA runtime, a missing device node) must
+# fail the check loudly, not turn every GPU test into a skip and the summary into "pass". Tests that
+# find no device fail too (CUFACE_REQUIRE_CUDA, tests/common/backends.h) instead of skipping.
+if nvidia-smi -L >/dev/null 2>&1; then
+  if ! "${ours[@]}" $build/bin/cuface info 2>&1 | tee "$out/cuface-info.txt" | grep -q '^GPU [0-9]'; then
+    echo "device_check: FAIL: nvidia-smi lists a GPU but cuface finds none (cuface info said:)" | tee -a "$log"
+    cat "$out/cuface-info.txt" | tee -a "$log"
+    exit 1
+  fi
+fi
+export CUFACE_REQUIRE_CUDA=1
 
 declare -a rows=()
 step() {  # step NAME SECONDS COMMAND...: runs with a time limit, logs, records pass/fail and time
