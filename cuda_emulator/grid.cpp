@@ -120,7 +120,9 @@ thread_local sigjmp_buf probe_fault;  // where a probe's fault returns to
 thread_local std::vector<std::unique_ptr<Fiber>> fiber_pool;
 
 std::string dims(const dim3& d) {
-  return "(" + std::to_string(d.x) + ", " + std::to_string(d.y) + ", " + std::to_string(d.z) + ")";
+  char text[48];
+  std::snprintf(text, sizeof text, "(%u, %u, %u)", d.x, d.y, d.z);
+  return text;
 }
 std::string dims(const uint3& d) { return dims(dim3(d.x, d.y, d.z)); }
 std::string where(const Site& s) { return std::string(s.file) + ":" + std::to_string(s.line); }

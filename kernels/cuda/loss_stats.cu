@@ -20,7 +20,7 @@ __global__ void reduce_row_stats_kernel(const int32_t* labels, const float* row_
   for (int c = 0; c <= kRowStatColumns; ++c) partial[c][threadIdx.x] = sums[c];
   __syncthreads();
   for (int stride = kBlock / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride)
+    if (int(threadIdx.x) < stride)
       for (int c = 0; c <= kRowStatColumns; ++c) partial[c][threadIdx.x] += partial[c][threadIdx.x + stride];
     __syncthreads();
   }
