@@ -30,7 +30,7 @@ __global__ void row_reduce_kernel(const float* x, float* out, int64_t classes) {
   partial[threadIdx.x] = acc;
   __syncthreads();
   for (int stride = kBlock / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride)
+    if (int(threadIdx.x) < stride)
       partial[threadIdx.x] = kMax ? fmaxf(partial[threadIdx.x], partial[threadIdx.x + stride])
                                   : partial[threadIdx.x] + partial[threadIdx.x + stride];
     __syncthreads();
