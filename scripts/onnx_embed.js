@@ -9,7 +9,8 @@
 // (the model normalises them itself). THREADS is onnxruntime's intra-op thread count.
 // Without SECONDS: one run, every output printed as JSON {"name": {"dims": [...], "data": [...]}}.
 // With SECONDS: the same batch run repeatedly for that long after one warm-up run; prints
-// {"runs", "seconds", "images_per_second"}.
+// {"runs", "seconds", "images_per_second", "cpu_seconds", "images_per_cpu_second"} (CPU time of the
+// whole process: robust where other work shares the cores).
 // onnxruntime-node is found through NODE_PATH (scripts/setup.sh --all installs it under
 // build-tools/onnxruntime/node_modules).
 'use strict';
@@ -44,6 +45,8 @@ async function main() {
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // Idle pool threads sleep, as cuface's OpenMP threads do (it runs with OMP_WAIT_POLICY=PASSIVE).
+    extra: {session: {intra_op: {allow_spinning: '0'}}},
   });
   const feeds = {[session.inputNames[0]]: new ort.Tensor('float32', pixels(crops, n, size, layout), dims)};
 
@@ -58,14 +61,17 @@ async function main() {
   const seconds = Number(args[6]);
   await session.run(feeds);  // warm-up: allocations and kernel selection
   let runs = 0;
-  const start = process.hrtime.bigint();
+  const start = process.hrtime.bigint(), cpuStart = process.cpuUsage();
   let elapsed = 0;
   while (elapsed < seconds) {
     await session.run(feeds);
     ++runs;
     elapsed = Number(process.hrtime.bigint() - start) / 1e9;
   }
-  process.stdout.write(JSON.stringify({runs, seconds: elapsed, images_per_second: (runs * n) / elapsed}) + '\n');
+  const cpu = process.cpuUsage(cpuStart);
+  const cpuSeconds = (cpu.user + cpu.system) / 1e6;  // every thread of the process
+  process.stdout.write(JSON.stringify({runs, seconds: elapsed, images_per_second: (runs * n) / elapsed,
+                                       cpu_seconds: cpuSeconds, images_per_cpu_second: (runs * n) / cpuSeconds}) + '\n');
 }
 
 main().catch((error) => {
