@@ -66,6 +66,12 @@ ProtoWriter value_info(const std::string& name, const std::vector<int64_t>& dims
   return info;
 }
 
+std::vector<int64_t> dims_of(const Tensor& t) {
+  std::vector<int64_t> dims;
+  for (int axis = 0; axis < t.rank(); ++axis) dims.push_back(t.size(axis));
+  return dims;
+}
+
 std::string shape_text(const std::vector<int64_t>& dims) {
   std::string text;
   for (int64_t d : dims) text += (text.empty() ? "[" : ", ") + (d < 0 ? std::string("batch") : std::to_string(d));
@@ -134,10 +140,8 @@ class GraphBuilder {
         weight[size_t(o * per_row + k)] = float(double(w.data<float>()[o * per_row + k]) * s);
       shift[size_t(o)] = float(((bias ? double(bias[o]) : 0.0) - double(mean[o])) * s + double(beta[o]));
     }
-    std::vector<int64_t> dims;
-    for (int axis = 0; axis < w.rank(); ++axis) dims.push_back(w.size(axis));
     ++summary_.folded_batchnorms;
-    return {initializer(layer + ".weight", dims, weight), initializer(layer + ".bias", {rows}, shift)};
+    return {initializer(layer + ".weight", dims_of(w), weight), initializer(layer + ".bias", {rows}, shift)};
   }
 
   // Convolution `conv` + BatchNorm `bn` (+ ReLU): a k x k convolution pads k / 2, as torchvision's.
@@ -184,9 +188,7 @@ class GraphBuilder {
  private:
   std::string copy(const std::string& name) {
     const Tensor& t = parameter(name);
-    std::vector<int64_t> dims;
-    for (int axis = 0; axis < t.rank(); ++axis) dims.push_back(t.size(axis));
-    return initializer(name, dims, std::vector<float>(t.data<float>(), t.data<float>() + t.numel()));
+    return initializer(name, dims_of(t), std::vector<float>(t.data<float>(), t.data<float>() + t.numel()));
   }
 
   std::map<std::string, Tensor> state_;

@@ -241,6 +241,12 @@ TEST(ExportOnnx, ResNet50InOnnxruntimeGivesCufacesEmbeddingAndHeadsOnAlignedLfwF
   expect_onnxruntime_matches("resnet50", 512, 48, "nchw", 5, false);
 }
 
+TEST(ExportOnnx, ResNet18BasicBlocksInOnnxruntimeGiveCufacesOutputs) {
+  CUFACE_REQUIRE_SHARED_DATA("lfw/landmarks5.txt");
+  CUFACE_REQUIRE_ONNXRUNTIME();
+  expect_onnxruntime_matches("resnet18", 128, 32, "nhwc", 9, false);
+}
+
 // ---- safetensors -------------------------------------------------------------------------------
 
 TEST(ExportSafetensors, InferenceWeightsUnderTorchvisionNamesLoadBackToTheSameModel) {
