@@ -3,13 +3,14 @@
 # Idempotent and quiet when everything is present. Options:
 #   --all   also the optional packages: OpenBLAS (side-by-side GEMM benchmark), PyTorch/torchvision,
 #           numpy and scikit-learn (fixture generators in scripts/), dlib + its landmark model
-#           (face detection in arbitrary photos), libjpeg-turbo-progs (scripts/make_jpeg_fixtures.sh).
+#           (face detection in arbitrary photos), libjpeg-turbo-progs (scripts/make_jpeg_fixtures.sh),
+#           chromium (renders `cuface report`'s page headless in its test).
 set -euo pipefail
 
 required=(cmake g++ make pkg-config libstb-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
           libcli11-dev libopenmpi-dev openmpi-bin)
 optional=(libopenblas-dev python3-torch python3-torchvision python3-numpy python3-sklearn
-          libdlib-dev libdlib-data libjpeg-turbo-progs)
+          libdlib-dev libdlib-data libjpeg-turbo-progs chromium)
 
 wanted=("${required[@]}")
 [[ "${1:-}" == "--all" ]] && wanted+=("${optional[@]}")
