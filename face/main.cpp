@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   cuface::cli::add_selfcheck_command(app);
   cuface::cli::add_train_command(app);
   cuface::cli::add_demo_command(app);
+  cuface::cli::add_report_command(app);
 
   // CLI11 reports an unknown subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
