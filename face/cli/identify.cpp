@@ -99,6 +99,7 @@ void add_identify_command(CLI::App& app) {
   cmd->add_option("PHOTO", args->photos, "Photos to identify")->required()->check(CLI::ExistingFile);
   cmd->add_option("--gallery", args->gallery, "A gallery folder made by cuface gallery")->required();
   add_inference_flags(cmd, args->flags, true, true);
+  cmd->remove_option(cmd->get_option("--strict"));  // every photo must show a face: always strict
   cmd->add_option("--top-k", args->top_k, "Candidates listed per photo")->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("--threshold", args->threshold,
                   "Cosine similarity at or above which the best candidate is the answer (default: as cuface verify's; "
