@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
   cuface::cli::add_verify_command(app);
   cuface::cli::add_classify_command(app);
   cuface::cli::add_export_command(app);
+  cuface::cli::add_gallery_command(app);
+  cuface::cli::add_identify_command(app);
+  cuface::cli::add_eval_id_command(app);
   cuface::cli::add_selfcheck_command(app);
   cuface::cli::add_train_command(app);
   cuface::cli::add_demo_command(app);
