@@ -9,6 +9,7 @@
 #include <climits>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/topk.h"
 
 namespace cuface::cuda {
@@ -41,14 +42,14 @@ __global__ void clear_top_k_kernel(float* score, int32_t* index, int64_t n) {
 
 __global__ void merge_top_k_kernel(const float* scores, int64_t n, int32_t first_column, float* best_score,
                                    int32_t* best_index, int k) {
-  extern __shared__ unsigned char list_memory[];
+  CUFACE_DYNAMIC_SHARED(unsigned char, list_memory);
   float* old_score = reinterpret_cast<float*>(list_memory);
   int32_t* old_index = reinterpret_cast<int32_t*>(old_score + k);
-  __shared__ int entering;
-  __shared__ float warp_score[kWarps];
-  __shared__ int32_t warp_column[kWarps];
-  __shared__ float next_score;
-  __shared__ int32_t next_column;
+  CUFACE_SHARED(int, entering);
+  CUFACE_SHARED(float[kWarps], warp_score);
+  CUFACE_SHARED(int32_t[kWarps], warp_column);
+  CUFACE_SHARED(float, next_score);
+  CUFACE_SHARED(int32_t, next_column);
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const float* row = scores + int64_t(blockIdx.x) * n;
@@ -131,9 +132,8 @@ __global__ void merge_top_k_kernel(const float* scores, int64_t n, int32_t first
 
 void clear_top_k(Context& ctx, Tensor& best_score, Tensor& best_index) {
   const int64_t n = best_score.numel();
-  clear_top_k_kernel<<<grid_for(n, 256), 256, 0, cuda_stream(ctx)>>>(best_score.data<float>(),
-                                                                     best_index.data<int32_t>(), n);
-  CUDA_CHECK_LAUNCH();
+  launch(clear_top_k_kernel, grid_for(n, 256), 256, 0, cuda_stream(ctx), best_score.data<float>(),
+         best_index.data<int32_t>(), n);
 }
 
 void merge_top_k(Context& ctx, const Tensor& scores, int64_t first_column, Tensor& best_score, Tensor& best_index) {
@@ -142,10 +142,8 @@ void merge_top_k(Context& ctx, const Tensor& scores, int64_t first_column, Tenso
   const size_t list_bytes = size_t(k) * (sizeof(float) + sizeof(int32_t));
   CUFACE_CHECK(list_bytes <= 40 * 1024, "merge_top_k: k = " + std::to_string(k) + " exceeds the CUDA kernel's 5120");
   if (rows == 0 || scores.size(1) == 0) return;
-  merge_top_k_kernel<<<unsigned(rows), kThreads, list_bytes, cuda_stream(ctx)>>>(
-      scores.data<float>(), scores.size(1), int32_t(first_column), best_score.data<float>(),
-      best_index.data<int32_t>(), k);
-  CUDA_CHECK_LAUNCH();
+  launch(merge_top_k_kernel, unsigned(rows), kThreads, list_bytes, cuda_stream(ctx), scores.data<float>(),
+         scores.size(1), int32_t(first_column), best_score.data<float>(), best_index.data<int32_t>(), k);
 }
 
 }  // namespace cuface::cuda
