@@ -28,9 +28,11 @@ using cuface_shared_type = T;
 namespace cuface {
 
 template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+            Args&&... args) {
 #if CUFACE_CUDA_EMULATED
-  CUDA_CHECK(cuda_emulator::launch(kernel, {grid, block, shared_bytes, dim3(1, 1, 1)}, stream, std::forward<Args>(args)...));
+  const cuda_emulator::LaunchShape shape{grid, block, shared_bytes, dim3(1, 1, 1)};
+  CUDA_CHECK(cuda_emulator::launch(kernel, shape, stream, std::forward<Args>(args)...));
 #else
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
   CUDA_CHECK_LAUNCH();

@@ -89,7 +89,8 @@ void relu_backward(Context& ctx, const Tensor& y, const Tensor& dy, Tensor& dx) 
   if (n == 0) return;
   with_element_type(y, [&](auto tag) {
     using T = decltype(tag);
-    launch(relu_backward_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), y.data<T>(), dy.data<T>(), dx.data<T>(), n);
+    launch(relu_backward_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), y.data<T>(), dy.data<T>(),
+           dx.data<T>(), n);
   });
 }
 
@@ -98,7 +99,8 @@ void add_relu(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
   if (n == 0) return;
   with_element_type(y, [&](auto tag) {
     using T = decltype(tag);
-    launch(add_relu_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), a.data<T>(), b.data<T>(), y.data<T>(), n);
+    launch(add_relu_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), a.data<T>(), b.data<T>(), y.data<T>(),
+           n);
   });
 }
 
@@ -108,7 +110,7 @@ void prelu_forward(Context& ctx, const Tensor& x, const Tensor& slope, Tensor& y
   with_element_type(x, [&](auto tag) {
     using T = decltype(tag);
     launch(prelu_forward_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(), slope.data<float>(),
-                                                                                  y.data<T>(), n, int(x.size(-1)));
+           y.data<T>(), n, int(x.size(-1)));
   });
 }
 
@@ -124,12 +126,12 @@ void prelu_backward(Context& ctx, const Tensor& x, const Tensor& slope, const Te
   cudaStream_t stream = cuda_stream(ctx);
   with_element_type(x, [&](auto tag) {
     using T = decltype(tag);
-    launch(prelu_backward_kernel<T>, reduce.grid, reduce.block, 0, stream, x.data<T>(), slope.data<float>(), dy.data<T>(),
-                                                                       dx.data<T>(), rows, channels, partial);
+    launch(prelu_backward_kernel<T>, reduce.grid, reduce.block, 0, stream, x.data<T>(), slope.data<float>(),
+           dy.data<T>(), dx.data<T>(), rows, channels, partial);
   });
   if (!partial) return;
   launch(prelu_slope_finalize_kernel, grid_for(channels, kBlock), kBlock, 0, stream, partial, reduce.slabs, channels,
-                                                                                 dslope.data<float>());
+         dslope.data<float>());
 }
 
 }  // namespace cuface::cuda

@@ -52,9 +52,11 @@ void add_bias(Context& ctx, Tensor& y, const Tensor& bias) {
   if (n == 0) return;
   const int grid = grid_for(n, kBlock);
   if (y.dtype() == DType::BF16)
-    launch(add_bias_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), y.data<bf16>(), bias.data<float>(), bias.size(0), n);
+    launch(add_bias_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), y.data<bf16>(), bias.data<float>(), bias.size(0),
+           n);
   else
-    launch(add_bias_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), y.data<float>(), bias.data<float>(), bias.size(0), n);
+    launch(add_bias_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), y.data<float>(), bias.data<float>(), bias.size(0),
+           n);
 }
 
 void accumulate_bias_grad(Context& ctx, const Tensor& dy, Tensor& db) {
@@ -67,13 +69,13 @@ void accumulate_bias_grad(Context& ctx, const Tensor& dy, Tensor& db) {
   const dim3 grid(unsigned((channels + kChannelsPerBlock - 1) / kChannelsPerBlock), unsigned(row_blocks));
   const dim3 block(kChannelsPerBlock, kRowLanes);
   if (dy.dtype() == DType::BF16)
-    launch(bias_grad_partial_kernel<bf16>, grid, block, 0, cuda_stream(ctx), dy.data<bf16>(), rows, channels, rows_per_block,
-                                                                   partial);
+    launch(bias_grad_partial_kernel<bf16>, grid, block, 0, cuda_stream(ctx), dy.data<bf16>(), rows, channels,
+           rows_per_block, partial);
   else
-    launch(bias_grad_partial_kernel<float>, grid, block, 0, cuda_stream(ctx), dy.data<float>(), rows, channels, rows_per_block,
-                                                                   partial);
+    launch(bias_grad_partial_kernel<float>, grid, block, 0, cuda_stream(ctx), dy.data<float>(), rows, channels,
+           rows_per_block, partial);
   launch(bias_grad_final_kernel, grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx), partial, row_blocks, channels,
-                                                                                      db.data<float>());
+         db.data<float>());
 }
 
 }  // namespace cuface::cuda

@@ -29,9 +29,11 @@ void dropout(Context& ctx, const Tensor& x, Tensor& y, float p, uint64_t seed, u
   const float scale = 1.0f / (1.0f - p);
   const int grid = grid_for((n + 3) / 4, kBlock);
   if (x.dtype() == DType::BF16)
-    launch(dropout_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), x.data<bf16>(), y.data<bf16>(), n, p, scale, seed, step);
+    launch(dropout_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), x.data<bf16>(), y.data<bf16>(), n, p, scale, seed,
+           step);
   else
-    launch(dropout_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), x.data<float>(), y.data<float>(), n, p, scale, seed, step);
+    launch(dropout_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), x.data<float>(), y.data<float>(), n, p, scale,
+           seed, step);
 }
 
 }  // namespace cuface::cuda

@@ -56,8 +56,8 @@ void copy(Context& ctx, const Tensor& x, Tensor& y) {
 
 void axpy(Context& ctx, float alpha, const Tensor& x, Tensor& y) {
   if (y.numel() == 0) return;
-  launch(axpy_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), alpha, x.data<float>(),
-                                                                           y.data<float>(), y.numel());
+  launch(axpy_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), alpha, x.data<float>(), y.data<float>(),
+         y.numel());
 }
 
 void scale(Context& ctx, float alpha, Tensor& y) {
@@ -68,11 +68,12 @@ void scale(Context& ctx, float alpha, Tensor& y) {
 void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
   if (y.numel() == 0) return;
   if (y.dtype() == DType::BF16) {  // a ResNet block's input gradient under bf16 (face/model/resnet.cpp)
-    launch(add_bf16_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), a.data<bf16>(), b.data<bf16>(), y.data<bf16>(), y.numel());
+    launch(add_bf16_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), a.data<bf16>(), b.data<bf16>(),
+           y.data<bf16>(), y.numel());
     return;
   }
   launch(add_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), a.data<float>(), b.data<float>(),
-                                                                          y.data<float>(), y.numel());
+         y.data<float>(), y.numel());
 }
 
 void cast(Context& ctx, const Tensor& x, Tensor& y) {
@@ -83,7 +84,7 @@ void cast(Context& ctx, const Tensor& x, Tensor& y) {
   CUFACE_CHECK(float_like(x) && float_like(y), "cast: only f32, bf16 and f16 convert, got " + x.str() + " and " + y.str());
   if (y.numel() == 0) return;
   launch(cast_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), x.raw(), x.dtype(), y.raw(), y.dtype(),
-                                                                           y.numel());
+         y.numel());
 }
 
 }  // namespace cuface::cuda

@@ -60,18 +60,19 @@ void l2norm_forward(Context& ctx, const Tensor& x, Tensor& y, Tensor& norms) {
   if (rows == 0) return;
   const unsigned blocks = blocks_for_rows(rows);
   if (y.dtype() == DType::BF16) {
-    launch(l2norm_forward_kernel<bf16>, blocks, 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(), y.data<bf16>(),
-                                                                                norms.data<float>(), rows, dim);
+    launch(l2norm_forward_kernel<bf16>, blocks, 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(),
+           y.data<bf16>(), norms.data<float>(), rows, dim);
   } else {
-    launch(l2norm_forward_kernel<float>, blocks, 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(), y.data<float>(),
-                                                                                norms.data<float>(), rows, dim);
+    launch(l2norm_forward_kernel<float>, blocks, 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(),
+           y.data<float>(), norms.data<float>(), rows, dim);
   }
 }
 
 void l2norm_backward(Context& ctx, const Tensor& x, const Tensor& norms, const Tensor& dy, Tensor& dx, bool accumulate) {
   const int64_t rows = x.size(0), dim = x.size(1);
   if (rows == 0) return;
-  launch(l2norm_backward_kernel, blocks_for_rows(rows), 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(), norms.data<float>(), dy.data<float>(), dx.data<float>(), rows, dim, accumulate);
+  launch(l2norm_backward_kernel, blocks_for_rows(rows), 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(),
+         norms.data<float>(), dy.data<float>(), dx.data<float>(), rows, dim, accumulate);
 }
 
 }  // namespace cuface::cuda

@@ -34,7 +34,7 @@ __global__ void reduce_row_stats_kernel(const int32_t* labels, const float* row_
 
 void reduce_row_stats(Context& ctx, const Tensor& labels, const Tensor& row_stats, Tensor& stats) {
   launch(reduce_row_stats_kernel, 1, kBlock, 0, cuda_stream(ctx), labels.data<int32_t>(), row_stats.data<float>(),
-                                                               stats.data<float>(), labels.numel());
+         stats.data<float>(), labels.numel());
 }
 
 }  // namespace cuface::cuda

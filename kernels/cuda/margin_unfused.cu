@@ -92,16 +92,17 @@ void margin_softmax_ce_unfused(Context& ctx, Tensor& cos, const Tensor& labels, 
   const int grid = grid_for(total, kBlock);
   launch(onehot_kernel, grid, kBlock, 0, stream, y, onehot.data<float>(), total, classes);
   launch(phi_kernel, grid, kBlock, 0, stream, c, phi.data<float>(), total, params);
-  launch(blend_kernel, grid, kBlock, 0, stream, onehot.data<float>(), phi.data<float>(), c, z.data<float>(), total, params.s);
+  launch(blend_kernel, grid, kBlock, 0, stream, onehot.data<float>(), phi.data<float>(), c, z.data<float>(), total,
+         params.s);
   launch(row_reduce_kernel<true>, unsigned(rows), kBlock, 0, stream, z.data<float>(), row_max.data<float>(), classes);
   launch(exp_kernel, grid, kBlock, 0, stream, z.data<float>(), row_max.data<float>(), p.data<float>(), total, classes);
   launch(row_reduce_kernel<false>, unsigned(rows), kBlock, 0, stream, p.data<float>(), row_sum.data<float>(), classes);
   launch(divide_kernel, grid, kBlock, 0, stream, p.data<float>(), row_sum.data<float>(), total, classes);
-  launch(row_stats_kernel, grid_for(rows, kBlock), kBlock, 0, stream, onehot.data<float>(), z.data<float>(), row_max.data<float>(), row_sum.data<float>(), c, y, row_stats.data<float>(),
-      rows, classes);
+  launch(row_stats_kernel, grid_for(rows, kBlock), kBlock, 0, stream, onehot.data<float>(), z.data<float>(),
+         row_max.data<float>(), row_sum.data<float>(), c, y, row_stats.data<float>(), rows, classes);
   launch(count_labelled_kernel, 1, kBlock, 0, stream, y, rows, labelled.data<float>());
   launch(gradient_kernel, grid, kBlock, 0, stream, onehot.data<float>(), p.data<float>(), y, labelled.data<float>(), c,
-                                               total, classes, params);
+         total, classes, params);
 }
 
 }  // namespace cuface::cuda

@@ -24,7 +24,8 @@ void sgd_momentum_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor
                          float momentum_coef, float weight_decay, float grad_scale) {
   const int64_t n = param.numel();
   if (n == 0) return;
-  launch(sgd_momentum_kernel, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), param.data<float>(), grad.data<float>(), momentum.data<float>(), n, lr, momentum_coef, weight_decay, grad_scale);
+  launch(sgd_momentum_kernel, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), param.data<float>(), grad.data<float>(),
+         momentum.data<float>(), n, lr, momentum_coef, weight_decay, grad_scale);
 }
 
 }  // namespace cuface::cuda

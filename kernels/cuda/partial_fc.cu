@@ -87,7 +87,7 @@ void select_classes(Context& ctx, const Tensor& labels, int64_t, uint64_t seed, 
 
   CUDA_CHECK(cudaMemsetAsync(chosen, 0, size_t(classes) * sizeof(int32_t), stream));
   launch(mark_positives_kernel, grid_for(rows, kBlock), kBlock, 0, stream, labels.data<int32_t>(), rows, first, classes,
-                                                                        chosen);
+         chosen);
   launch(class_keys_kernel, grid_for(classes, kBlock), kBlock, 0, stream, chosen, seed, step, first, classes, keys);
   size_t bytes = sort_bytes;
   CUDA_CHECK(cub::DeviceRadixSort::SortKeys(temp, bytes, keys, sorted, n, 0, 64, stream));
@@ -95,20 +95,24 @@ void select_classes(Context& ctx, const Tensor& labels, int64_t, uint64_t seed, 
   launch(mark_sampled_kernel, grid_for(sample, kBlock), kBlock, 0, stream, sorted, sample, chosen);
   bytes = scan_bytes;
   CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, bytes, chosen, position, n, stream));
-  launch(compact_kernel, grid_for(classes, kBlock), kBlock, 0, stream, chosen, position, classes, index.data<int32_t>());
-  launch(remap_labels_kernel, grid_for(rows, kBlock), kBlock, 0, stream, labels.data<int32_t>(), position, rows, first, classes, int32_t(sample), sampled_labels.data<int32_t>());
+  launch(compact_kernel, grid_for(classes, kBlock), kBlock, 0, stream, chosen, position, classes,
+         index.data<int32_t>());
+  launch(remap_labels_kernel, grid_for(rows, kBlock), kBlock, 0, stream, labels.data<int32_t>(), position, rows, first,
+         classes, int32_t(sample), sampled_labels.data<int32_t>());
 }
 
 void gather_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination) {
   const int64_t count = index.numel(), dim = source.size(1);
   if (count * dim == 0) return;
-  launch(gather_rows_kernel, grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx), source.data<float>(), index.data<int32_t>(), destination.data<float>(), count, dim);
+  launch(gather_rows_kernel, grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx), source.data<float>(),
+         index.data<int32_t>(), destination.data<float>(), count, dim);
 }
 
 void scatter_add_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination) {
   const int64_t count = index.numel(), dim = source.size(1);
   if (count * dim == 0) return;
-  launch(scatter_add_rows_kernel, grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx), source.data<float>(), index.data<int32_t>(), destination.data<float>(), count, dim);
+  launch(scatter_add_rows_kernel, grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx), source.data<float>(),
+         index.data<int32_t>(), destination.data<float>(), count, dim);
 }
 
 }  // namespace cuface::cuda

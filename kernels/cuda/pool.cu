@@ -101,7 +101,7 @@ void max_pool2d_forward(Context& ctx, const Tensor& x, Tensor& y, Tensor& argmax
   with_type(x, [&](auto zero) {
     using T = decltype(zero);
     launch(max_pool_forward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(), y.data<T>(),
-                                                                                      argmax.data<int32_t>(), d, total);
+           argmax.data<int32_t>(), d, total);
   });
 }
 
@@ -112,7 +112,8 @@ void max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& argmax, T
   const PoolDims d = pool_dims(dx, dy, geometry);
   with_type(dx, [&](auto zero) {
     using T = decltype(zero);
-    launch(max_pool_backward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), d, total);
+    launch(max_pool_backward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), dy.data<T>(),
+           argmax.data<int32_t>(), dx.data<T>(), d, total);
   });
 }
 
@@ -121,7 +122,8 @@ void global_avg_pool_forward(Context& ctx, const Tensor& x, Tensor& y) {
   if (total == 0) return;
   with_type(x, [&](auto zero) {
     using T = decltype(zero);
-    launch(global_avg_pool_forward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(), y.data<T>(), x.size(1) * x.size(2), x.size(3), total);
+    launch(global_avg_pool_forward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(),
+           y.data<T>(), x.size(1) * x.size(2), x.size(3), total);
   });
 }
 
@@ -131,7 +133,8 @@ void global_avg_pool_backward(Context& ctx, const Tensor& dy, Tensor& dx) {
   const int64_t pixels = dx.size(1) * dx.size(2);
   with_type(dx, [&](auto zero) {
     using T = decltype(zero);
-    launch(global_avg_pool_backward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), dy.data<T>(), dx.data<T>(), pixels, dx.size(3), 1.0f / float(pixels), total);
+    launch(global_avg_pool_backward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), dy.data<T>(),
+           dx.data<T>(), pixels, dx.size(3), 1.0f / float(pixels), total);
   });
 }
 

@@ -30,7 +30,7 @@ void fill_uniform(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, 
   const int64_t n = y.numel();
   if (n == 0) return;
   launch(fill_uniform_kernel, grid_for((n + 3) / 4, kBlock), kBlock, 0, cuda_stream(ctx), y.data<float>(), n, seed,
-                                                                                      subsequence, lo, hi - lo);
+         subsequence, lo, hi - lo);
 }
 
 void fill_normal(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, float mean, float stddev,
@@ -38,7 +38,7 @@ void fill_normal(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, f
   const int64_t n = y.numel();
   if (n == 0) return;
   launch(fill_normal_kernel, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), y.data<float>(), n, seed, subsequence,
-                                                                           mean, stddev, first);
+         mean, stddev, first);
 }
 
 }  // namespace cuface::cuda

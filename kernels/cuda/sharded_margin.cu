@@ -118,23 +118,22 @@ void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int6
   const int64_t rows = cos.size(0);
   if (rows == 0) return;
   launch(logits_kernel, unsigned(rows), kBlock, 0, cuda_stream(ctx), cos.data<float>(), labels.data<int32_t>(), rows,
-                                                                 cos.size(1), first_class, all_classes, params,
-                                                                 maxima.data<float>(), target.data<float>());
+         cos.size(1), first_class, all_classes, params, maxima.data<float>(), target.data<float>());
 }
 
 void sharded_margin_exp_sums(Context& ctx, const Tensor& z, const Tensor& maxima, Tensor& target) {
   const int64_t rows = z.size(0);
   if (rows == 0) return;
   launch(exp_sums_kernel, unsigned(rows), kBlock, 0, cuda_stream(ctx), z.data<float>(), z.size(1), maxima.data<float>(),
-                                                                   target.data<float>());
+         target.data<float>());
 }
 
 void sharded_margin_gradient(Context& ctx, Tensor& z, const Tensor& labels, int64_t first_class,
                              const MarginParams& params, const Tensor& maxima, const Tensor& target, Tensor& row_stats) {
   const int64_t rows = z.size(0);
   if (rows == 0) return;
-  launch(gradient_kernel, unsigned(rows), kBlock, 0, cuda_stream(ctx), z.data<float>(), labels.data<int32_t>(), rows, z.size(1), first_class, params.s, maxima.data<float>(),
-      target.data<float>(), row_stats.data<float>());
+  launch(gradient_kernel, unsigned(rows), kBlock, 0, cuda_stream(ctx), z.data<float>(), labels.data<int32_t>(), rows,
+         z.size(1), first_class, params.s, maxima.data<float>(), target.data<float>(), row_stats.data<float>());
 }
 
 }  // namespace cuface::cuda

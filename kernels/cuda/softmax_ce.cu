@@ -67,8 +67,7 @@ void softmax_ce(Context& ctx, Tensor& logits, const Tensor& labels, float smooth
   const float q_other = classes > 1 ? smoothing / float(classes - 1) : 0.0f;
   const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
   launch(softmax_ce_kernel, blocks, kBlock, 0, cuda_stream(ctx), logits.data<float>(), labels.data<int32_t>(),
-                                                              row_stats.data<float>(), rows, classes,
-                                                              1.0f - smoothing, q_other);
+         row_stats.data<float>(), rows, classes, 1.0f - smoothing, q_other);
 }
 
 }  // namespace cuface::cuda

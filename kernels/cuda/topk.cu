@@ -5,8 +5,8 @@
 // list is written slot by slot as a merge of the old list (kept in shared memory) with the block's
 // candidates taken best first: the next candidate is found by a block-wide arg-max over the scores
 // that come after the previous candidate in list order, so nothing is sorted or stored per score.
-#include <cmath>
 #include <climits>
+#include <cmath>
 
 #include "engine/cuda_context.h"
 #include "engine/cuda_launch.h"
@@ -108,7 +108,8 @@ __global__ void merge_top_k_kernel(const float* scores, int64_t n, int32_t first
       __syncthreads();
       found = true;
     }
-    const bool take_new = taken < candidates && before(next_score, next_column, old_score[old_next], old_index[old_next]);
+    const bool take_new =
+        taken < candidates && before(next_score, next_column, old_score[old_next], old_index[old_next]);
     if (take_new) {
       if (threadIdx.x == 0) {
         score[slot] = next_score;
