@@ -106,6 +106,10 @@ struct Grid {
   const std::function<void()>* body = nullptr;
   std::vector<Block> blocks;  // of the cluster running now
   std::vector<Thread> threads;
+  // The lowest and highest address of the blocks' shared memory: most accesses the race check sees
+  // are to global memory and leave at this test.
+  const unsigned char* shared_low = nullptr;
+  const unsigned char* shared_high = nullptr;
   int at_cluster_barrier = 0;
   int exited = 0;
   std::mt19937_64 random;
@@ -325,6 +329,15 @@ uint64_t wait_here(Wait wait, Site site) {
   return t->result;
 }
 
+void note_shared_range(Grid& g) {
+  g.shared_low = g.blocks.front().shared.data();
+  g.shared_high = g.shared_low;
+  for (const Block& b : g.blocks) {
+    g.shared_low = std::min(g.shared_low, b.shared.data());
+    g.shared_high = std::max(g.shared_high, b.shared.data() + b.shared.size());
+  }
+}
+
 void run_cluster(Grid& g, const dim3& first_block) {
   const LaunchShape& s = g.shape;
   const int block_threads = int(s.block.x * s.block.y * s.block.z);
@@ -361,6 +374,7 @@ void run_cluster(Grid& g, const dim3& first_block) {
             }
       }
   g.at_cluster_barrier = 0;
+  note_shared_range(g);
   blockDim = s.block;
   gridDim = s.grid;
   run_threads(g);
@@ -471,6 +485,7 @@ void* block_shared(const void* tag, size_t bytes, size_t alignment) {
           b.shadow.resize((needed + 3) / 4);
         }
       }
+      note_shared_range(*g);
     }
   }
   if (probing) {  // nothing is read or written before the probe ends; any address will do
@@ -635,8 +650,8 @@ bool ordered(const Grid& g, const Thread& t, int other, uint32_t other_generatio
 void check_shared_access(const void* address, size_t size, bool write, const void* pc) {
   Grid* g = running_grid;
   Thread* t = running_thread;
-  if (!g || !t) return;
   const auto* p = static_cast<const unsigned char*>(address);
+  if (!g || !t || p >= g->shared_high || p + size <= g->shared_low) return;
   for (Block& b : g->blocks) {
     const unsigned char* base = b.shared.data();
     if (p < base || p >= base + b.shared.size()) continue;
