@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "face/cli/commands.h"
@@ -28,6 +29,11 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--seed", options->seed, "Seed of the split and of training")->capture_default_str();
   cmd->callback([options] {
     DemoResult r = run_demo(*options);
+    if (r.stop_signal) {  // as `cuface train`: the status a shell expects of an interrupted program
+      std::printf("demo: interrupted\n");
+      std::fflush(stdout);
+      std::exit(128 + r.stop_signal);
+    }
     std::printf(
         "demo: tiny ResNet trained on %lld %s people (%lld images), %lld steps in %.0f s; loss %.2f -> %.2f; "
         "verification on %lld held-out people: accuracy %.3f (untrained %.3f, chance 0.5), 10-fold %.3f +- %.3f\n",

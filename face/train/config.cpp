@@ -93,7 +93,7 @@ void TrainConfig::validate() const {
   CUFACE_CHECK(weight_fr >= 0 && weight_gender >= 0 && weight_age >= 0, "--weight-* cannot be negative");
   CUFACE_CHECK(valid_every >= 0 && checkpoint_every >= 0,
                "--valid-every and --checkpoint-every cannot be negative (0: at the end)");
-  CUFACE_CHECK(valid_pairs >= 1, "--valid-pairs must be at least 1");
+  CUFACE_CHECK(valid_pairs >= 20, "--valid-pairs must be at least 20");
   CUFACE_CHECK(keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
 }
 

@@ -232,7 +232,8 @@ DemoResult run_demo(const DemoOptions& options) {
   config.valid_at_start = true;
   config.valid_pairs = options.valid_pairs;
   config.checkpoint_every = 0;
-  train(config, false);
+  result.stop_signal = train(config, false).stop_signal;
+  if (result.stop_signal) return result;
 
   const fs::path run = config.out;
   result.first_loss = mean_loss(run / "loss_debug.csv", 10, false);

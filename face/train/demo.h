@@ -41,6 +41,7 @@ struct DemoResult {
   double accuracy = 0;                  // ... after training
   double kfold_mean = 0, kfold_std = 0; // 10-fold accuracy after training
   double seconds = 0;
+  int stop_signal = 0;                  // SIGINT or SIGTERM when one stopped training (no figures then)
 };
 
 DemoResult run_demo(const DemoOptions& options);

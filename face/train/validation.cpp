@@ -66,19 +66,20 @@ namespace {
 
 ValidationResult validate_fr(Context& ctx, FaceModel& model, const ValidationOptions& options) {
   const PackEmbeddings embedded = embed_pack(ctx, model, options);
-  const std::vector<int>& identity = embedded.identity;
   const int64_t dim = embedded.matrix.size(1);
   const float* rows = embedded.matrix.data<float>();
-  // A small validation set cannot offer every requested pair: the sampler takes at most half of the
-  // available same-person pairs, so ask for no more than that many pairs of each kind.
-  std::map<int, int64_t> images_of;
-  for (int id : identity) ++images_of[id];
-  int64_t same_available = 0;
-  for (const auto& [id, n] : images_of) same_available += n * (n - 1) / 2;
-  const int64_t pair_count = std::min(options.pairs, same_available / 2 * 2);
-  CUFACE_CHECK(pair_count >= 20, "the validation packs offer too few same-person pairs (" + std::to_string(same_available) +
-                                "): they need identities with several images each");
-  eval::SampledPairs sampled = eval::sample_pairs(identity, pair_count, options.seed);
+  // Pairs among the images of known identity: an unknown one is neither the same person as another
+  // unknown one nor surely a different person.
+  std::vector<int64_t> known_rows;
+  std::vector<int> identity;
+  for (size_t i = 0; i < embedded.identity.size(); ++i) {
+    if (embedded.identity[i] < 0) continue;
+    known_rows.push_back(int64_t(i));
+    identity.push_back(embedded.identity[i]);
+  }
+  eval::SampledPairs sampled =
+      eval::sample_pairs(identity, validation_pair_count(identity, options.pairs), options.seed);
+  for (std::array<int64_t, 2>& pair : sampled.rows) pair = {known_rows[size_t(pair[0])], known_rows[size_t(pair[1])]};
   eval::PairEmbeddings pairs;
   pairs.matrix = embedded.matrix;
   pairs.rows = sampled.rows;
@@ -168,6 +169,20 @@ ValidationResult validate_attribute(Context& ctx, FaceModel& model, Task task, c
 }
 
 }  // namespace
+
+int64_t validation_pair_count(const std::vector<int>& identity, int64_t requested) {
+  std::map<int, int64_t> images_of;
+  for (int id : identity)
+    if (id >= 0) ++images_of[id];
+  int64_t same_available = 0;
+  for (const auto& [id, n] : images_of) same_available += n * (n - 1) / 2;
+  const int64_t pair_count = std::min(requested, same_available / 2 * 2);
+  CUFACE_CHECK(pair_count >= 20 && images_of.size() >= 2,
+               "--valid-sets: FR validation needs identity labels, at least two identities with several images "
+               "each; these packs offer " + std::to_string(images_of.size()) + " identities and " +
+                   std::to_string(same_available) + " same-person pairs (20 or more are needed)");
+  return pair_count;
+}
 
 ValidationResult validate(Context& ctx, FaceModel& model, Task task, const ValidationOptions& options) {
   CUFACE_CHECK(!options.packs.empty(), "validation needs --valid-sets");

@@ -43,4 +43,10 @@ PackEmbeddings embed_pack(Context& ctx, FaceModel& model, const ValidationOption
 // Embeds or classifies every image of the packs once (evaluation mode, no augmentation).
 ValidationResult validate(Context& ctx, FaceModel& model, Task task, const ValidationOptions& options);
 
+// The pairs an FR validation samples from images of these identities (-1, unknown, in no pair): the
+// requested number, or fewer where the identities offer fewer distinct same-person pairs (the sampler
+// takes at most half of them). An error naming --valid-sets when that leaves fewer than 20 pairs or
+// fewer than two identities, so that the trainer can check a validation set before training.
+int64_t validation_pair_count(const std::vector<int>& identity, int64_t requested);
+
 }  // namespace cuface

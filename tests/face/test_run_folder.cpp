@@ -1,0 +1,236 @@
+// The run folder as a user meets it through `cuface train`: logs that hold every step once across
+// SIGKILLs and resumes, one trainer per folder, no appending to a failed run, no rewriting of a
+// finished one, everything checked before step 1, and the records saying what they hold (config.json's
+// numbers, the validation and demo lines).
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "face/train/trainer.h"
+#include "train_fixtures.h"
+
+namespace cuface {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::Background;
+using testing::command_line;
+using testing::csv_rows;
+using testing::cuface;
+using testing::labelled_pack;
+using testing::ScratchDir;
+using testing::slurp;
+using testing::synthetic_pack;
+using testing::tiny_config;
+using testing::tiny_train_args;
+using testing::wait_until;
+
+using Args = std::vector<std::string>;
+
+Args operator+(Args a, const Args& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+int64_t latest_step(const fs::path& run) {
+  const std::string text = slurp(run / "latest");
+  return text.empty() ? -1 : std::stoll(text);
+}
+
+// loss_debug.csv without its last column (images per second: a timing).
+std::vector<std::vector<std::string>> loss_rows(const fs::path& run) {
+  std::vector<std::vector<std::string>> rows = csv_rows(run / "loss_debug.csv");
+  for (auto& row : rows) row.pop_back();
+  return rows;
+}
+
+// Every file of a run folder with its bytes, but the lock (a refused trainer may take over a killed one's).
+std::map<std::string, std::string> snapshot(const fs::path& folder) {
+  std::map<std::string, std::string> files;
+  for (const auto& entry : fs::directory_iterator(folder))
+    if (entry.path().filename() != "train.lock") files[entry.path().filename().string()] = slurp(entry.path());
+  return files;
+}
+
+// 12 synthetic people packed as UTKFace names (AGE_GENDER_RACE_*): gender and age labels, no identities.
+std::string utkface_pack(const ScratchDir& dir) {
+  const auto people = write_synthetic_faces((dir / "utk_people").string(), 12, 6, 32, 7);
+  fs::create_directories(dir / "utk");
+  for (size_t p = 0; p < people.size(); ++p)
+    for (size_t k = 0; k < people[p].second.size(); ++k)
+      fs::copy_file(people[p].second[k], dir / "utk" / (std::to_string(5 + 9 * p) + "_" + std::to_string(p % 2) +
+                                                        "_0_" + std::to_string(k) + ".png"));
+  return testing::pack_folder((dir / "utk").string(), "utkface", (dir / "utk_pack").string());
+}
+
+// ---- 1. durable logs ---------------------------------------------------------------------------
+
+// SIGKILL at seeded random moments after a checkpoint, resumed each time: loss_debug.csv and valid.csv
+// end equal to those of a run never interrupted. They lost the rows of unflushed steps (a kill at a
+// checkpoint left an empty log that the resume never refilled) and repeated the rows flushed after
+// the last checkpoint.
+TEST(RunFolder, LogsHoldEveryStepOnceAcrossKillsAndResumes) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  const Args settings = {"--steps", "200", "--checkpoint-every", "7", "--log-every", "5",
+                                             "--valid-sets", pack, "--valid-every", "20", "--valid-pairs", "40"};
+  const fs::path straight = dir / "straight", killed = dir / "killed";
+  ASSERT_EQ(Background(tiny_train_args(pack, straight) + settings, dir / "straight.log").wait(), 0)
+      << slurp(dir / "straight.log");
+
+  std::mt19937 rng(18);
+  auto process = std::make_unique<Background>(tiny_train_args(pack, killed) + settings, dir / "killed.log");
+  int kills = 0;
+  for (int64_t resumed_at = 0; kills < 4; ++kills) {
+    // A checkpoint newer than the one resumed from, then a kill anywhere in the next few steps (in a
+    // step, a validation, the middle of writing a checkpoint).
+    ASSERT_TRUE(wait_until([&] { return latest_step(killed) > resumed_at || !process->running(); }))
+        << slurp(dir / "killed.log");
+    if (!process->running()) break;
+    std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(0, 20000)(rng)));
+    process->signal(SIGKILL);
+    process->wait();
+    resumed_at = latest_step(killed);
+    process = std::make_unique<Background>(Args{"train", "--resume", killed.string()},
+                                           dir / "killed.log");
+  }
+  ASSERT_EQ(process->wait(), 0) << slurp(dir / "killed.log");
+  EXPECT_GE(kills, 3) << "the run ended before the test could kill it three times";
+
+  const auto expected = loss_rows(straight), got = loss_rows(killed);
+  ASSERT_EQ(expected.size(), 200u);
+  for (size_t i = 0; i < expected.size(); ++i) ASSERT_EQ(expected[i][0], std::to_string(i + 1));
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(slurp(killed / "valid.csv"), slurp(straight / "valid.csv"));
+  EXPECT_EQ(slurp(killed / "model-200.safetensors"), slurp(straight / "model-200.safetensors"));
+}
+
+// ---- 2. one writer ---------------------------------------------------------------------------
+
+// A second trainer on a folder in use, new or resuming, is refused naming the first one's process;
+// once that process is killed, its lock file is taken over. (Both trainers used to run, the first
+// one's rows interleaved with the second's.)
+TEST(RunFolder, ASecondTrainerIsRefusedAndAKilledOnesLockIsTakenOver) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  const fs::path run = dir / "run";
+  Background first(tiny_train_args(pack, run) + Args{"--steps", "100000", "--checkpoint-every", "5"},
+                   dir / "first.log");
+  ASSERT_TRUE(wait_until([&] { return latest_step(run) >= 5 || !first.running(); })) << slurp(dir / "first.log");
+  ASSERT_TRUE(first.running()) << slurp(dir / "first.log");
+  const std::string holder = "in use by process " + std::to_string(first.pid());
+
+  testing::Outcome second = cuface(dir, command_line(tiny_train_args(pack, run) + Args{"--steps", "3"}));
+  EXPECT_EQ(second.status, 1);
+  EXPECT_NE(second.err.find(holder), std::string::npos) << second.err;
+  second = cuface(dir, "train --resume " + run.string() + " --steps " + std::to_string(latest_step(run) + 50));
+  EXPECT_EQ(second.status, 1);
+  EXPECT_NE(second.err.find(holder), std::string::npos) << second.err;
+  EXPECT_TRUE(first.running()) << slurp(dir / "first.log");
+
+  first.signal(SIGKILL);
+  first.wait();
+  const int64_t stopped = latest_step(run);
+  const testing::Outcome resumed =
+      cuface(dir, "train --resume " + run.string() + " --steps " + std::to_string(stopped + 2));
+  EXPECT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("left by process " + std::to_string(first.pid())), std::string::npos) << resumed.err;
+  EXPECT_FALSE(fs::exists(run / "train.lock")) << "a trainer that ends releases the folder";
+  const auto rows = csv_rows(run / "loss_debug.csv");
+  ASSERT_EQ(int64_t(rows.size()), stopped + 2);
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(rows[i][0], std::to_string(i + 1));
+}
+
+// ---- 3. a run that failed before its first checkpoint -------------------------------------------
+
+// Its folder is refused (the --out help says so), never appended to with a second CSV header, and
+// cannot be resumed.
+TEST(RunFolder, AFolderOfARunKilledBeforeItsFirstCheckpointIsRefused) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  const fs::path run = dir / "run";
+  const Args args = tiny_train_args(pack, run) + Args{"--steps", "100000",
+                                                                                              "--log-every", "1"};
+  {
+    Background failed(args, dir / "failed.log");
+    ASSERT_TRUE(wait_until([&] { return csv_rows(run / "loss_debug.csv").size() >= 2 || !failed.running(); }));
+    failed.signal(SIGKILL);
+  }
+  const auto before = snapshot(run);
+  ASSERT_FALSE(before.count("latest"));
+
+  testing::Outcome again = cuface(dir, command_line(tiny_train_args(pack, run) + Args{"--steps", "2"}));
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find("--out '" + run.string() + "' holds a run that ended before its first checkpoint"),
+            std::string::npos)
+      << again.err;
+  again = cuface(dir, "train --resume " + run.string() + " --steps 2");
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find("has no checkpoint"), std::string::npos) << again.err;
+  EXPECT_EQ(snapshot(run), before);
+  EXPECT_NE(cuface(dir, "train --help").out.find("a folder holding another run's files is refused"), std::string::npos);
+}
+
+// ---- 4. a finished run ------------------------------------------------------------------------
+
+// --resume with fewer steps (or none beyond the end) is an error that changes nothing; it used to
+// rewrite config.json, validate again and append duplicate valid.csv rows.
+TEST(RunFolder, ResumingAFinishedRunIsAnErrorThatChangesNothing) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  const fs::path run = dir / "run";
+  const Args settings = {"--steps", "4", "--checkpoint-every", "2", "--valid-sets", pack,
+                                             "--valid-every", "2", "--valid-pairs", "40"};
+  ASSERT_EQ(cuface(dir, command_line(tiny_train_args(pack, run) + settings)).status, 0);
+  const auto finished = snapshot(run);
+  for (const std::string steps : {" --steps 2", " --steps 4", ""}) {
+    const testing::Outcome again = cuface(dir, "train --resume " + run.string() + steps);
+    EXPECT_EQ(again.status, 1) << steps;
+    EXPECT_NE(again.err.find("has finished: its checkpoint is at step 4"), std::string::npos) << again.err;
+    EXPECT_EQ(snapshot(run), finished) << steps;
+  }
+  // Further steps extend it; the validation at step 4 stays once.
+  ASSERT_EQ(cuface(dir, "train --resume " + run.string() + " --steps 6").status, 0);
+  std::map<std::string, int> rows_per_step;
+  for (const auto& row : csv_rows(run / "valid.csv"))
+    if (row[2] == "gap") ++rows_per_step[row[0]];
+  EXPECT_EQ(rows_per_step, (std::map<std::string, int>{{"2", 1}, {"4", 1}, {"6", 1}}));
+}
+
+// ---- 6. checked before step 1 ------------------------------------------------------------------
+
+// What a validation needs (the packs, identities for FR, gender and age labels for multi) is checked
+// before anything is trained or written: these runs failed at their first validation.
+TEST(RunFolder, WhatValidationNeedsIsCheckedBeforeStepOne) {
+  ScratchDir dir;
+  const std::string identities = synthetic_pack(dir), attributes = utkface_pack(dir), both = labelled_pack(dir);
+  struct Case {
+    std::string task, train, valid, message;
+  };
+  const std::vector<Case> cases = {
+      {"FR", identities, (dir / "missing").string(), "--valid-sets: cannot open pack '" + (dir / "missing").string()},
+      {"FR", identities, attributes, "--valid-sets: FR validation needs identity labels"},
+      {"multi", both, identities, "--valid-sets: validating the gender head needs gender labels"},
+      {"FR", attributes, identities, "--train-sets: FR training needs identity labels"},
+  };
+  for (const Case& c : cases) {
+    const fs::path run = dir / "run";
+    Args args = tiny_train_args(c.train, run) +
+                                    Args{"--valid-sets", c.valid, "--steps", "4", "--valid-every", "2"};
+    args[1] = c.task;
+    const testing::Outcome outcome = cuface(dir, command_line(args));
+    EXPECT_EQ(outcome.status, 1) << c.message;
+    EXPECT_NE(outcome.err.find(c.message), std::string::npos) << outcome.err;
+    EXPECT_FALSE(fs::exists(run)) << c.message << ": the run started";
+    fs::remove_all(run);
+  }
+}
+
+}  // namespace
+}  // namespace cuface
