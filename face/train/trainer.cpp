@@ -202,6 +202,10 @@ std::string locate_nonfinite(Context& ctx, FaceModel& model, const Tensor& image
 const char* const kLossHeader =
     "step,epoch,lr,loss,loss_fr,loss_gender,loss_age,accuracy_fr,accuracy_gender,accuracy_age,images_per_s";
 const char* const kValidHeader = "step,task,figure,value";
+// state-STEP.safetensors holds the momentum laid out as model-STEP.safetensors holds the weights
+// (convolutions OIHW) and says so in this metadata entry; older state files lack it and hold the
+// convolutions' momentum OHWI, as the layers keep it.
+const char* const kMomentumLayoutKey = "momentum_layout";
 
 std::string format_duration(double seconds) {
   const int64_t s = int64_t(seconds);
@@ -404,9 +408,9 @@ nlohmann::json Run::resume_from_latest() {
   const int64_t step = std::stoll(read_text(folder_.latest()));
   nlohmann::json state = read_json(folder_.state_json(step));
   std::map<std::string, Tensor> model = load_safetensors(folder_.model(step).string()).tensors;
-  std::map<std::string, Tensor> moments = load_safetensors(folder_.state(step).string()).tensors;
+  SafetensorsFile moments = load_safetensors(folder_.state(step).string());
   if (config_.shard_classes) {  // the files hold the whole head; each rank keeps its rows
-    for (auto [tensors, name] : {std::pair{&model, "fr.weight"}, std::pair{&moments, "momentum.fr.weight"}}) {
+    for (auto [tensors, name] : {std::pair{&model, "fr.weight"}, std::pair{&moments.tensors, "momentum.fr.weight"}}) {
       auto it = tensors->find(name);
       CUFACE_CHECK(it != tensors->end(), "--resume: the checkpoint has no '" + std::string(name) + "'");
       const auto [first, count] = ShardedMarginHead::shard_of(it->second.size(0), comm_.rank(), comm_.world_size());
@@ -416,7 +420,7 @@ nlohmann::json Run::resume_from_latest() {
   const LoadReport report = load_state(*model_, model);
   CUFACE_CHECK(report.exact(), "model file '" + folder_.model(step).string() + "' does not fit the model: " +
                                    report.summary());
-  optimizer_->load_state(moments);
+  optimizer_->load_state(moments.tensors, /*convolutions_ohwi=*/!moments.metadata.count(kMomentumLayoutKey));
   step_ = state.at("step").get<int64_t>();
   schedule_->from_json(state.at("schedule"));
   if (!state.at("best_score").is_null()) best_score_ = state.at("best_score").get<double>();
@@ -452,7 +456,7 @@ void Run::save_checkpoint(const LoaderPosition& next) {
   // The logs first: the checkpoint records how long they are, and resuming cuts them back to that.
   const int64_t loss_bytes = losses_.sync();
   save_safetensors(folder_.model(step_).string(), model, {{"step", std::to_string(step_)}, {"arch", config_.arch}});
-  save_safetensors(folder_.state(step_).string(), moments);
+  save_safetensors(folder_.state(step_).string(), moments, {{kMomentumLayoutKey, "oihw"}});
   nlohmann::json state = {{"step", step_},
                           {"loss_debug_bytes", loss_bytes},
                           {"loader_epoch", next.epoch},

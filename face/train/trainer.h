@@ -12,7 +12,7 @@
 //
 // The run folder holds config.json (everything resolved), loss_debug.csv (a row per step),
 // valid.csv (a row per validation figure), model-STEP.safetensors (torchvision names for the
-// backbone), state-STEP.safetensors (momentum buffers) with state-STEP.json
+// backbone), state-STEP.safetensors (momentum buffers, laid out as the weights) with state-STEP.json
 // (step, loader position, LR schedule, best score, the logs' lengths), `latest` (the newest STEP),
 // best.safetensors (the best validation so far) and, while a trainer writes it, train.lock
 // (face/train/run_folder.h). Resuming reads them back and continues exactly: the same batches,

@@ -1,7 +1,7 @@
 // The run folder as a user meets it through `cuface train`: logs that hold every step once across
 // SIGKILLs and resumes, one trainer per folder, no appending to a failed run, no rewriting of a
 // finished one, everything checked before step 1, and the records saying what they hold (config.json's
-// numbers, the validation and demo lines).
+// numbers, the validation and demo lines, the momentum's layout).
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -12,7 +12,9 @@
 #include <random>
 #include <thread>
 
+#include "engine/safetensors.h"
 #include "face/train/trainer.h"
+#include "kernels/conv.h"
 #include "train_fixtures.h"
 
 namespace cuface {
@@ -230,6 +232,61 @@ TEST(RunFolder, WhatValidationNeedsIsCheckedBeforeStepOne) {
     EXPECT_FALSE(fs::exists(run)) << c.message << ": the run started";
     fs::remove_all(run);
   }
+}
+
+// ---- 17. the momentum's layout -----------------------------------------------------------------
+
+// state-STEP.safetensors holds each momentum buffer in its weight's shape and layout (convolutions
+// OIHW, as model-STEP.safetensors): at a constant LR w2 = w1 - lr v2, so v2 = (w1 - w2) / lr element
+// by element. They were OHWI beside OIHW weights.
+TEST(RunFolder, MomentumIsLaidOutAsTheWeights) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  const fs::path run = dir / "run";
+  ASSERT_EQ(cuface(dir, command_line(tiny_train_args(pack, run) +
+                                     Args{"--steps", "2", "--checkpoint-every", "1", "--lr", "0.1"}))
+                .status,
+            0);
+  const auto w1 = load_safetensors((run / "model-1.safetensors").string()).tensors;
+  const auto w2 = load_safetensors((run / "model-2.safetensors").string()).tensors;
+  const auto momentum = load_safetensors((run / "state-2.safetensors").string()).tensors;
+  int convolutions = 0;
+  for (const auto& [name, v] : momentum) {
+    const std::string weight = name.substr(std::string("momentum.").size());
+    ASSERT_TRUE(w1.count(weight)) << name;
+    const Tensor &a = w1.at(weight), &b = w2.at(weight);
+    ASSERT_EQ(v.shape(), a.shape()) << name;
+    convolutions += v.rank() == 4 && v.size(1) != v.size(3);
+    double worst = 0, largest = 0, magnitude = 0;
+    for (int64_t i = 0; i < v.numel(); ++i) {
+      const double expected = (double(a.data<float>()[i]) - b.data<float>()[i]) / 0.1;
+      worst = std::max(worst, std::fabs(v.data<float>()[i] - expected));
+      largest = std::max(largest, std::fabs(expected));
+      magnitude = std::max(magnitude, double(std::fabs(a.data<float>()[i])));
+    }
+    // w1 - w2 is exact to a float rounding of w each (a bias before BatchNorm moves by rounding only).
+    EXPECT_LE(worst, 1e-4 * largest + 2 * 1.2e-7 * magnitude / 0.1) << name;
+  }
+  EXPECT_GT(convolutions, 0) << "no convolution whose layouts differ";
+}
+
+// A state file written before (convolutions' momentum OHWI, no "momentum_layout" entry) still resumes
+// exactly.
+TEST(RunFolder, AStateFileFromBeforeResumesExactly) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  train(tiny_config(pack, dir / "straight", 4), false);
+  TrainConfig config = tiny_config(pack, dir / "old", 2);
+  train(config, false);
+  const std::string state = (dir / "old" / "state-2.safetensors").string();
+  std::vector<std::pair<std::string, Tensor>> as_layers;
+  for (const auto& [name, v] : load_safetensors(state).tensors)
+    as_layers.emplace_back(name, v.rank() == 4 ? oihw_to_ohwi(v) : v);
+  save_safetensors(state, as_layers);
+  config.steps = 4;
+  train(config, true);
+  EXPECT_EQ(slurp(dir / "old" / "model-4.safetensors"), slurp(dir / "straight" / "model-4.safetensors"));
+  EXPECT_EQ(slurp(dir / "old" / "state-4.safetensors"), slurp(dir / "straight" / "state-4.safetensors"));
 }
 
 }  // namespace
