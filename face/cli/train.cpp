@@ -169,6 +169,17 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--precision", c.precision, "fp32 | tf32 | bf16 (GPU)")->capture_default_str();
   cmd->add_option("--workers", c.workers, "Loader threads")->capture_default_str();
   cmd->add_option("--seed", c.seed, "Seed of every random draw")->capture_default_str();
+  cmd->add_flag("--flip,!--no-flip", c.flip, "Mirror each training image left-right with probability 1/2 (default on)");
+  cmd->add_option("--scale-jitter", c.scale_jitter,
+                  "Zoom each training image by a factor uniform in [1 - J, 1 + J] (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--shift-jitter", c.shift_jitter,
+                  "Shift each training image by up to J x its side, uniform on each axis (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--colour-jitter", c.colour_jitter,
+                  "Scale each training image's brightness, contrast and saturation by factors uniform in "
+                  "[1 - J, 1 + J] (0: off)")
+      ->capture_default_str();
   cmd->add_option("--log-every", c.log_every, "Steps between progress lines")->capture_default_str();
   cmd->add_option("--valid-every", c.valid_every, "Steps between validations (0: at the end)")->capture_default_str();
   cmd->add_option("--valid-pairs", c.valid_pairs, "FR validation: sampled pairs (at least 20)")->capture_default_str();

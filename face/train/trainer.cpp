@@ -301,6 +301,9 @@ LoaderOptions loader_options(const TrainConfig& config, const Communicator& comm
   options.workers = config.workers;
   options.image_size = config.input_size;
   options.augment.flip = config.flip;
+  options.augment.scale_jitter = config.scale_jitter;
+  options.augment.shift_jitter = config.shift_jitter;
+  options.augment.colour_jitter = config.colour_jitter;
   options.seed = config.seed;
   options.drop_last = true;
   if (config.ids_per_batch > 0) {  // after options.world_size: each rank's batches are balanced

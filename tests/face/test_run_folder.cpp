@@ -234,6 +234,45 @@ TEST(RunFolder, WhatValidationNeedsIsCheckedBeforeStepOne) {
   }
 }
 
+// ---- 15. augmentations -----------------------------------------------------------------------
+
+// --no-flip, --scale-jitter, --shift-jitter and --colour-jitter reach the loader (each changes the
+// first step's loss) and config.json; --help shows each default; out of range names the flag.
+TEST(RunFolder, AugmentationsAreReachableFromTheCommandLine) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  const std::vector<std::pair<std::string, std::vector<std::string>>> runs = {
+      {"default", {}},
+      {"no_flip", {"--no-flip"}},
+      {"scale", {"--no-flip", "--scale-jitter", "0.2"}},
+      {"shift", {"--no-flip", "--shift-jitter", "0.1"}},
+      {"colour", {"--no-flip", "--colour-jitter", "0.3"}},
+  };
+  std::map<std::string, std::string> first_loss;
+  for (const auto& [name, flags] : runs) {
+    const testing::Outcome outcome =
+        cuface(dir, command_line(tiny_train_args(pack, dir / name) + flags + Args{"--steps", "1"}));
+    ASSERT_EQ(outcome.status, 0) << name << ": " << outcome.err;
+    first_loss[name] = csv_rows(dir / name / "loss_debug.csv").at(0).at(3);
+  }
+  EXPECT_NE(first_loss["default"], first_loss["no_flip"]);
+  for (const char* jittered : {"scale", "shift", "colour"})
+    EXPECT_NE(first_loss[jittered], first_loss["no_flip"]) << jittered;
+  const nlohmann::json config = nlohmann::json::parse(slurp(dir / "colour" / "config.json"));
+  EXPECT_EQ(config["flip"], false);
+  EXPECT_EQ(config["colour_jitter"].get<float>(), 0.3f);
+  EXPECT_EQ(nlohmann::json::parse(slurp(dir / "scale" / "config.json"))["scale_jitter"].get<float>(), 0.2f);
+
+  const std::string help = cuface(dir, "train --help").out;
+  for (const char* flag : {"--flip", "--no-flip", "--scale-jitter", "--shift-jitter", "--colour-jitter"})
+    EXPECT_NE(help.find(flag), std::string::npos) << flag;
+  EXPECT_NE(help.find("(default on)"), std::string::npos);
+  const testing::Outcome bad =
+      cuface(dir, command_line(tiny_train_args(pack, dir / "bad") + Args{"--shift-jitter", "0.7"}));
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--shift-jitter must be in [0, 0.5]"), std::string::npos) << bad.err;
+}
+
 // ---- 17. the momentum's layout -----------------------------------------------------------------
 
 // state-STEP.safetensors holds each momentum buffer in its weight's shape and layout (convolutions
