@@ -145,8 +145,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--wd-fr", c.wd_fr, "Weight decay of the embedding and FR head")->capture_default_str();
   cmd->add_option("--wd-gender", c.wd_gender, "Weight decay of the gender branch")->capture_default_str();
   cmd->add_option("--wd-age", c.wd_age, "Weight decay of the age branch")->capture_default_str();
-  cmd->add_option("--lr-schedule", c.lr_schedule, "plateau | step | cosine")->capture_default_str();
-  cmd->add_option("--patience", c.patience, "Plateau: steps without decrease before shrinking")->capture_default_str();
+  cmd->add_option("--lr-schedule", c.lr_schedule,
+                  "plateau | step | cosine. plateau lowers the LR only after --patience steps without a falling "
+                  "loss, so a run no longer than that trains at a constant LR")
+      ->capture_default_str();
+  cmd->add_option("--patience", c.patience,
+                  "Plateau: steps without decrease before shrinking (none can happen before this many steps)")
+      ->capture_default_str();
   cmd->add_option("--lr-shrink", c.lr_shrink, "Plateau/step: LR factor")->capture_default_str();
   cmd->add_option("--min-lr", c.min_lr, "Plateau: stop below this LR; cosine: final LR")->capture_default_str();
   cmd->add_option("--lr-steps", c.lr_steps, "Step schedule milestones")->delimiter(',');

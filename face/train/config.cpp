@@ -1,5 +1,7 @@
 #include "face/train/config.h"
 
+#include <charconv>
+#include <cstdlib>
 #include <set>
 
 #include "engine/error.h"
@@ -18,9 +20,26 @@ namespace cuface {
   X(shard_classes) X(gradient_wire) X(seed) X(flip) X(scale_jitter) X(shift_jitter) X(colour_jitter) X(log_every) \
   X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
 
+namespace {
+
+template <class T>
+nlohmann::json json_value(const T& value) {
+  return value;
+}
+
+// The shortest decimal that reads back as the same float, as a double: JSON then shows 0.1 for the
+// float nearest 0.1, and reading it back gives that float again.
+nlohmann::json json_value(float value) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
+
+}  // namespace
+
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json json;
-#define CUFACE_WRITE(field) json[#field] = field;
+#define CUFACE_WRITE(field) json[#field] = json_value(field);
   CUFACE_TRAIN_CONFIG_FIELDS(CUFACE_WRITE)
 #undef CUFACE_WRITE
   return json;

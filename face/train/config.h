@@ -71,6 +71,7 @@ struct TrainConfig {
   int64_t checkpoint_every = 1000;            // 0: only at the end
   int64_t keep_checkpoints = 3;               // older model-/state- files are removed
 
+  // Numbers as the user wrote them: a float setting of 0.1 is written 0.1, not 0.10000000149011612.
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& json);  // unknown keys are an error naming them
   void validate() const;                                     // clear errors naming the flag

@@ -240,6 +240,7 @@ DemoResult run_demo(const DemoOptions& options) {
   result.final_loss = mean_loss(run / "loss_debug.csv", 10, true);
   result.accuracy_before = validation_at(run / "valid.csv", 0)["best_accuracy"];
   std::map<std::string, double> after = validation_at(run / "valid.csv", options.steps);
+  result.pairs = int64_t(after["pairs"]);
   result.accuracy = after["best_accuracy"];
   result.kfold_mean = after["accuracy_mean"];
   result.kfold_std = after["accuracy_std"];

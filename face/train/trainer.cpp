@@ -368,6 +368,10 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
     losses_.create(folder_.losses(), kLossHeader);
     if (!config_.valid_sets.empty()) validations_.create(folder_.validations(), kValidHeader);
   }
+  if (config_.lr_schedule == "plateau" && config_.patience >= total_steps_)
+    std::printf("note: the plateau schedule lowers the LR only after --patience %lld steps without progress, so "
+                "these %lld steps train at a constant LR (--lr-schedule cosine or step decays within them)\n",
+                (long long)config_.patience, (long long)total_steps_);
 }
 
 // Takes the run folder for this trainer (RunLock). A new run creates it and refuses one holding another
@@ -502,9 +506,12 @@ void Run::validate_now() {
         best_step_ = step_;
         improved = true;
       }
-      if (t == 0) {  // progress is judged by the first task's score
+      if (t == 0) {  // progress is judged by the first task's score, named on the line
         result.figures["steps_without_progress"] = step_ - best_step_;
-        result.summary += ", " + std::to_string(step_ - best_step_) + " steps without progress";
+        char progress[160];
+        std::snprintf(progress, sizeof progress, "; %lld steps without progress (best %s %.4g at step %lld)",
+                      (long long)(step_ - best_step_), result.score_name.c_str(), best_score_, (long long)best_step_);
+        result.summary += progress;
       }
       std::printf("valid %s step %lld: %s\n%s", task_name(tasks_[t]), (long long)step_, result.summary.c_str(),
                   result.details.c_str());

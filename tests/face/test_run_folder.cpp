@@ -273,6 +273,66 @@ TEST(RunFolder, AugmentationsAreReachableFromTheCommandLine) {
   EXPECT_NE(bad.err.find("--shift-jitter must be in [0, 0.5]"), std::string::npos) << bad.err;
 }
 
+// ---- 16. what the printed figures are -----------------------------------------------------------
+
+// --help says a plateau cannot decay within --patience steps (a short run said nothing and trained at
+// a constant rate); config.json keeps 0.1 as 0.1 (it printed 0.10000000149011612).
+TEST(RunFolder, HelpNamesThePlateauDelayAndConfigKeepsNumbersAsGiven) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  const std::string help = cuface(dir, "train --help").out;
+  EXPECT_NE(help.find("a run no longer than that trains at a constant LR"), std::string::npos) << help;
+  const testing::Outcome run =
+      cuface(dir, command_line(tiny_train_args(pack, dir / "run") +
+                               Args{"--steps", "1", "--sample-rate", "0.3", "--bn-momentum", "0.01"}));
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("note: the plateau schedule lowers the LR only after --patience 2000 steps"),
+            std::string::npos)
+      << run.out;
+  const std::string config = slurp(dir / "run" / "config.json");
+  for (const char* written : {"\"margin_m\": 0.1,", "\"sample_rate\": 0.3,", "\"bn_momentum\": 0.01,",
+                              "\"embedding_dropout\": 0.4,", "\"margin_m2\": 0.3,"})
+    EXPECT_NE(config.find(written), std::string::npos) << written << " not in\n" << config;
+}
+
+// The validation lines say what each figure is, "steps without progress" names the figure it follows,
+// and gender has no top-2 (always 1 with two classes).
+TEST(RunFolder, ValidationLinesSayWhatTheirFiguresAre) {
+  ScratchDir dir;
+  const std::string pack = labelled_pack(dir);
+  Args args = tiny_train_args(pack, dir / "run") +
+                                  Args{"--valid-sets", pack, "--steps", "2", "--valid-pairs", "40"};
+  args[1] = "multi";
+  const testing::Outcome run = cuface(dir, command_line(args));
+  ASSERT_EQ(run.status, 0) << run.err;
+  auto line_of = [&](const std::string& start) {
+    const size_t at = run.out.find(start);
+    return at == std::string::npos ? std::string() : run.out.substr(at, run.out.find('\n', at) - at);
+  };
+  const std::string fr = line_of("valid FR step 2"), gender = line_of("valid Gender step 2");
+  const std::string age = line_of("valid Age step 2");
+  for (const char* says : {"mean distance same", "gap", "best balanced accuracy", "chosen on these pairs",
+                           "10-fold accuracy", "thresholds chosen on the other folds",
+                           "0 steps without progress (best gap"})
+    EXPECT_NE(fr.find(says), std::string::npos) << says << " not in: " << fr;
+  EXPECT_NE(gender.find("average accuracy"), std::string::npos) << gender;
+  EXPECT_EQ(gender.find("top-2"), std::string::npos) << gender;
+  EXPECT_NE(age.find("top-2"), std::string::npos) << age;
+  EXPECT_NE(age.find("top-3"), std::string::npos) << age;
+  for (const auto& row : csv_rows(dir / "run" / "valid.csv"))
+    EXPECT_FALSE(row[1] == "Gender" && row[2] == "top2_accuracy") << "valid.csv has gender top-2";
+}
+
+TEST(RunFolder, TheDemoLineSaysWhatItsFiguresAre) {
+  ScratchDir dir;
+  const testing::Outcome demo =
+      cuface(dir, "demo --synthetic --people 20 --steps 2 --input-size 32 --batch 8 --out " + (dir / "demo").string());
+  ASSERT_EQ(demo.status, 0) << demo.err;
+  for (const char* says : {"mean loss of the first 10 steps", "best balanced accuracy", "chosen on these pairs",
+                           "10-fold accuracy", "thresholds chosen on the other folds", "pairs"})
+    EXPECT_NE(demo.out.find(says), std::string::npos) << says << " not in:\n" << demo.out;
+}
+
 // ---- 17. the momentum's layout -----------------------------------------------------------------
 
 // state-STEP.safetensors holds each momentum buffer in its weight's shape and layout (convolutions
