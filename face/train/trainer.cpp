@@ -331,7 +331,6 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   if (resume) check_resume_world_size();
   CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
                "--sync-bn and --shard-classes need an MPI launch: start with mpirun -np K cuface train ...");
-  if (leader()) claim_folder(resume);
   FaceModelOptions options = model_options(config_, tasks_, loader_.packs().classes());
   if (config_.shard_classes) options.shard_classes = &comm_;
   model_ = std::make_unique<FaceModel>(options);
@@ -354,6 +353,8 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   optimizer_ = std::make_unique<SgdOptimizer>(trained, config_.momentum, decay);
   schedule_ = make_schedule(config_, config_.task_lr(config_.task), total_steps_);
 
+  // Taken after the model is built and --init loaded: an error there leaves no folder behind.
+  if (leader()) claim_folder(resume);
   const nlohmann::json state = resume ? resume_from_latest() : nlohmann::json::object();
   if (distributed()) start_data_parallel(trained);
   if (!leader()) return;

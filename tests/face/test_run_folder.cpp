@@ -207,24 +207,27 @@ TEST(RunFolder, ResumingAFinishedRunIsAnErrorThatChangesNothing) {
 
 // ---- 6. checked before step 1 ------------------------------------------------------------------
 
-// What a validation needs (the packs, identities for FR, gender and age labels for multi) is checked
-// before anything is trained or written: these runs failed at their first validation.
-TEST(RunFolder, WhatValidationNeedsIsCheckedBeforeStepOne) {
+// What the run reads (the packs, identities for FR, gender and age labels for multi, --init) is
+// checked before anything is trained or written: the validation sets failed at the first validation.
+TEST(RunFolder, WhatTheRunNeedsIsCheckedBeforeStepOne) {
   ScratchDir dir;
   const std::string identities = synthetic_pack(dir), attributes = utkface_pack(dir), both = labelled_pack(dir);
+  const std::string missing = (dir / "missing").string();
   struct Case {
-    std::string task, train, valid, message;
+    std::string task, train;
+    Args more;
+    std::string message;
   };
   const std::vector<Case> cases = {
-      {"FR", identities, (dir / "missing").string(), "--valid-sets: cannot open pack '" + (dir / "missing").string()},
-      {"FR", identities, attributes, "--valid-sets: FR validation needs identity labels"},
-      {"multi", both, identities, "--valid-sets: validating the gender head needs gender labels"},
-      {"FR", attributes, identities, "--train-sets: FR training needs identity labels"},
+      {"FR", identities, {"--valid-sets", missing}, "--valid-sets: cannot open pack '" + missing},
+      {"FR", identities, {"--valid-sets", attributes}, "--valid-sets: FR validation needs identity labels"},
+      {"multi", both, {"--valid-sets", identities}, "--valid-sets: validating the gender head needs gender labels"},
+      {"FR", attributes, {}, "--train-sets: FR training needs identity labels"},
+      {"FR", identities, {"--init", missing + ".safetensors"}, "'" + missing + ".safetensors'"},
   };
   for (const Case& c : cases) {
     const fs::path run = dir / "run";
-    Args args = tiny_train_args(c.train, run) +
-                                    Args{"--valid-sets", c.valid, "--steps", "4", "--valid-every", "2"};
+    Args args = tiny_train_args(c.train, run) + c.more + Args{"--steps", "4", "--valid-every", "2"};
     args[1] = c.task;
     const testing::Outcome outcome = cuface(dir, command_line(args));
     EXPECT_EQ(outcome.status, 1) << c.message;
