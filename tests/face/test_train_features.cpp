@@ -5,12 +5,9 @@
 
 #include <signal.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <map>
-#include <thread>
 
 #include "common/reference.h"
 #include "engine/safetensors.h"
