@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "face/cli/commands.h"
@@ -35,12 +36,19 @@ void add_demo_command(CLI::App& app) {
       ->capture_default_str();
   cmd->callback([options] {
     DemoResult r = run_demo(*options);
+    if (r.stop_signal) {  // as `cuface train`: the status a shell expects of an interrupted program
+      std::printf("demo: interrupted\n");
+      std::fflush(stdout);
+      std::exit(128 + r.stop_signal);
+    }
     std::printf(
-        "demo: tiny ResNet trained on %lld %s people (%lld images), %lld steps in %.0f s; loss %.2f -> %.2f; "
-        "verification on %lld held-out people: accuracy %.3f (untrained %.3f, chance 0.5), 10-fold %.3f +- %.3f\n",
+        "demo: tiny ResNet trained on %lld %s people (%lld images), %lld steps in %.0f s; mean loss of the first 10 "
+        "steps %.2f, of the last 10 %.2f; verification of %lld held-out people on %lld pairs: best balanced accuracy "
+        "%.3f (its threshold chosen on these pairs, as the original; untrained %.3f, chance 0.5), 10-fold accuracy "
+        "%.3f +- %.3f (thresholds chosen on the other folds)\n",
         (long long)r.train_people, r.dataset.c_str(), (long long)r.train_images, (long long)options->steps, r.seconds,
-        r.first_loss, r.final_loss, (long long)r.held_out_people, r.accuracy, r.accuracy_before, r.kfold_mean,
-        r.kfold_std);
+        r.first_loss, r.final_loss, (long long)r.held_out_people, (long long)r.pairs, r.accuracy, r.accuracy_before,
+        r.kfold_mean, r.kfold_std);
   });
 }
 

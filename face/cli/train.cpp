@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -22,13 +23,14 @@ struct TrainArguments {
   std::string resume;
 };
 
-nlohmann::json read_config_file(const std::string& path) {
+// `flag`: the flag that named the file (--config FILE, or --resume RUN for RUN/config.json).
+nlohmann::json read_config_file(const std::string& path, const std::string& flag) {
   std::ifstream in(path);
-  CUFACE_CHECK(in.good(), "--config: cannot read '" + path + "'");
+  CUFACE_CHECK(in.good(), flag + ": cannot read '" + path + "'");
   try {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw cuface::Error("--config '" + path + "' is not valid JSON: " + e.what());
+    throw cuface::Error(flag + ": '" + path + "' is not valid JSON: " + e.what());
   }
 }
 
@@ -45,7 +47,7 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
     }
     const std::filesystem::path config_path = std::filesystem::path(args.resume) / "config.json";
     CUFACE_CHECK(std::filesystem::exists(config_path), "--resume: '" + args.resume + "' has no config.json");
-    config = TrainConfig::from_json(read_config_file(config_path.string()));
+    config = TrainConfig::from_json(read_config_file(config_path.string(), "--resume"));
     config.out = args.resume;
     // A finished run can be extended: --steps / --epochs given with --resume replace the stored ones.
     if (cmd.count("--steps")) config.steps = args.config.steps;
@@ -53,7 +55,7 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
   } else {
     // Defaults, then the --config file, then the flags given on the command line.
     nlohmann::json from_file = nlohmann::json::object();
-    if (!args.config_file.empty()) from_file = read_config_file(args.config_file);
+    if (!args.config_file.empty()) from_file = read_config_file(args.config_file, "--config");
     config = TrainConfig::from_json(from_file);
     nlohmann::json from_flags = args.config.to_json(), merged = config.to_json();
     for (CLI::Option* option : cmd.get_options()) {
@@ -70,16 +72,23 @@ void run_train(CLI::App& cmd, TrainArguments& args) {
     config = TrainConfig::from_json(merged);
   }
   TrainSummary summary = train(config, !args.resume.empty());
-  if (!summary.leader) return;
-  // The validation score is the first task's: FR's same/different distance gap, else mean class accuracy.
-  char best[96] = "";
-  if (!std::isnan(summary.best_score))
-    std::snprintf(best, sizeof best, ", best validation %s %.4f", config.task == "Gender" || config.task == "Age"
-                                                                     ? "mean class accuracy"
-                                                                     : "gap",
-                  summary.best_score);
-  std::printf("train: %lld steps, final loss %.4f, %s%s; run in %s\n", (long long)summary.steps, summary.final_loss,
-              summary.stopped_because.c_str(), best, config.out.c_str());
+  if (summary.leader) {
+    // The validation score is the first task's: FR's same/different distance gap, else mean class accuracy.
+    char best[96] = "";
+    if (!std::isnan(summary.best_score))
+      std::snprintf(best, sizeof best, ", best validation %s %.4f", config.task == "Gender" || config.task == "Age"
+                                                                       ? "mean class accuracy"
+                                                                       : "gap",
+                    summary.best_score);
+    std::printf("train: %lld steps, final loss %.4f, %s%s; run in %s%s\n", (long long)summary.steps,
+                summary.final_loss, summary.stopped_because.c_str(), best, config.out.c_str(),
+                summary.stop_signal ? (" (continue it with cuface train --resume " + config.out + ")").c_str() : "");
+  }
+  // Stopped by a signal, after its checkpoint: the status a shell expects of a program it interrupted.
+  if (summary.stop_signal) {
+    std::fflush(stdout);
+    std::exit(128 + summary.stop_signal);
+  }
 }
 
 }  // namespace
@@ -89,11 +98,16 @@ void add_train_command(CLI::App& app) {
   TrainConfig& c = args->config;
   CLI::App* cmd = app.add_subcommand("train", "Train a face model (FR with a margin head, Gender, Age, or multi)");
   cmd->add_option("task", c.task, "FR | Gender | Age | multi (default FR)")->check(CLI::IsMember({"FR", "Gender", "Age", "multi"}));
-  cmd->add_option("--resume", args->resume, "Continue the run in this folder exactly where its last checkpoint was");
+  cmd->add_option("--resume", args->resume,
+                  "Continue the run in this folder exactly where its last checkpoint was (its logs are cut back to "
+                  "that step); with --steps or --epochs beyond it, a finished run trains further");
   cmd->add_option("--config", args->config_file, "JSON file of settings (keys as in config.json; flags override)");
   cmd->add_option("--train-sets", c.train_sets, "Pack prefixes to train on (cuface pack --out)")->delimiter(',');
   cmd->add_option("--valid-sets", c.valid_sets, "Pack prefixes to validate on")->delimiter(',');
-  cmd->add_option("--out", c.out, "Run folder (config.json, loss_debug.csv, checkpoints)");
+  cmd->add_option("--out", c.out,
+                  "Run folder (config.json, loss_debug.csv, checkpoints), created if missing. One trainer writes a "
+                  "folder at a time; a folder holding another run's files is refused, never appended to: --resume "
+                  "it, or remove it (a run that ended before its first checkpoint cannot be resumed)");
   cmd->add_option("--arch", c.arch, "resnet50 | resnet18 | resnet34 | resnet100 | tiny")->capture_default_str();
   cmd->add_option("--input-size", c.input_size, "Input side in pixels (112 or 224)")->capture_default_str();
   cmd->add_option("--init", c.init, "Initialise the backbone from a torchvision-named safetensors file");
@@ -131,8 +145,13 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--wd-fr", c.wd_fr, "Weight decay of the embedding and FR head")->capture_default_str();
   cmd->add_option("--wd-gender", c.wd_gender, "Weight decay of the gender branch")->capture_default_str();
   cmd->add_option("--wd-age", c.wd_age, "Weight decay of the age branch")->capture_default_str();
-  cmd->add_option("--lr-schedule", c.lr_schedule, "plateau | step | cosine")->capture_default_str();
-  cmd->add_option("--patience", c.patience, "Plateau: steps without decrease before shrinking")->capture_default_str();
+  cmd->add_option("--lr-schedule", c.lr_schedule,
+                  "plateau | step | cosine. plateau lowers the LR only after --patience steps without a falling "
+                  "loss, so a run no longer than that trains at a constant LR")
+      ->capture_default_str();
+  cmd->add_option("--patience", c.patience,
+                  "Plateau: steps without decrease before shrinking (none can happen before this many steps)")
+      ->capture_default_str();
   cmd->add_option("--lr-shrink", c.lr_shrink, "Plateau/step: LR factor")->capture_default_str();
   cmd->add_option("--min-lr", c.min_lr, "Plateau: stop below this LR; cosine: final LR")->capture_default_str();
   cmd->add_option("--lr-steps", c.lr_steps, "Step schedule milestones")->delimiter(',');
@@ -155,12 +174,26 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--precision", c.precision, "fp32 | tf32 | bf16 (GPU)")->capture_default_str();
   cmd->add_option("--workers", c.workers, "Loader threads")->capture_default_str();
   cmd->add_option("--seed", c.seed, "Seed of every random draw")->capture_default_str();
+  cmd->add_flag("--flip,!--no-flip", c.flip, "Mirror each training image left-right with probability 1/2 (default on)");
+  cmd->add_option("--scale-jitter", c.scale_jitter,
+                  "Zoom each training image by a factor uniform in [1 - J, 1 + J] (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--shift-jitter", c.shift_jitter,
+                  "Shift each training image by up to J x its side, uniform on each axis (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--colour-jitter", c.colour_jitter,
+                  "Scale each training image's brightness, contrast and saturation by factors uniform in "
+                  "[1 - J, 1 + J] (0: off)")
+      ->capture_default_str();
   cmd->add_option("--log-every", c.log_every, "Steps between progress lines")->capture_default_str();
   cmd->add_option("--valid-every", c.valid_every, "Steps between validations (0: at the end)")->capture_default_str();
-  cmd->add_option("--valid-pairs", c.valid_pairs, "FR validation: sampled pairs")->capture_default_str();
+  cmd->add_option("--valid-pairs", c.valid_pairs, "FR validation: sampled pairs (at least 20)")->capture_default_str();
   cmd->add_option("--checkpoint-every", c.checkpoint_every, "Steps between checkpoints (0: at the end)")
       ->capture_default_str();
   cmd->add_option("--keep-checkpoints", c.keep_checkpoints, "Checkpoints kept")->capture_default_str();
+  cmd->footer(
+      "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the current step and exits with status 130 "
+      "(SIGTERM: 143); a second Ctrl-C stops at once, keeping the checkpoint before. Continue with --resume.");
   cmd->callback([cmd, args] { run_train(*cmd, *args); });
 }
 

@@ -1,5 +1,7 @@
 #include "face/train/config.h"
 
+#include <charconv>
+#include <cstdlib>
 #include <set>
 
 #include "engine/error.h"
@@ -15,12 +17,29 @@ namespace cuface {
   X(lr_fr) X(lr_gender) X(lr_age) X(momentum) X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age) X(lr_schedule)       \
   X(patience) X(lr_shrink) X(min_lr) X(lr_steps) X(warmup) X(weight_fr) X(weight_gender) X(weight_age)            \
   X(multi_mode) X(freeze_backbone) X(device) X(precision) X(workers) X(embedding_dropout) X(sync_bn)              \
-  X(shard_classes) X(gradient_wire) X(seed) X(flip) X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs)  \
-  X(checkpoint_every) X(keep_checkpoints)
+  X(shard_classes) X(gradient_wire) X(seed) X(flip) X(scale_jitter) X(shift_jitter) X(colour_jitter) X(log_every) \
+  X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
+
+namespace {
+
+template <class T>
+nlohmann::json json_value(const T& value) {
+  return value;
+}
+
+// The shortest decimal that reads back as the same float, as a double: JSON then shows 0.1 for the
+// float nearest 0.1, and reading it back gives that float again.
+nlohmann::json json_value(float value) {
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, value).ptr;
+  return std::strtod(std::string(text, end).c_str(), nullptr);
+}
+
+}  // namespace
 
 nlohmann::json TrainConfig::to_json() const {
   nlohmann::json json;
-#define CUFACE_WRITE(field) json[#field] = field;
+#define CUFACE_WRITE(field) json[#field] = json_value(field);
   CUFACE_TRAIN_CONFIG_FIELDS(CUFACE_WRITE)
 #undef CUFACE_WRITE
   return json;
@@ -93,7 +112,10 @@ void TrainConfig::validate() const {
   CUFACE_CHECK(weight_fr >= 0 && weight_gender >= 0 && weight_age >= 0, "--weight-* cannot be negative");
   CUFACE_CHECK(valid_every >= 0 && checkpoint_every >= 0,
                "--valid-every and --checkpoint-every cannot be negative (0: at the end)");
-  CUFACE_CHECK(valid_pairs >= 1, "--valid-pairs must be at least 1");
+  CUFACE_CHECK(valid_pairs >= 20, "--valid-pairs must be at least 20");
+  CUFACE_CHECK(scale_jitter >= 0 && scale_jitter < 1, "--scale-jitter must be in [0, 1)");
+  CUFACE_CHECK(shift_jitter >= 0 && shift_jitter <= 0.5f, "--shift-jitter must be in [0, 0.5]");
+  CUFACE_CHECK(colour_jitter >= 0 && colour_jitter <= 1, "--colour-jitter must be in [0, 1]");
   CUFACE_CHECK(keep_checkpoints >= 1, "--keep-checkpoints must be at least 1");
 }
 

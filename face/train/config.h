@@ -58,7 +58,11 @@ struct TrainConfig {
   std::string precision = "fp32";
   int workers = 2;
   uint64_t seed = 1;
-  bool flip = true;
+  // Augmentation of each training image (face/loader/augment.h); validation never augments.
+  bool flip = true;                           // mirror left-right with probability 1/2
+  float scale_jitter = 0;                     // zoom uniform in [1 - j, 1 + j] about the centre
+  float shift_jitter = 0;                     // shift uniform in [-j, j] x the side, each axis
+  float colour_jitter = 0;                    // brightness, contrast, saturation factors in [1 - j, 1 + j]
   // Logging, validation, checkpoints
   int64_t log_every = 10;
   int64_t valid_every = 1000;                 // 0: only at the end
@@ -67,6 +71,7 @@ struct TrainConfig {
   int64_t checkpoint_every = 1000;            // 0: only at the end
   int64_t keep_checkpoints = 3;               // older model-/state- files are removed
 
+  // Numbers as the user wrote them: a float setting of 0.1 is written 0.1, not 0.10000000149011612.
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& json);  // unknown keys are an error naming them
   void validate() const;                                     // clear errors naming the flag

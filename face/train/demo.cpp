@@ -233,13 +233,15 @@ DemoResult run_demo(const DemoOptions& options) {
   config.valid_at_start = true;
   config.valid_pairs = options.valid_pairs;
   config.checkpoint_every = 0;
-  train(config, false);
+  result.stop_signal = train(config, false).stop_signal;
+  if (result.stop_signal) return result;
 
   const fs::path run = config.out;
   result.first_loss = mean_loss(run / "loss_debug.csv", 10, false);
   result.final_loss = mean_loss(run / "loss_debug.csv", 10, true);
   result.accuracy_before = validation_at(run / "valid.csv", 0)["best_accuracy"];
   std::map<std::string, double> after = validation_at(run / "valid.csv", options.steps);
+  result.pairs = int64_t(after["pairs"]);
   result.accuracy = after["best_accuracy"];
   result.kfold_mean = after["accuracy_mean"];
   result.kfold_std = after["accuracy_std"];

@@ -39,10 +39,13 @@ struct DemoResult {
   int64_t train_people = 0, train_images = 0, held_out_people = 0, held_out_images = 0;
   double first_loss = 0;                // mean loss of the first 10 steps (loss_debug.csv)
   double final_loss = 0;                // mean loss of the last 10
-  double accuracy_before = 0;           // held-out verification (best balanced accuracy) of the untrained net
+  int64_t pairs = 0;                    // held-out verification pairs
+  double accuracy_before = 0;           // held-out verification (best balanced accuracy over the original's
+                                        // threshold grid, chosen on the same pairs) of the untrained net
   double accuracy = 0;                  // ... after training
-  double kfold_mean = 0, kfold_std = 0; // 10-fold accuracy after training
+  double kfold_mean = 0, kfold_std = 0; // 10-fold accuracy after training (each fold's threshold from the others)
   double seconds = 0;
+  int stop_signal = 0;                  // SIGINT or SIGTERM when one stopped training (no figures then)
 };
 
 DemoResult run_demo(const DemoOptions& options);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/optimizer.h"
 
@@ -55,18 +56,24 @@ void SgdOptimizer::scale_gradients(Context& ctx, float factor) {
 
 std::vector<std::pair<std::string, Tensor>> SgdOptimizer::state() const {
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (const Entry& e : entries_) tensors.emplace_back("momentum." + e.parameter.name, e.momentum);
+  for (const Entry& e : entries_) {
+    Tensor momentum = e.momentum.to(Device::CPU);
+    tensors.emplace_back("momentum." + e.parameter.name,
+                         e.parameter.parameter->ohwi ? ohwi_to_oihw(momentum) : momentum);
+  }
   return tensors;
 }
 
-void SgdOptimizer::load_state(const std::map<std::string, Tensor>& tensors) {
+void SgdOptimizer::load_state(const std::map<std::string, Tensor>& tensors, bool convolutions_ohwi) {
   for (Entry& e : entries_) {
     auto it = tensors.find("momentum." + e.parameter.name);
     CUFACE_CHECK(it != tensors.end(), "optimizer state has no momentum for '" + e.parameter.name + "'");
-    CUFACE_CHECK(it->second.shape() == e.momentum.shape(),
+    const bool convert = e.parameter.parameter->ohwi && !convolutions_ohwi && it->second.rank() == 4;
+    const Tensor momentum = convert ? oihw_to_ohwi(it->second) : it->second;
+    CUFACE_CHECK(momentum.shape() == e.momentum.shape(),
                  "optimizer state: momentum of '" + e.parameter.name + "' has shape " + it->second.shape().str() +
-                     ", the parameter " + e.momentum.shape().str());
-    e.momentum.copy_from(it->second);
+                     ", the parameter " + e.parameter.parameter->value.shape().str());
+    e.momentum.copy_from(momentum);
   }
 }
 

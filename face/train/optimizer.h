@@ -33,9 +33,11 @@ class SgdOptimizer {
   void zero_grad(Context& ctx);  // of the parameters this optimizer updates
   void scale_gradients(Context& ctx, float factor);  // g *= factor (--accumulate's 1/N)
 
-  // Momentum buffers as "momentum.<name>" tensors (for the run's state file), and back.
+  // Momentum buffers as "momentum.<name>" CPU tensors laid out as export_state lays out the weights
+  // they belong to (convolutions OIHW), for the run's state file, and back. `convolutions_ohwi`: the
+  // tensors hold convolutions' momentum as the layers keep it (state files from before).
   std::vector<std::pair<std::string, Tensor>> state() const;
-  void load_state(const std::map<std::string, Tensor>& tensors);
+  void load_state(const std::map<std::string, Tensor>& tensors, bool convolutions_ohwi);
   size_t size() const { return entries_.size(); }
 
  private:

@@ -21,6 +21,7 @@
 #include "face/train/accumulate.h"
 #include "face/train/checkpoint.h"
 #include "face/train/optimizer.h"
+#include "face/train/run_folder.h"
 #include "face/train/validation.h"
 #include "layers/batch_norm.h"
 
@@ -28,28 +29,19 @@ namespace cuface {
 
 namespace fs = std::filesystem;
 
-std::atomic<bool>& stop_requested() {
-  static std::atomic<bool> flag{false};
-  return flag;
+std::atomic<int>& stop_signal() {
+  static std::atomic<int> signal{0};
+  return signal;
 }
 
 namespace {
 
-void on_interrupt(int) { stop_requested() = true; }
-
-// ---- the run folder ------------------------------------------------------------------------------
-
-struct RunFolder {
-  fs::path dir;
-  fs::path model(int64_t step) const { return dir / ("model-" + std::to_string(step) + ".safetensors"); }
-  fs::path state(int64_t step) const { return dir / ("state-" + std::to_string(step) + ".safetensors"); }
-  fs::path state_json(int64_t step) const { return dir / ("state-" + std::to_string(step) + ".json"); }
-  fs::path latest() const { return dir / "latest"; }
-  fs::path best() const { return dir / "best.safetensors"; }
-  fs::path config() const { return dir / "config.json"; }
-  fs::path losses() const { return dir / "loss_debug.csv"; }
-  fs::path validations() const { return dir / "valid.csv"; }
-};
+// The first Ctrl-C (or SIGTERM) asks for a checkpoint at the end of the step; the default action comes
+// back, so a second one stops the program at once (the checkpoint before stays).
+void on_stop_signal(int signal) {
+  stop_signal() = signal;
+  std::signal(signal, SIG_DFL);
+}
 
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -95,6 +87,62 @@ const std::vector<int>& age_edges(const TrainConfig& config) {
   return config.age_edges.empty() ? default_age_edges() : config.age_edges;
 }
 
+ValidationOptions validation_options(const TrainConfig& config) {
+  ValidationOptions options;
+  options.packs = config.valid_sets;
+  options.image_size = config.input_size;
+  options.batch = std::min(config.batch, 128);
+  options.workers = config.workers;
+  options.pairs = config.valid_pairs;
+  options.seed = config.seed;
+  options.age_edges = config.age_edges;
+  return options;
+}
+
+PackSet open_packs(const std::vector<std::string>& names, const char* flag) {
+  try {
+    return PackSet(names);
+  } catch (const Error& e) {
+    throw Error(std::string(flag) + ": " + e.what());
+  }
+}
+
+// Everything the run reads, checked before anything is written or trained: a validation set without
+// the labels a task needs failed at the first validation, 1,000 steps in with the defaults.
+void check_data(const TrainConfig& config) {
+  const std::vector<Task> tasks = tasks_of(config);
+  const PackSet train = open_packs(config.train_sets, "--train-sets");
+  CUFACE_CHECK(!has_task(tasks, Task::FR) || train.classes() >= 2,
+               "--train-sets: FR training needs identity labels (the packs have " + std::to_string(train.classes()) +
+                   " classes)");
+  // A head without labels would train on nothing and print loss 0 at every step.
+  for (const Task task : {Task::Gender, Task::Age})
+    CUFACE_CHECK(!has_task(tasks, task) ||
+                     labelled_records(train, task == Task::Gender ? "gender_counts" : "age_counts") != 0,
+                 std::string("--train-sets: ") + task_name(task) + " training needs " +
+                     (task == Task::Gender ? "gender" : "age") +
+                     " labels and no record of the packs has one (pack with --format utkface, a list file with "
+                     "gender and age, or --labels gender|age)");
+  if (config.valid_sets.empty()) return;
+  // Validation sets are small: their records' labels are counted one by one (lone shards included).
+  const PackSet valid = open_packs(config.valid_sets, "--valid-sets");
+  std::vector<int> identity;
+  int64_t genders = 0, ages = 0;
+  for (int64_t i = 0; i < valid.size(); ++i) {
+    const RecordLabels labels = valid.record(i).labels;
+    identity.push_back(labels.identity);
+    genders += labels.gender >= 0;
+    ages += labels.age >= 0;
+  }
+  for (const Task task : tasks) {
+    if (task == Task::FR) validation_pair_count(identity, config.valid_pairs);
+    CUFACE_CHECK(task != Task::Gender || genders > 0,
+                 "--valid-sets: validating the gender head needs gender labels and no record of the packs has one");
+    CUFACE_CHECK(task != Task::Age || ages > 0,
+                 "--valid-sets: validating the age head needs age labels and no record of the packs has one");
+  }
+}
+
 FaceModelOptions model_options(const TrainConfig& config, const std::vector<Task>& tasks, int64_t identities) {
   FaceModelOptions options;
   options.arch = config.arch;
@@ -102,8 +150,6 @@ FaceModelOptions model_options(const TrainConfig& config, const std::vector<Task
   options.embedding_size = config.embedding_size;
   options.seed = config.seed;
   if (has_task(tasks, Task::FR)) {
-    CUFACE_CHECK(identities >= 2, "--train-sets: FR training needs identity labels (the packs have " +
-                                      std::to_string(identities) + " classes)");
     options.identities = identities;
     MarginType type = parse_margin_type(config.margin);
     options.margin.margin = default_margin_params(type);
@@ -153,6 +199,14 @@ std::string locate_nonfinite(Context& ctx, FaceModel& model, const Tensor& image
 
 // ---- logging -------------------------------------------------------------------------------------
 
+const char* const kLossHeader =
+    "step,epoch,lr,loss,loss_fr,loss_gender,loss_age,accuracy_fr,accuracy_gender,accuracy_age,images_per_s";
+const char* const kValidHeader = "step,task,figure,value";
+// state-STEP.safetensors holds the momentum laid out as model-STEP.safetensors holds the weights
+// (convolutions OIHW) and says so in this metadata entry; older state files lack it and hold the
+// convolutions' momentum OHWI, as the layers keep it.
+const char* const kMomentumLayoutKey = "momentum_layout";
+
 std::string format_duration(double seconds) {
   const int64_t s = int64_t(seconds);
   char text[32];
@@ -182,13 +236,14 @@ class Run {
   void average_gradients();
   void mark_final(Layer& done);
   std::vector<double> agree_on(std::vector<double> values);
-  bool any_rank(bool local);
+  double max_over_ranks(double local);
   nlohmann::json loader_positions(const LoaderPosition& next);
   Tensor gather_shards(const Tensor& mine);
   void gather_head(std::vector<std::pair<std::string, Tensor>>& tensors);
 
+  void claim_folder(bool resume);
   void save_checkpoint(const LoaderPosition& next);
-  void resume_from_latest();
+  nlohmann::json resume_from_latest();  // the checkpoint's state JSON
   void validate_now();
   std::vector<TaskLabels> step_tasks(const DeviceBatch& input) const;
   void update(const std::vector<TaskLabels>& trained, double lr);
@@ -209,7 +264,8 @@ class Run {
   double best_score_ = NAN;
   int64_t best_step_ = 0;  // the step of the best validation: "steps without progress" count from it
   int64_t last_checkpoint_ = -1;
-  std::ofstream losses_, validations_;
+  std::unique_ptr<RunLock> lock_;  // rank 0: held while this trainer writes the run folder
+  RunLog losses_, validations_;   // rank 0's; validations_ only with --valid-sets
   std::unique_ptr<GradBuckets> buckets_;  // several ranks: the trained gradients, averaged in buckets
   std::map<const Parameter*, int> bucket_index_;  // gradient -> its index in buckets_
   std::vector<int> branch_gradients_;            // outside the backbone: final before its backward starts
@@ -245,6 +301,9 @@ LoaderOptions loader_options(const TrainConfig& config, const Communicator& comm
   options.workers = config.workers;
   options.image_size = config.input_size;
   options.augment.flip = config.flip;
+  options.augment.scale_jitter = config.scale_jitter;
+  options.augment.shift_jitter = config.shift_jitter;
+  options.augment.colour_jitter = config.colour_jitter;
   options.seed = config.seed;
   options.drop_last = true;
   if (config.ids_per_batch > 0) {  // after options.world_size: each rank's batches are balanced
@@ -272,14 +331,6 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   if (resume) check_resume_world_size();
   CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
                "--sync-bn and --shard-classes need an MPI launch: start with mpirun -np K cuface train ...");
-  // A head without labels would train on nothing and print loss 0 at every step.
-  for (const Task task : {Task::Gender, Task::Age})
-    CUFACE_CHECK(!has_task(tasks_, task) ||
-                     labelled_records(loader_.packs(), task == Task::Gender ? "gender_counts" : "age_counts") != 0,
-                 std::string("--train-sets: ") + task_name(task) + " training needs " +
-                     (task == Task::Gender ? "gender" : "age") +
-                     " labels and no record of the packs has one (pack with --format utkface, a list file with "
-                     "gender and age, or --labels gender|age)");
   FaceModelOptions options = model_options(config_, tasks_, loader_.packs().classes());
   if (config_.shard_classes) options.shard_classes = &comm_;
   model_ = std::make_unique<FaceModel>(options);
@@ -302,23 +353,48 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   optimizer_ = std::make_unique<SgdOptimizer>(trained, config_.momentum, decay);
   schedule_ = make_schedule(config_, config_.task_lr(config_.task), total_steps_);
 
-  if (resume) {
-    resume_from_latest();
-    // --steps may have changed
-    if (leader()) write_file_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
-  } else if (leader()) {
-    CUFACE_CHECK(!fs::exists(folder_.latest()), "run folder '" + folder_.dir.string() +
-                                                    "' already holds a run: use --resume, or another --out");
-    fs::create_directories(folder_.dir);
-    write_file_atomically(folder_.config(), config_.to_json().dump(2) + "\n");
-  }
+  // Taken after the model is built and --init loaded: an error there leaves no folder behind.
+  if (leader()) claim_folder(resume);
+  const nlohmann::json state = resume ? resume_from_latest() : nlohmann::json::object();
   if (distributed()) start_data_parallel(trained);
   if (!leader()) return;
-  const bool fresh_log = !resume || !fs::exists(folder_.losses());
-  losses_.open(folder_.losses(), std::ios::app);
-  if (fresh_log)
-    losses_ << "step,epoch,lr,loss,loss_fr,loss_gender,loss_age,accuracy_fr,accuracy_gender,accuracy_age,images_per_s\n";
-  CUFACE_CHECK(losses_.good(), "cannot write '" + folder_.losses().string() + "'");
+  // Only --steps / --epochs can differ on a resume; an unchanged config.json is left as it was.
+  const std::string config_text = config_.to_json().dump(2) + "\n";
+  if (!resume || read_text(folder_.config()) != config_text) write_file_atomically(folder_.config(), config_text);
+  if (resume) {
+    losses_.resume(folder_.losses(), kLossHeader, state.value("loss_debug_bytes", int64_t(-1)));
+    if (!config_.valid_sets.empty())
+      validations_.resume(folder_.validations(), kValidHeader, state.value("valid_bytes", int64_t(-1)));
+  } else {
+    losses_.create(folder_.losses(), kLossHeader);
+    if (!config_.valid_sets.empty()) validations_.create(folder_.validations(), kValidHeader);
+  }
+  if (config_.lr_schedule == "plateau" && config_.patience >= total_steps_)
+    std::printf("note: the plateau schedule lowers the LR only after --patience %lld steps without progress, so "
+                "these %lld steps train at a constant LR (--lr-schedule cosine or step decays within them)\n",
+                (long long)config_.patience, (long long)total_steps_);
+}
+
+// Takes the run folder for this trainer (RunLock). A new run creates it and refuses one holding another
+// run's files: a finished or resumable run (`latest`), or a run that failed before its first
+// checkpoint, whose logs a second run would otherwise continue.
+void Run::claim_folder(bool resume) {
+  if (resume) {
+    CUFACE_CHECK(fs::is_directory(folder_.dir), "--resume: '" + folder_.dir.string() + "' is not a folder");
+    lock_ = std::make_unique<RunLock>(folder_);
+    return;
+  }
+  fs::create_directories(folder_.dir);
+  lock_ = std::make_unique<RunLock>(folder_);
+  CUFACE_CHECK(!fs::exists(folder_.latest()), "--out '" + folder_.dir.string() +
+                                                  "' already holds a run: continue it with --resume, or choose "
+                                                  "another --out");
+  const std::vector<std::string> files = folder_.run_files();
+  std::string listed;
+  for (const std::string& name : files) listed += (listed.empty() ? "" : ", ") + name;
+  CUFACE_CHECK(files.empty(), "--out '" + folder_.dir.string() + "' holds a run that ended before its first "
+                                  "checkpoint (" + listed + "), so there is nothing to resume: remove the folder "
+                                  "(rm -r " + folder_.dir.string() + "), or choose another --out");
 }
 
 // Checkpoints from before multi-process training have no world size: one process wrote them.
@@ -333,14 +409,16 @@ void Run::check_resume_world_size() {
                    "): changing the world size changes every rank's share of the data and is not supported");
 }
 
-void Run::resume_from_latest() {
-  CUFACE_CHECK(fs::exists(folder_.latest()), "--resume: '" + folder_.dir.string() + "' has no checkpoint ('latest')");
+nlohmann::json Run::resume_from_latest() {
+  CUFACE_CHECK(fs::exists(folder_.latest()), "--resume: '" + folder_.dir.string() +
+                                                 "' has no checkpoint ('latest'): the run ended before its first one, "
+                                                 "so there is nothing to resume; start it again in a new --out");
   const int64_t step = std::stoll(read_text(folder_.latest()));
   nlohmann::json state = read_json(folder_.state_json(step));
   std::map<std::string, Tensor> model = load_safetensors(folder_.model(step).string()).tensors;
-  std::map<std::string, Tensor> moments = load_safetensors(folder_.state(step).string()).tensors;
+  SafetensorsFile moments = load_safetensors(folder_.state(step).string());
   if (config_.shard_classes) {  // the files hold the whole head; each rank keeps its rows
-    for (auto [tensors, name] : {std::pair{&model, "fr.weight"}, std::pair{&moments, "momentum.fr.weight"}}) {
+    for (auto [tensors, name] : {std::pair{&model, "fr.weight"}, std::pair{&moments.tensors, "momentum.fr.weight"}}) {
       auto it = tensors->find(name);
       CUFACE_CHECK(it != tensors->end(), "--resume: the checkpoint has no '" + std::string(name) + "'");
       const auto [first, count] = ShardedMarginHead::shard_of(it->second.size(0), comm_.rank(), comm_.world_size());
@@ -350,7 +428,7 @@ void Run::resume_from_latest() {
   const LoadReport report = load_state(*model_, model);
   CUFACE_CHECK(report.exact(), "model file '" + folder_.model(step).string() + "' does not fit the model: " +
                                    report.summary());
-  optimizer_->load_state(moments);
+  optimizer_->load_state(moments.tensors, /*convolutions_ohwi=*/!moments.metadata.count(kMomentumLayoutKey));
   step_ = state.at("step").get<int64_t>();
   schedule_->from_json(state.at("schedule"));
   if (!state.at("best_score").is_null()) best_score_ = state.at("best_score").get<double>();
@@ -362,7 +440,16 @@ void Run::resume_from_latest() {
     loader_.seek({state.at("loader_epoch").get<int64_t>(), state.at("loader_step").get<int64_t>()});
   }
   last_checkpoint_ = step_;
+  // A finished run stays as it is: nothing is trained, validated or rewritten.
+  CUFACE_CHECK(step_ < total_steps_,
+               "--resume: the run in '" + folder_.dir.string() + "' has finished: its checkpoint is at step " +
+                   std::to_string(step_) + " and the run asks for " + std::to_string(total_steps_) +
+                   " steps; give --steps (or --epochs) beyond step " + std::to_string(step_) + " to train it further");
+  CUFACE_CHECK(!schedule_->should_stop(), "--resume: the run in '" + folder_.dir.string() + "' has finished: it " +
+                                              "stopped at step " + std::to_string(step_) +
+                                              " when its learning rate fell below --min-lr");
   if (leader()) std::printf("resumed %s at step %lld\n", folder_.dir.string().c_str(), (long long)step_);
+  return state;
 }
 
 void Run::save_checkpoint(const LoaderPosition& next) {
@@ -374,9 +461,12 @@ void Run::save_checkpoint(const LoaderPosition& next) {
   gather_head(moments);
   last_checkpoint_ = step_;
   if (!leader()) return;
+  // The logs first: the checkpoint records how long they are, and resuming cuts them back to that.
+  const int64_t loss_bytes = losses_.sync();
   save_safetensors(folder_.model(step_).string(), model, {{"step", std::to_string(step_)}, {"arch", config_.arch}});
-  save_safetensors(folder_.state(step_).string(), moments);
+  save_safetensors(folder_.state(step_).string(), moments, {{kMomentumLayoutKey, "oihw"}});
   nlohmann::json state = {{"step", step_},
+                          {"loss_debug_bytes", loss_bytes},
                           {"loader_epoch", next.epoch},
                           {"loader_step", next.step},
                           {"schedule", schedule_->to_json()},
@@ -386,6 +476,7 @@ void Run::save_checkpoint(const LoaderPosition& next) {
     state["world_size"] = comm_.world_size();
     state["loader_positions"] = positions;  // [[epoch, step] of rank 0, rank 1, ...]
   }
+  if (validations_.is_open()) state["valid_bytes"] = validations_.sync();
   write_file_atomically(folder_.state_json(step_), state.dump(2) + "\n");
   write_file_atomically(folder_.latest(), std::to_string(step_) + "\n");  // last: the checkpoint is complete
 
@@ -407,14 +498,7 @@ void Run::validate_now() {
   // Rank 0 validates; the others wait in the next collective (mind CUFACE_COMM_TIMEOUT).
   bool improved = false;
   if (leader()) {
-    ValidationOptions options;
-    options.packs = config_.valid_sets;
-    options.image_size = config_.input_size;
-    options.batch = std::min(config_.batch, 128);
-    options.workers = config_.workers;
-    options.pairs = config_.valid_pairs;
-    options.seed = config_.seed;
-    options.age_edges = config_.age_edges;
+    const ValidationOptions options = validation_options(config_);
     // The first task chooses the best checkpoint; every task is reported.
     for (size_t t = 0; t < tasks_.size(); ++t) {
       ValidationResult result = validate(ctx_, *model_, tasks_[t], options);
@@ -423,23 +507,25 @@ void Run::validate_now() {
         best_step_ = step_;
         improved = true;
       }
-      if (t == 0) {  // progress is judged by the first task's score
+      if (t == 0) {  // progress is judged by the first task's score, named on the line
         result.figures["steps_without_progress"] = step_ - best_step_;
-        result.summary += ", " + std::to_string(step_ - best_step_) + " steps without progress";
+        char progress[160];
+        std::snprintf(progress, sizeof progress, "; %lld steps without progress (best %s %.4g at step %lld)",
+                      (long long)(step_ - best_step_), result.score_name.c_str(), best_score_, (long long)best_step_);
+        result.summary += progress;
       }
       std::printf("valid %s step %lld: %s\n%s", task_name(tasks_[t]), (long long)step_, result.summary.c_str(),
                   result.details.c_str());
-      const bool fresh = !fs::exists(folder_.validations());
-      if (!validations_.is_open()) validations_.open(folder_.validations(), std::ios::app);
-      if (fresh) validations_ << "step,task,figure,value\n";
+      std::string rows;
       for (const auto& [key, value] : result.figures.items())
-        validations_ << step_ << "," << task_name(tasks_[t]) << "," << key << "," << value.dump() << "\n";
+        rows += std::to_string(step_) + "," + task_name(tasks_[t]) + "," + key + "," + value.dump() + "\n";
+      validations_.append(rows);
       validations_.flush();
     }
     model_->set_training(true);
   }
   // A sharded FR head is spread over the ranks: all of them learn rank 0's decision and gather it.
-  if (config_.shard_classes) improved = any_rank(improved);
+  if (config_.shard_classes) improved = max_over_ranks(improved ? 1 : 0) > 0;
   if (!improved) return;
   ctx_.synchronize();
   std::vector<std::pair<std::string, Tensor>> model = export_state(*model_);
@@ -486,10 +572,12 @@ void Run::log_row(const std::vector<TaskLabels>& trained, const std::vector<Head
     task_accuracy[int(trained[t].task)] = stats[t].accuracy;
   }
   auto cell = [](double v) { return std::isnan(v) ? std::string() : std::to_string(v); };
-  losses_ << step_ << "," << epoch << "," << lr << "," << loss;
-  for (double v : task_loss) losses_ << "," << cell(v);
-  for (double v : task_accuracy) losses_ << "," << cell(v);
-  losses_ << "," << images_per_second << "\n";
+  std::ostringstream row;
+  row << step_ << "," << epoch << "," << lr << "," << loss;
+  for (double v : task_loss) row << "," << cell(v);
+  for (double v : task_accuracy) row << "," << cell(v);
+  row << "," << images_per_second << "\n";
+  losses_.append(row.str());
 }
 
 // ---- several processes ---------------------------------------------------------------------------
@@ -567,13 +655,13 @@ std::vector<double> Run::agree_on(std::vector<double> values) {
   return values;
 }
 
-// True on every rank when `local` is true on any: a SIGINT seen by one rank stops all of them
+// The largest `local` of the ranks, on every rank: a signal seen by one rank stops all of them
 // together; rank 0's "validation improved" reaches the others.
-bool Run::any_rank(bool local) {
+double Run::max_over_ranks(double local) {
   if (!distributed()) return local;
-  std::vector<double> flag{local ? 1.0 : 0.0};
-  comm_.all_reduce_scalars(flag, ReduceOp::Max);
-  return flag[0] > 0;
+  std::vector<double> value{local};
+  comm_.all_reduce_scalars(value, ReduceOp::Max);
+  return value[0];
 }
 
 nlohmann::json Run::loader_positions(const LoaderPosition& next) {
@@ -627,8 +715,9 @@ TrainSummary Run::loop() {
     uploader.stage(std::move(batch));
   };
 
-  std::signal(SIGINT, on_interrupt);
-  stop_requested() = false;
+  stop_signal() = 0;
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   TrainSummary summary;
   summary.stopped_because = "steps done";
   if (step_ == 0 && config_.valid_at_start) validate_now();
@@ -707,7 +796,7 @@ TrainSummary Run::loop() {
       std::printf(" | %.1f img/s, ETA %s\n", images_per_step * double(interval_steps) / interval_seconds,
                   format_duration(per_step * double(total_steps_ - step_)).c_str());
       std::fflush(stdout);
-      losses_.flush();
+      losses_.flush();  // what `tail -f` shows; durable at each checkpoint
     }
     if (step_ % config_.log_every == 0 || step_ == total_steps_) {
       summary.final_loss = interval_loss / double(interval_steps);
@@ -716,22 +805,24 @@ TrainSummary Run::loop() {
       for (TaskFigures& f : interval_tasks) f = {};
       interval_start = now;
     }
-    if (config_.valid_every > 0 && step_ % config_.valid_every == 0 && step_ < total_steps_) validate_now();
-    if (config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) save_checkpoint(next);
-    if (schedule_->should_stop() && step_ < total_steps_) {
-      summary.stopped_because = "learning rate below --min-lr";
-      break;
+    // The run's last step validates and saves like a checkpoint step, validation first, so that the
+    // checkpoint records every row of the logs.
+    const bool done = step_ == total_steps_;
+    const bool lr_spent = !done && schedule_->should_stop();
+    const int signal = done ? 0 : int(max_over_ranks(stop_signal()));
+    const bool last = done || lr_spent || signal != 0;
+    if ((config_.valid_every > 0 && step_ % config_.valid_every == 0) || (last && signal == 0)) validate_now();
+    if ((config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) || last) save_checkpoint(next);
+    if (lr_spent) summary.stopped_because = "learning rate below --min-lr";
+    if (signal != 0) {
+      summary.stopped_because = std::string("interrupted by ") + (signal == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM");
+      summary.stop_signal = signal;
     }
-    if (any_rank(stop_requested())) {
-      summary.stopped_because = "interrupted";
-      break;
-    }
+    if (last) break;
   }
   std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
   if (interval_steps > 0) summary.final_loss = interval_loss / double(interval_steps);
-  if (summary.stopped_because != "interrupted") validate_now();
-  if (last_checkpoint_ != step_) save_checkpoint(next);
-  if (leader()) losses_.flush();
   summary.steps = step_;
   summary.leader = leader();
   summary.best_score = best_score_;
@@ -748,6 +839,7 @@ TrainSummary train(const TrainConfig& config, bool resume) {
 TrainSummary train(const TrainConfig& config, bool resume, Communicator& comm) {
   config.validate();
   try {
+    check_data(config);
     Run run(config, resume, comm);
     return run.loop();
   } catch (const std::exception& e) {

@@ -11,10 +11,16 @@
 // row, the LR schedule, checkpoints and resume count updates.
 //
 // The run folder holds config.json (everything resolved), loss_debug.csv (a row per step),
-// valid.csv (a row per validation), model-STEP.safetensors (torchvision names for the backbone),
-// state-STEP.safetensors (momentum buffers) with state-STEP.json (step, loader position, LR schedule,
-// best score), `latest` (the newest STEP) and best.safetensors (the best validation so far).
-// Resuming reads them back and continues exactly: the same batches, dropout masks and updates.
+// valid.csv (a row per validation figure), model-STEP.safetensors (torchvision names for the
+// backbone), state-STEP.safetensors (momentum buffers, laid out as the weights) with state-STEP.json
+// (step, loader position, LR schedule, best score, the logs' lengths), `latest` (the newest STEP),
+// best.safetensors (the best validation so far) and, while a trainer writes it, train.lock
+// (face/train/run_folder.h). Resuming reads them back and continues exactly: the same batches,
+// dropout masks and updates, and logs holding every step once.
+//
+// Before step 1 everything the run reads is checked (packs, their labels for each task, the
+// validation sets); a new run refuses a folder holding another run's files, a resume refuses a run
+// that is already finished.
 #pragma once
 #include <atomic>
 #include <memory>
@@ -30,12 +36,14 @@ struct TrainSummary {
   int64_t steps = 0;           // steps done in total (including before a resume)
   double final_loss = 0;       // mean loss of the last logged steps
   double best_score = 0;       // best validation score (NaN without validation)
-  std::string stopped_because; // "steps done", "learning rate below --min-lr", "interrupted"
+  std::string stopped_because; // "steps done", "learning rate below --min-lr", "interrupted by SIGINT"
+  int stop_signal = 0;         // SIGINT or SIGTERM when one stopped the run, else 0
   bool leader = true;          // rank 0 (or the only process): the one that reports
 };
 
-// Set by SIGINT: the trainer saves a checkpoint at the end of the current step and returns.
-std::atomic<bool>& stop_requested();
+// Set by SIGINT (Ctrl-C) or SIGTERM during training: the trainer saves a checkpoint at the end of the
+// current step and returns; `cuface train` then exits with 128 + the signal (130 for Ctrl-C).
+std::atomic<int>& stop_signal();
 
 // Trains with the communicator for this process (make_communicator: MPI/NCCL under mpirun, else one
 // process).

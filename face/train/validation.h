@@ -1,9 +1,10 @@
 // Validation during training, as the original project printed it: for FR, verification on pairs
 // sampled from an identity-labelled pack (mean same-person and different-person distances, the gap,
-// the best balanced accuracy and the LFW-style 10-fold accuracy); for gender and age, classification
-// of a labelled pack (average per-class accuracy, overall, top-2 (and for age top-3) accuracy, the
-// confusion matrix, also as figures confusion_TRUTH_PREDICTED). The trainer adds the steps without
-// progress (since the best validation) to the first task's figures.
+// the original's balanced accuracy at the best threshold of its grid, and the LFW-style 10-fold
+// accuracy); for gender and age, classification of a labelled pack (average per-class accuracy,
+// overall accuracy, for age top-2, top-3 and within-one-bin accuracy, the confusion matrix, also as
+// figures confusion_TRUTH_PREDICTED). The trainer adds the steps without progress (since the best
+// validation) to the first task's figures.
 #pragma once
 #include <nlohmann/json.hpp>
 
@@ -27,6 +28,7 @@ struct ValidationOptions {
 struct ValidationResult {
   Task task;
   double score = 0;            // what the best checkpoint is chosen by: FR gap, else average accuracy
+  std::string score_name;      // "gap" or "average accuracy", as the summary names it
   nlohmann::json figures;      // every figure, flat (for valid.csv and the log)
   std::string summary;         // one line
   std::string details;         // multi-line extras (the confusion matrix), may be empty
@@ -42,5 +44,11 @@ PackEmbeddings embed_pack(Context& ctx, FaceModel& model, const ValidationOption
 
 // Embeds or classifies every image of the packs once (evaluation mode, no augmentation).
 ValidationResult validate(Context& ctx, FaceModel& model, Task task, const ValidationOptions& options);
+
+// The pairs an FR validation samples from images of these identities (-1, unknown, in no pair): the
+// requested number, or fewer where the identities offer fewer distinct same-person pairs (the sampler
+// takes at most half of them). An error naming --valid-sets when that leaves fewer than 20 pairs or
+// fewer than two identities, so that the trainer can check a validation set before training.
+int64_t validation_pair_count(const std::vector<int>& identity, int64_t requested);
 
 }  // namespace cuface

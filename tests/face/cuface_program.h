@@ -1,12 +1,18 @@
 // Running the `cuface` program itself from a test: its exit status and what it printed, captured
 // through files in the test's scratch folder.
 #pragma once
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "scratch_dir.h"
 
@@ -34,6 +40,63 @@ inline Outcome cuface(const ScratchDir& dir, const std::string& args) {
                               (dir / "stderr").string();
   const int raw = std::system(command.c_str());
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};
+}
+
+// The program started in the background with `args` (after the program's name), its stdout and
+// stderr in `log`: for tests that signal it while it works. Waited for (killed first, if still
+// running) when the object goes, so a failed test leaves no process behind.
+class Background {
+ public:
+  Background(const std::vector<std::string>& args, const std::filesystem::path& log) {
+    std::vector<std::string> argv_text{cuface_binary()};
+    argv_text.insert(argv_text.end(), args.begin(), args.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::vector<char*> argv;
+      for (std::string& a : argv_text) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      if (!freopen(log.c_str(), "w", stdout) || dup2(fileno(stdout), 2) < 0) _exit(126);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+  }
+  ~Background() {
+    if (status_ != kRunning) return;
+    kill(pid_, SIGKILL);
+    wait();
+  }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool running() {
+    int raw = 0;
+    if (status_ == kRunning && waitpid(pid_, &raw, WNOHANG) == pid_) status_ = decode(raw);
+    return status_ == kRunning;
+  }
+  void signal(int number) { kill(pid_, number); }
+  // The exit status; -1 when a signal ended it.
+  int wait() {
+    int raw = 0;
+    if (status_ == kRunning && waitpid(pid_, &raw, 0) == pid_) status_ = decode(raw);
+    return status_;
+  }
+
+ private:
+  static constexpr int kRunning = -2;
+  static int decode(int raw) { return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1; }
+  pid_t pid_ = -1;
+  int status_ = kRunning;
+};
+
+// Polls `ready` every few milliseconds for up to `seconds`; its last answer.
+inline bool wait_until(const std::function<bool()>& ready, double seconds = 60) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!ready()) {
+    if (std::chrono::steady_clock::now() > deadline) return ready();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
 }
 
 }  // namespace cuface::testing

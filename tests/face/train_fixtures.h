@@ -60,6 +60,21 @@ inline std::string labelled_pack(const ScratchDir& dir) {
   return pack_folder((dir / "labelled.list").string(), "list", (dir / "labelled_pack").string());
 }
 
+// `cuface train FR` on `pack` into `out` with tiny_config's network and settings, as arguments;
+// append more (--steps N ...).
+inline std::vector<std::string> tiny_train_args(const std::string& pack, const std::filesystem::path& out) {
+  return {"train", "FR", "--train-sets", pack, "--out", out.string(), "--arch", "tiny", "--input-size", "32",
+          "--batch", "8", "--device", "cpu", "--workers", "1", "--margin", "cosface", "--margin-s", "16",
+          "--margin-m", "0.1"};
+}
+
+// Arguments as one command line for cuface(dir, line).
+inline std::string command_line(const std::vector<std::string>& args) {
+  std::string line;
+  for (const std::string& a : args) line += (line.empty() ? "" : " ") + a;
+  return line;
+}
+
 inline TrainConfig tiny_config(const std::string& pack, const std::filesystem::path& out, int64_t steps) {
   TrainConfig config;
   config.task = "FR";
