@@ -6,6 +6,7 @@
 
 #include "engine/error.h"
 #include "face/cli/progress.h"
+#include "face/cli/skip_report.h"
 
 namespace cuface::cli {
 
@@ -43,7 +44,9 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, bool model_required, 
   if (flip_test)
     cmd->add_flag("--flip-test", f.flip_test,
                   "Each row is the sum of the outputs for the image and its mirror (InsightFace's convention)");
-  cmd->add_flag("--strict", f.strict, "An image without a face (--detect) or landmarks (--align) is an error");
+  cmd->add_flag("--strict", f.strict,
+                "Stop at the first image that cannot be read or decoded, or has no face (--detect) or landmarks "
+                "(--align), instead of skipping it");
   cmd->add_option("--device", f.device, "cpu | cuda | auto")->capture_default_str();
   cmd->add_option("--precision", f.precision, "fp32 | tf32 | bf16 (GPU; the CPU runs fp32)")
       ->capture_default_str()
@@ -75,11 +78,14 @@ Inference start_inference(const InferenceFlags& f, eval::Output output) {
   return out;
 }
 
-void report_skipped(const eval::EmbedResult& result, const eval::ImageSource& source, bool strict) {
-  for (const auto& [index, why] : result.skipped) {
-    if (strict) throw Error("'" + source.name(index) + "': " + why + " (--strict)");
-    std::fprintf(stderr, "skipped %s: %s\n", source.name(index).c_str(), why.c_str());
+void report_skipped(const std::vector<std::pair<size_t, std::string>>& skipped,
+                    const std::function<std::string(size_t)>& name, bool strict) {
+  SkipReport report;
+  for (const auto& [index, why] : skipped) {
+    if (strict) throw Error("'" + name(index) + "': " + why + " (--strict)");
+    report.add(name(index), why);
   }
+  report.print_reasons();
 }
 
 Predictions predict(Inference& inference, Task task, const eval::ImageSource& source, bool strict) {
@@ -87,7 +93,7 @@ Predictions predict(Inference& inference, Task task, const eval::ImageSource& so
   Progress progress("classifying", "images");
   out.result = inference.embedder->run(source, [&](int64_t done, int64_t total) { progress.update(done, total); });
   progress.finish();
-  report_skipped(out.result, source, strict);
+  report_skipped(out.result.skipped, source.name, strict);
   out.names = eval::class_names(inference.model, task);
   const Tensor& logits = out.result.rows;
   const int64_t classes = logits.rank() == 2 ? logits.size(1) : 0;

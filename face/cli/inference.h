@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,8 +42,10 @@ struct Inference {
 };
 Inference start_inference(const InferenceFlags& flags, eval::Output output);
 
-// Prints each skipped image by name to stderr; with --strict the first one is an error instead.
-void report_skipped(const eval::EmbedResult& result, const eval::ImageSource& source, bool strict);
+// Reports the skipped images (index and reason; `name` names an index) as pack does (SkipReport);
+// with --strict the first one is an error instead.
+void report_skipped(const std::vector<std::pair<size_t, std::string>>& skipped,
+                    const std::function<std::string(size_t)>& name, bool strict);
 
 // A gender or age head's verdict on each kept image: softmax probabilities of its logits, the most
 // likely class, and the classes' names (eval::class_names).
