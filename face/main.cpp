@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   cuface::cli::add_train_command(app);
   cuface::cli::add_demo_command(app);
   cuface::cli::add_report_command(app);
+  cuface::cli::require_finite_numbers(app);
 
   // CLI11 reports an unknown subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
@@ -64,7 +65,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     // Unknown subcommands and bad flags: one clear message and exit status 2.
-    std::fprintf(stderr, "cuface: %s\nRun 'cuface --help' for usage.\n", e.what());
+    std::fprintf(stderr, "cuface: %s\nRun 'cuface --help' for usage.\n", cuface::cli::parse_error_message(e).c_str());
     return 2;
   } catch (const cuface::Error& e) {
     std::fprintf(stderr, "cuface: error: %s\n", e.what());

@@ -10,8 +10,8 @@
 #           (face detection in arbitrary photos), libjpeg-turbo-progs (scripts/make_jpeg_fixtures.sh).
 set -euo pipefail
 
-required=(cmake g++ make pkg-config libstb-dev libgtest-dev libbenchmark-dev nlohmann-json3-dev
-          libcli11-dev libopenmpi-dev openmpi-bin)
+required=(cmake g++ make pkg-config libstb-dev libjpeg62-turbo-dev libpng-dev libgtest-dev libbenchmark-dev
+          nlohmann-json3-dev libcli11-dev libopenmpi-dev openmpi-bin)
 test_tools=(chromium)
 optional=(libopenblas-dev python3-torch python3-torchvision python3-numpy python3-sklearn
           libdlib-dev libdlib-data libjpeg-turbo-progs)

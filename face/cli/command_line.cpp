@@ -1,3 +1,6 @@
+#include <cmath>
+#include <cstdlib>
+#include <regex>
 #include <string>
 
 #include "face/cli/commands.h"
@@ -20,5 +23,32 @@ void set_command_line(int argc, char** argv) {
 }
 
 const std::string& command_line() { return stored_command_line(); }
+
+void require_finite_numbers(CLI::App& app) {
+  // CLI11 reads "nan" and "inf" as numbers, and a NaN passes every CLI::Range check.
+  const CLI::Validator finite(
+      [](std::string& text) {
+        char* end = nullptr;
+        const double value = std::strtod(text.c_str(), &end);
+        if (end == text.c_str() || std::isfinite(value)) return std::string();  // not a number: CLI11 says so
+        return "expected a finite number, got '" + text + "'";
+      },
+      "");
+  for (CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+    for (CLI::Option* option : command->get_options([](CLI::Option*) { return true; }))
+      if (option->get_type_name().rfind("FLOAT", 0) == 0) option->check(finite);
+    require_finite_numbers(*command);
+  }
+}
+
+std::string parse_error_message(const CLI::ParseError& error) {
+  // CLI11 words a repeated single-value flag as "--size: At Most 1 required but received 2".
+  static const std::regex repeated(R"((\S+): At Most 1 required but received (\d+))");
+  std::smatch match;
+  const std::string text = error.what();
+  if (std::regex_match(text, match, repeated))
+    return match[1].str() + " is given " + match[2].str() + " times; give it once";
+  return text;
+}
 
 }  // namespace cuface::cli

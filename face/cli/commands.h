@@ -27,4 +27,9 @@ void add_eval_id_command(CLI::App& app);
 void set_command_line(int argc, char** argv);
 const std::string& command_line();
 
+// Every floating-point flag of `app`'s subcommands refuses nan and inf (call after adding them).
+void require_finite_numbers(CLI::App& app);
+// A parse error in words (a flag given twice says so), for the one line the program prints.
+std::string parse_error_message(const CLI::ParseError& error);
+
 }  // namespace cuface::cli

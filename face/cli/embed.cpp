@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "engine/error.h"
 #include "face/cli/commands.h"
 #include "face/cli/inference.h"
 #include "face/cli/progress.h"
@@ -20,10 +21,15 @@ struct EmbedArgs {
   InferenceFlags flags;
   fs::path images, out;
   std::string features = "embedding";
+  bool force = false;
 };
 
 void run_embed(const EmbedArgs& a) {
   check_output_folder("--out", a.out);
+  // Said before the work, not after it: an earlier run's embeddings are not replaced by accident.
+  for (const fs::path& file : {a.out, eval::embedding_list_path(a.out)})
+    CUFACE_CHECK(a.force || !fs::exists(file),
+                 "--out " + a.out.string() + ": " + file.string() + " already exists (--force replaces it)");
   const std::vector<fs::path> files = eval::list_images(a.images);
   Inference inference = start_inference(a.flags, eval::parse_features(a.features));
   const eval::ImageSource source = eval::file_source(files);
@@ -31,7 +37,7 @@ void run_embed(const EmbedArgs& a) {
   const eval::EmbedResult result =
       inference.embedder->run(source, [&](int64_t done, int64_t total) { progress.update(done, total); });
   progress.finish();
-  report_skipped(result, source, a.flags.strict);
+  report_skipped(result.skipped, source.name, a.flags.strict);
   CUFACE_CHECK(!result.kept.empty(), "no image could be embedded (" + std::to_string(result.skipped.size()) + " skipped)");
 
   eval::Embeddings embeddings{result.rows, {}};
@@ -57,7 +63,9 @@ void add_embed_command(CLI::App& app) {
   cmd->add_option("--images", args->images,
                   "A folder (every image under it, recursively, sorted) or a list file (one path per line)")
       ->required();
-  cmd->add_option("--out", args->out, "Output .npy (the paths go to the .txt of the same stem)")->required();
+  cmd->add_option("--out", args->out, "Output .npy (the paths go to the .txt of the same stem); must not exist")
+      ->required();
+  cmd->add_flag("--force", args->force, "Replace an existing --out (and its .txt)");
   cmd->add_option("--features", args->features,
                   "embedding (the model's embedding layer) or pooled (the backbone's global-average-pooled features; "
                   "works with a torchvision backbone alone)")

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include "engine/atomic_file.h"
@@ -80,6 +81,17 @@ std::vector<Row> read_predictions(const fs::path& file, bool& has_truth) {
   return rows;
 }
 
+// "'a', 'b', 'c', ..." (the first few) for messages.
+std::string joined(const std::set<std::string>& names) {
+  std::string text;
+  size_t shown = 0;
+  for (const std::string& name : names) {
+    if (shown++ == 5) return text + ", ...";
+    text += (text.empty() ? "'" : ", '") + name + "'";
+  }
+  return text;
+}
+
 // A gender folder named 0/1, m/f, man/woman reads as the model's male/female.
 std::string gender_word(const std::string& label) {
   std::string l = label;
@@ -136,8 +148,13 @@ void run_eval_attr(EvalAttrOptions o) {
     if (truth_source == "column") {
       label = row.truth;
     } else if (truth_source == "folder") {
-      label = fs::path(row.path).parent_path().filename().string();
+      const fs::path folder = fs::path(row.path).parent_path();
+      label = folder.filename().string();
       if (label.empty()) throw Error(where + ": '" + row.path + "' has no folder to take the label from");
+      std::error_code error;
+      if (model && fs::is_directory(o.images) && fs::equivalent(folder, o.images, error))
+        throw Error("--truth folder: '" + row.path + "' lies directly in --images " + o.images.string() +
+                    ", not in a class folder (expected " + o.images.string() + "/<label>/<image>)");
       if (model && o.task == "gender") label = gender_word(label);
     } else if (truth_source == "utkface-gender" || truth_source == "utkface-age") {
       const auto utk = eval::parse_utkface_name(file_name);
@@ -156,6 +173,13 @@ void run_eval_attr(EvalAttrOptions o) {
     predicted.push_back(row.predicted);
   }
   if (truth.empty()) throw Error("no prediction has a known true label");
+  if (truth_source == "folder") {
+    // Folders that are not classes (all images in one "images" folder) would score 0%, silently.
+    const std::set<std::string> true_set(truth.begin(), truth.end()), predicted_set(predicted.begin(), predicted.end());
+    if (std::none_of(true_set.begin(), true_set.end(), [&](const std::string& l) { return predicted_set.count(l); }))
+      throw Error("--truth folder: no image's folder is one of the predicted classes (folders: " + joined(true_set) +
+                  "; predicted: " + joined(predicted_set) + "): the images must lie in <label>/ folders");
+  }
 
   const eval::ClassTable table = eval::make_class_table(truth, predicted, o.classes);
   const eval::ConfusionMatrix m = eval::confusion_matrix(table.truth, table.predicted, int(table.names.size()));

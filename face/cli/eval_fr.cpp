@@ -38,10 +38,10 @@ struct EvalFrOptions {
 };
 
 // Drops the pairs that use an image the model skipped (no face / no landmarks), saying how many.
-void drop_skipped(eval::PairEmbeddings& input, const std::vector<size_t>& skipped) {
+void drop_skipped(eval::PairEmbeddings& input, const std::vector<std::pair<size_t, std::string>>& skipped) {
   if (skipped.empty()) return;
   std::vector<uint8_t> gone(size_t(input.matrix.size(0)), 0);
-  for (size_t row : skipped) gone[row] = 1;
+  for (const auto& [row, why] : skipped) gone[row] = 1;
   eval::PairEmbeddings kept{input.matrix, {}, {}};
   for (size_t i = 0; i < input.rows.size(); ++i) {
     if (gone[size_t(input.rows[i][0])] || gone[size_t(input.rows[i][1])]) continue;
@@ -60,7 +60,7 @@ eval::PairEmbeddings model_pairs(const EvalFrOptions& o, int& file_folds) {
   Progress progress("embedding", "images");
   auto report = [&](int64_t done, int64_t total) { progress.update(done, total); };
   eval::PairEmbeddings input;
-  std::vector<size_t> skipped;
+  std::vector<std::pair<size_t, std::string>> skipped;
   if (!o.bin.empty()) {
     auto bin = std::make_shared<const eval::VerificationBin>(eval::read_verification_bin(o.bin));
     const std::string name = o.bin.filename().string();
@@ -71,26 +71,24 @@ eval::PairEmbeddings model_pairs(const EvalFrOptions& o, int& file_folds) {
                                    },
                                    [name](size_t i) { return name + "#" + std::to_string(i); }};
     const eval::EmbedResult r = inference.embedder->run(source, report);
-    report_skipped(r, source, o.model.strict);
+    progress.finish();
+    report_skipped(r.skipped, source.name, o.model.strict);
     CUFACE_CHECK(!r.kept.empty(), "no image of " + o.bin.string() + " could be embedded");
     const int64_t dim = r.rows.size(1);
     input.matrix = Tensor::zeros({int64_t(source.count), dim});
     for (size_t k = 0; k < r.kept.size(); ++k)
       std::copy_n(r.rows.data<float>() + int64_t(k) * dim, dim, input.matrix.data<float>() + int64_t(r.kept[k]) * dim);
-    for (const auto& s : r.skipped) skipped.push_back(s.first);
+    skipped = r.skipped;
     for (size_t i = 0; i < bin->pairs(); ++i) input.rows.push_back({int64_t(2 * i), int64_t(2 * i + 1)});
     input.same = bin->same;
   } else {
     const eval::PairList pairs = eval::read_pairs(o.pairs);
     file_folds = pairs.folds;
     input = eval::embed_pairs(pairs, o.images, eval::image_embedder(*inference.embedder, &skipped, report));
+    progress.finish();
     const std::vector<std::string> images = pairs.images();
-    for (size_t row : skipped) {
-      if (o.model.strict) throw Error("'" + (o.images / images[row]).string() + "': no face or landmarks (--strict)");
-      std::fprintf(stderr, "skipped %s\n", (o.images / images[row]).string().c_str());
-    }
+    report_skipped(skipped, [&](size_t row) { return (o.images / images[row]).string(); }, o.model.strict);
   }
-  progress.finish();
   std::printf("embedded %lld images with %s in %.1f s (%.1f images/s, %s)\n", (long long)input.matrix.size(0),
               inference.model.file.string().c_str(), progress.seconds(),
               double(input.matrix.size(0)) / std::max(progress.seconds(), 1e-9), device_description(*inference.ctx).c_str());

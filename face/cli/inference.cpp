@@ -4,10 +4,13 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "engine/error.h"
 #include "face/cli/progress.h"
+#include "face/cli/skip_report.h"
+#include "face/eval/metrics.h"
 
 namespace cuface::cli {
 
@@ -45,7 +48,9 @@ void add_inference_flags(CLI::App* cmd, InferenceFlags& f, bool model_required, 
   if (flip_test)
     cmd->add_flag("--flip-test", f.flip_test,
                   "Each row is the sum of the outputs for the image and its mirror (InsightFace's convention)");
-  cmd->add_flag("--strict", f.strict, "An image without a face (--detect) or landmarks (--align) is an error");
+  cmd->add_flag("--strict", f.strict,
+                "Stop at the first image that cannot be read or decoded, or has no face (--detect) or landmarks "
+                "(--align), instead of skipping it");
   cmd->add_option("--device", f.device, "cpu | cuda | auto")->capture_default_str();
   cmd->add_option("--precision", f.precision, "fp32 | tf32 | bf16 (GPU; the CPU runs fp32)")
       ->capture_default_str()
@@ -77,11 +82,14 @@ Inference start_inference(const InferenceFlags& f, eval::Output output) {
   return out;
 }
 
-void report_skipped(const eval::EmbedResult& result, const eval::ImageSource& source, bool strict) {
-  for (const auto& [index, why] : result.skipped) {
-    if (strict) throw Error("'" + source.name(index) + "': " + why + " (--strict)");
-    std::fprintf(stderr, "skipped %s: %s\n", source.name(index).c_str(), why.c_str());
+void report_skipped(const std::vector<std::pair<size_t, std::string>>& skipped,
+                    const std::function<std::string(size_t)>& name, bool strict) {
+  SkipReport report;
+  for (const auto& [index, why] : skipped) {
+    if (strict) throw Error("'" + name(index) + "': " + why + " (--strict)");
+    report.add(name(index), why);
   }
+  report.print_reasons();
 }
 
 Predictions predict(Inference& inference, Task task, const eval::ImageSource& source, bool strict) {
@@ -89,7 +97,7 @@ Predictions predict(Inference& inference, Task task, const eval::ImageSource& so
   Progress progress("classifying", "images");
   out.result = inference.embedder->run(source, [&](int64_t done, int64_t total) { progress.update(done, total); });
   progress.finish();
-  report_skipped(out.result, source, strict);
+  report_skipped(out.result.skipped, source.name, strict);
   out.names = eval::class_names(inference.model, task);
   const Tensor& logits = out.result.rows;
   const int64_t classes = logits.rank() == 2 ? logits.size(1) : 0;
@@ -110,26 +118,54 @@ namespace {
 
 constexpr double kDefaultCosineThreshold = 0.3;
 
-// The run's last FR best_threshold (valid.csv rows "step,task,figure,value") as a cosine; NAN when none.
-double validated_threshold(const std::filesystem::path& run, std::string& source) {
-  if (run.empty()) return NAN;
-  std::ifstream in(run / "valid.csv");
+// The run's last FR validation (valid.csv rows "step,task,figure,value"): its best_threshold as a
+// cosine, and why it cannot be trusted when it cannot. NAN when the run has none.
+struct ValidatedThreshold {
   double cosine = NAN;
+  std::string source;      // "the run's validation at step S (distance D)"
+  std::string unreliable;  // empty when the figure can be used
+};
+
+// A balanced accuracy this close to chance (0.5) is what a maximum over 141 thresholds finds in
+// noise; a best threshold on the edge of the grid means the optimum lies outside it.
+constexpr double kReliableAccuracy = 0.6;
+
+ValidatedThreshold validated_threshold(const std::filesystem::path& run) {
+  ValidatedThreshold out;
+  if (run.empty()) return out;
+  std::ifstream in(run / "valid.csv");
+  std::map<std::string, std::pair<double, double>> by_step;  // step -> (distance, accuracy); NAN when absent
+  std::string last_step;
   for (std::string line; std::getline(in, line);) {
     std::istringstream fields(line);
     std::string step, task, figure, value;
     if (!std::getline(fields, step, ',') || !std::getline(fields, task, ',') || !std::getline(fields, figure, ',') ||
-        !std::getline(fields, value) || task != "FR" || figure != "best_threshold")
+        !std::getline(fields, value) || task != "FR" || (figure != "best_threshold" && figure != "best_accuracy"))
       continue;
     char* end = nullptr;
-    const double distance = std::strtod(value.c_str(), &end);
-    if (end == value.c_str() || !std::isfinite(distance)) continue;
-    cosine = 1.0 - distance * distance / 2.0;
-    char shown[32];
-    std::snprintf(shown, sizeof shown, "%.4f", distance);
-    source = "the run's validation at step " + step + " (distance " + shown + ")";
+    const double number = std::strtod(value.c_str(), &end);
+    if (end == value.c_str() || !std::isfinite(number)) continue;
+    auto& figures = by_step.try_emplace(step, NAN, NAN).first->second;
+    (figure == "best_threshold" ? figures.first : figures.second) = number;
+    if (figure == "best_threshold") last_step = step;
   }
-  return cosine;
+  if (last_step.empty()) return out;
+  const auto [distance, accuracy] = by_step[last_step];
+  out.cosine = 1.0 - distance * distance / 2.0;
+  char text[160];
+  std::snprintf(text, sizeof text, "the run's validation at step %s (distance %.4f, best balanced accuracy %.3f)",
+                last_step.c_str(), distance, accuracy);
+  out.source = text;
+  const std::vector<double> grid = eval::original_thresholds();
+  if (!(accuracy >= kReliableAccuracy)) {
+    std::snprintf(text, sizeof text, "its accuracy is below %.1f, near chance (0.5)", kReliableAccuracy);
+    out.unreliable = text;
+  } else if (distance <= grid.front() + 1e-9 || distance >= grid.back() - 1e-9) {
+    std::snprintf(text, sizeof text, "it lies on the edge of the searched distances %.1f to %.1f", grid.front(),
+                  grid.back());
+    out.unreliable = text;
+  }
+  return out;
 }
 
 }  // namespace
@@ -139,8 +175,17 @@ double same_person_threshold(double given, const std::filesystem::path& run, std
     origin = "--threshold";
     return given;
   }
-  const double validated = validated_threshold(run, origin);
-  if (!std::isnan(validated)) return validated;
+  const ValidatedThreshold validated = validated_threshold(run);
+  if (!validated.unreliable.empty()) {
+    std::fprintf(stderr, "note: not using %s: the threshold is unreliable, %s\n", validated.source.c_str(),
+                 validated.unreliable.c_str());
+    origin = "the default (the run's validation threshold is unreliable; see above)";
+    return kDefaultCosineThreshold;
+  }
+  if (!std::isnan(validated.cosine)) {
+    origin = validated.source;
+    return validated.cosine;
+  }
   origin = "the default (no validation figure in the model's run folder; see cuface verify --help)";
   return kDefaultCosineThreshold;
 }

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -41,8 +42,10 @@ struct Inference {
 };
 Inference start_inference(const InferenceFlags& flags, eval::Output output);
 
-// Prints each skipped image by name to stderr; with --strict the first one is an error instead.
-void report_skipped(const eval::EmbedResult& result, const eval::ImageSource& source, bool strict);
+// Reports the skipped images (index and reason; `name` names an index) as pack does (SkipReport);
+// with --strict the first one is an error instead.
+void report_skipped(const std::vector<std::pair<size_t, std::string>>& skipped,
+                    const std::function<std::string(size_t)>& name, bool strict);
 
 // A gender or age head's verdict on each kept image: softmax probabilities of its logits, the most
 // likely class, and the classes' names (eval::class_names).
@@ -57,7 +60,8 @@ Predictions predict(Inference& inference, Task task, const eval::ImageSource& so
 // The cosine similarity at or above which two faces are taken for one person (cuface verify --help
 // says why): `given` (--threshold) unless NaN; else the model run's last FR validation threshold
 // (valid.csv's best_threshold, a Euclidean distance d of normalised embeddings, as the cosine
-// 1 - d^2 / 2); else 0.3. `origin` says which one applies.
+// 1 - d^2 / 2) unless that validation cannot be trusted (accuracy below 0.6, or a threshold on the edge
+// of the searched grid: a note on stderr says so); else 0.3. `origin` says which one applies.
 double same_person_threshold(double given, const std::filesystem::path& run, std::string& origin);
 
 // An output file flag's folder must exist: said before the work, not when writing after it.

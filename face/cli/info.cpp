@@ -10,8 +10,10 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "engine/allocator.h"
+#include "engine/error.h"
 #include "face/cli/commands.h"
 #include "face/image/detect.h"
 #include "face/pack/pack.h"
@@ -56,28 +58,42 @@ static void print_build_info() {
               NLOHMANN_JSON_VERSION_PATCH, CLI11_VERSION);
 }
 
-// Label counts of a pack: from its sidecar, or by reading every record of a lone shard.
+// Label counts of a pack: from its sidecar's histograms, else (a lone shard, or a sidecar without
+// them) by reading every record. Only identities that have records are counted, so a damaged label
+// cannot make this allocate beyond the record count.
 struct LabelCounts {
   std::vector<int64_t> per_class;
   std::map<std::string, int64_t> gender, age;  // "unknown", "male", "female"; age value -> count
 };
 
-static LabelCounts count_labels(const Pack& pack) {
-  LabelCounts counts;
-  const nlohmann::json& meta = pack.metadata();
-  if (!meta.empty()) {
+static std::optional<LabelCounts> sidecar_counts(const nlohmann::json& meta, int64_t classes) {
+  try {
+    LabelCounts counts;
     counts.per_class = meta.at("images_per_class").get<std::vector<int64_t>>();
     counts.gender = meta.at("gender_counts").get<std::map<std::string, int64_t>>();
     counts.age = meta.at("age_counts").get<std::map<std::string, int64_t>>();
+    for (const auto& [label, n] : counts.age)
+      if (label != "unknown" &&
+          (label.empty() || label.size() > 5 || label.find_first_not_of("0123456789") != std::string::npos))
+        return std::nullopt;
+    if (int64_t(counts.per_class.size()) != classes) return std::nullopt;
     return counts;
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
   }
-  counts.per_class.assign(size_t(pack.classes()), 0);
+}
+
+static LabelCounts count_labels(const Pack& pack) {
+  if (auto counts = sidecar_counts(pack.metadata(), pack.classes())) return *counts;
+  LabelCounts counts;
+  std::map<int32_t, int64_t> per_identity;
   for (int64_t i = 0; i < pack.size(); ++i) {
     const RecordLabels labels = pack.record(i).labels;
-    if (labels.identity >= 0) ++counts.per_class[size_t(labels.identity)];
+    if (labels.identity >= 0) ++per_identity[labels.identity];
     ++counts.gender[labels.gender == 0 ? "male" : labels.gender == 1 ? "female" : "unknown"];
     ++counts.age[labels.age < 0 ? "unknown" : std::to_string(labels.age)];
   }
+  for (const auto& [identity, n] : per_identity) counts.per_class.push_back(n);
   return counts;
 }
 
@@ -137,8 +153,12 @@ void add_info_command(CLI::App& app) {
       "info", "Show the build, the backends and GPUs found, and library versions; or a PACK's counts and labels");
   cmd->add_option("PACK", *pack, "A pack PREFIX (or its .json, or one .cfpk shard) to describe");
   cmd->callback([pack] {
-    if (pack->empty()) print_build_info();
-    else print_pack_info(*pack);
+    if (pack->empty()) return print_build_info();
+    try {
+      print_pack_info(*pack);
+    } catch (const nlohmann::json::exception& e) {  // a sidecar field of the wrong type
+      throw Error(*pack + ": malformed pack sidecar (" + e.what() + ")");
+    }
   });
 }
 

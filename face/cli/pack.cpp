@@ -3,12 +3,12 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
-#include <map>
 #include <memory>
 
 #include "engine/error.h"
 #include "face/cli/commands.h"
 #include "face/cli/progress.h"
+#include "face/cli/skip_report.h"
 #include "face/pack/packer.h"
 #include "face/pack/verify.h"
 
@@ -33,7 +33,8 @@ void run_verify(const PackArguments& args) {
   });
   progress.finish();
   if (result.first_bad >= 0) throw Error("verify failed: " + result.error);
-  std::printf("%s: %lld records in %zu shard(s) verified: every CRC matches and every image decodes (%.1f s)\n",
+  std::printf("%s: %lld records in %zu shard(s) verified: every CRC matches, every label is in range and every image "
+              "decodes (%.1f s)\n",
               args.verify.c_str(), (long long)result.records, pack.shards().size(), progress.seconds());
 }
 
@@ -50,22 +51,16 @@ void run_pack(PackArguments& args) {
   options.crop.mode = args.detect_mode == "crop" ? DetectMode::Crop : DetectMode::Align;
   options.command = args.command;
 
-  // Reasons are counted and the first few shown in full; the rest would flood a terminal.
-  std::map<std::string, int64_t> reasons;
-  int64_t shown = 0;
   Progress progress("packing", "images");
-  options.on_skip = [&](const std::string& message) {
-    const size_t colon = message.find(": ");
-    ++reasons[colon == std::string::npos ? message : message.substr(colon + 2, 40)];
-    if (shown <= 20) progress.finish();  // each message on its own line, after an in-place progress line
-    if (shown < 20) std::fprintf(stderr, "skipped %s\n", message.c_str());
-    if (shown == 20) std::fprintf(stderr, "(further skipped images are only counted)\n");
-    ++shown;
-  };
+  SkipReport skips(&progress);
+  options.on_skip = [&](const std::string& path, const std::string& reason) { skips.add(path, reason); };
   options.progress = [&](int64_t done, int64_t total) { progress.update(done, total); };
   const PackSummary summary = pack_images(options);
   progress.finish();
-  for (const auto& [reason, count] : reasons) std::fprintf(stderr, "  %lld skipped: %s\n", (long long)count, reason.c_str());
+  skips.print_reasons();
+  if (int(summary.shard_files.size()) < options.shards)
+    std::fprintf(stderr, "note: --shards %d for %lld images: %zu shard(s) written, none of them empty\n", options.shards,
+                 (long long)summary.packed, summary.shard_files.size());
   std::printf("packed %lld images of %lld classes into %zu shard(s) %s-*.cfpk + %s in %.1f s (%.0f images/s); "
               "%lld skipped, %lld dropped by --min-per-class\n",
               (long long)summary.packed, (long long)summary.classes, summary.shard_files.size(), options.out.c_str(),
@@ -86,8 +81,9 @@ void add_pack_command(CLI::App& app) {
   cmd->add_option("--format", o.format,
                   "Input kind: tree, list (lines 'path identity [gender age]'), utkface, rec (MXNet RecordIO), "
                   "legacy (the original project's .bin + .idx)")
-      ->check(CLI::IsMember({"tree", "list", "utkface", "rec", "legacy"}));
-  cmd->add_option("--out", o.out, "Output PREFIX (what --train-sets takes later)");
+      ->check(CLI::IsMember({"tree", "list", "utkface", "rec", "legacy"}))
+      ->capture_default_str();
+  cmd->add_option("--out", o.out, "Output PREFIX (what --train-sets takes later); its folder is created if needed");
   cmd->add_option("--align", o.landmarks,
                   "Landmark file (LFW landmarks5.txt format): warp each face onto the ArcFace 5-point template");
   CLI::Option* detect = cmd->add_flag("--detect", o.detect,
@@ -107,8 +103,11 @@ void add_pack_command(CLI::App& app) {
       ->needs(detect)
       ->capture_default_str();
   cmd->add_option("--size", o.size, "Output side in pixels (112 or 224)")->capture_default_str();
-  cmd->add_option("--min-per-class", o.min_per_class, "Drop identities with fewer images")->capture_default_str();
-  cmd->add_option("--shards", o.shards, "Number of shard files")->capture_default_str();
+  cmd->add_option("--min-per-class", o.min_per_class,
+                  "Drop identities with fewer packed images (images skipped as unreadable or without landmarks or a "
+                  "face do not count)")
+      ->capture_default_str();
+  cmd->add_option("--shards", o.shards, "Number of shard files (at most one per packed image)")->capture_default_str();
   cmd->add_option("--jobs", o.jobs, "Decode/encode threads (0: all cores)")->capture_default_str();
   cmd->add_option("--encoding", args->encoding, "Stored pixels: jpeg (compact) or raw (fastest to load)")
       ->capture_default_str();
@@ -117,7 +116,9 @@ void add_pack_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--strict", o.strict,
                 "Fail on the first unreadable image (with --detect: or one without a face) instead of skipping it");
-  cmd->add_option("--verify", args->verify, "Check every record's CRC and decode every image of a pack or shard");
+  cmd->add_option("--verify", args->verify,
+                  "Check every record of a pack or shard: its CRC, its labels (identity below the pack's class count) "
+                  "and a strict decode of its image");
   cmd->callback([args] {
     args->command = command_line();
     if (!args->verify.empty()) run_verify(*args);

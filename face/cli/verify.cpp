@@ -7,8 +7,10 @@
 // cosine by |a - b|^2 = 2 - 2 cos, i.e. cos = 1 - d^2 / 2. Without a run folder the default is a
 // cosine of 0.3 (squared distance 1.4), which is our choice, not a measured figure: it is near where
 // InsightFace's LFW 10-fold thresholds for ArcFace-trained models fall (squared distances about 1.4
-// to 1.6). For decisions that matter, measure the model's threshold with `cuface eval-fr --model` and
-// pass it with --threshold.
+// to 1.6). A validation threshold is not used when it cannot be trusted: a best balanced accuracy
+// below 0.6 (near chance) or a threshold on the edge of the searched grid; verify says so and uses
+// the default. For decisions that matter, measure the model's threshold with `cuface eval-fr --model`
+// and pass it with --threshold.
 #include <CLI/CLI.hpp>
 
 #include <cmath>

@@ -106,6 +106,12 @@ Embedder::Embedder(InferenceModel& model, Context& ctx, FaceInputOptions input, 
     case Output::Embedding:
       CUFACE_CHECK(!model_.backbone_only, "'" + model_.file.string() +
                                               "' is a backbone without an embedding layer: use --features pooled");
+      // The embedding layer learns only from the FR loss (--init loads backbones alone): a model
+      // without an FR head comes from a Gender or Age run, and its embedding is still random.
+      CUFACE_CHECK(m.has_head(Task::FR),
+                   "'" + model_.file.string() + "' has no FR head (fr.weight): it comes from a Gender or Age run, "
+                   "so its embedding layer was never trained and its embeddings mean nothing. Use a model trained "
+                   "with FR or multi (embed also offers --features pooled, the backbone's features)");
       break;
     case Output::Pooled: break;
     case Output::Gender:
@@ -124,8 +130,7 @@ Embedder::~Embedder() = default;
 std::optional<Image> Embedder::prepare(const std::vector<uint8_t>& bytes, const std::string& name,
                                        FaceDetector* detector, std::string& why) const {
   Image image;
-  std::string error;
-  CUFACE_CHECK(decode_image(bytes.data(), bytes.size(), image, error), "cannot decode '" + name + "': " + error);
+  if (!decode_image(bytes.data(), bytes.size(), image, why)) return std::nullopt;
   const bool align = !input_.landmarks.empty();
   const InputCrop crop = plan_input_crop(image, input_.size, detector, input_.crop, align,
                                          align ? find_landmarks(landmarks_, name) : nullptr, input_.landmarks);
@@ -184,7 +189,14 @@ EmbedResult Embedder::run(const ImageSource& source, const std::function<void(in
     auto work = [&](int w) {
       for (size_t i; (i = next++) < end;) {
         try {
-          out.crops[i - begin] = prepare(source.bytes(i), source.name(i), detectors.empty() ? nullptr : &detectors[size_t(w)],
+          std::vector<uint8_t> bytes;
+          try {
+            bytes = source.bytes(i);
+          } catch (const Error& e) {  // unreadable: skipped like an undecodable image
+            out.why[i - begin] = e.what();
+            continue;
+          }
+          out.crops[i - begin] = prepare(bytes, source.name(i), detectors.empty() ? nullptr : &detectors[size_t(w)],
                                          out.why[i - begin]);
         } catch (...) {
           std::lock_guard<std::mutex> lock(failure_mutex);
@@ -238,7 +250,8 @@ EmbedResult Embedder::run(const ImageSource& source, const std::function<void(in
   return result;
 }
 
-std::function<Tensor(const std::vector<fs::path>&)> image_embedder(Embedder& embedder, std::vector<size_t>* skipped,
+std::function<Tensor(const std::vector<fs::path>&)> image_embedder(Embedder& embedder,
+                                                                  std::vector<std::pair<size_t, std::string>>* skipped,
                                                                   const std::function<void(int64_t, int64_t)>& progress) {
   return [&embedder, skipped, progress](const std::vector<fs::path>& images) {
     const EmbedResult r = embedder.run(file_source(images), progress);
@@ -250,7 +263,7 @@ std::function<Tensor(const std::vector<fs::path>&)> image_embedder(Embedder& emb
       std::memcpy(out.data<float>() + int64_t(r.kept[k]) * dim, r.rows.data<float>() + int64_t(k) * dim,
                   size_t(dim) * sizeof(float));
     if (skipped)
-      for (const auto& s : r.skipped) skipped->push_back(s.first);
+      skipped->insert(skipped->end(), r.skipped.begin(), r.skipped.end());
     return out;
   };
 }

@@ -61,7 +61,7 @@ struct EmbedOptions {
 struct EmbedResult {
   Tensor rows;                                        // f32 [kept, D] on the CPU
   std::vector<size_t> kept;                           // source index of each row
-  std::vector<std::pair<size_t, std::string>> skipped;  // no face / no landmarks: index and reason
+  std::vector<std::pair<size_t, std::string>> skipped;  // index and reason
 };
 
 class Embedder {
@@ -70,11 +70,11 @@ class Embedder {
   Embedder(InferenceModel& model, Context& ctx, FaceInputOptions input, EmbedOptions options);
   ~Embedder();
 
-  // Rows in source order. An unreadable or undecodable image is an error naming it; an image without
-  // a face or landmarks is skipped (listed in `skipped`). `progress(done, total)` after each batch.
+  // Rows in source order. An image that cannot be read or decoded, or has no face or landmarks, is
+  // skipped (listed in `skipped` with the reason). `progress(done, total)` after each batch.
   EmbedResult run(const ImageSource& source, const std::function<void(int64_t, int64_t)>& progress = {});
 
-  // The size x size crop of one image, or nullopt with `why` (no face / no landmarks).
+  // The size x size crop of one image, or nullopt with `why` (undecodable, no face, no landmarks).
   std::optional<Image> prepare(const std::vector<uint8_t>& bytes, const std::string& name, FaceDetector* detector,
                                std::string& why) const;
 
@@ -95,8 +95,9 @@ class Embedder {
 };
 
 // An eval::ImageEmbedder (verification.h) over files. An image the embedder skips gets a zero row and
-// its index in `*skipped`: the caller drops the pairs that use it.
+// its index and reason in `*skipped`: the caller drops the pairs that use it.
 std::function<Tensor(const std::vector<std::filesystem::path>&)> image_embedder(
-    Embedder& embedder, std::vector<size_t>* skipped, const std::function<void(int64_t, int64_t)>& progress = {});
+    Embedder& embedder, std::vector<std::pair<size_t, std::string>>* skipped,
+    const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace cuface::eval

@@ -105,7 +105,10 @@ Tensor read_npy(const fs::path& file) {
     bad_npy(file, "shape has " + std::to_string(shape.size()) + " dimensions, expected 2");
 
   const size_t item = descr == "<f4" ? 4 : 8;
-  const uint64_t count = uint64_t(shape[0]) * uint64_t(shape[1]);
+  uint64_t count = 0, bytes = 0;  // a shape whose size overflows would pass the size check below
+  if (__builtin_mul_overflow(uint64_t(shape[0]), uint64_t(shape[1]), &count) ||
+      __builtin_mul_overflow(count, item, &bytes))
+    bad_npy(file, "shape (" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) + ") is larger than any file");
   if (file_size - data_offset != count * item)
     bad_npy(file, "expected " + std::to_string(count * item) + " data bytes for shape (" + std::to_string(shape[0]) +
                       ", " + std::to_string(shape[1]) + "), found " + std::to_string(file_size - data_offset));

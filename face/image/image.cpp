@@ -1,5 +1,6 @@
 // Decoding and encoding through stb_image / stb_image_write. Their implementations are compiled
-// here, in this one file, so the program depends on no stb shared library at run time.
+// here, in this one file, so the program depends on no stb shared library at run time. JPEG and PNG
+// streams are checked whole by libjpeg-turbo / libpng first (face/image/integrity.h): stb is lax.
 #include "face/image/image.h"
 
 #include <algorithm>
@@ -10,8 +11,8 @@
 #include <memory>
 
 #include "engine/error.h"
+#include "face/image/integrity.h"
 
-#define STBI_MAX_DIMENSIONS 32768
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STBI_NO_HDR  // 8-bit sources only; HDR/PSD/PIC/TGA are not face data formats
@@ -85,6 +86,11 @@ static long pnm_maxval(const uint8_t* p, size_t n) {
   return value;
 }
 
+static std::string too_large(int width, int height) {
+  return "too large: " + std::to_string(width) + "x" + std::to_string(height) + " pixels (at most " +
+         std::to_string(kMaxDecodedPixels >> 20) + " megapixels are decoded)";
+}
+
 bool decode_image(const uint8_t* bytes, size_t size, Image& out, std::string& error) {
   if (size == 0) {
     error = "empty file";
@@ -102,13 +108,30 @@ bool decode_image(const uint8_t* bytes, size_t size, Image& out, std::string& er
     error = "16-bit PGM/PPM is not supported";
     return false;
   }
+  Encoding container;
+  if (sniff_encoding(bytes, size, container)) {
+    const StreamCheck check = container == Encoding::Jpeg ? check_jpeg_stream(bytes, size, kMaxDecodedPixels)
+                                                          : check_png_stream(bytes, size, kMaxDecodedPixels);
+    if (check.too_large) {
+      error = too_large(check.width, check.height);
+      return false;
+    }
+    if (!check.intact) {
+      error = std::string("corrupt ") + (container == Encoding::Jpeg ? "JPEG" : "PNG") + " (" + check.error + ")";
+      return false;
+    }
+  }
   int width = 0, height = 0, channels = 0;
   if (!stbi_info_from_memory(bytes, int(size), &width, &height, &channels)) {
     error = std::string("not a decodable image (") + stbi_failure_reason() + ")";
     return false;
   }
-  if (width <= 0 || height <= 0 || int64_t(width) * height > kMaxDecodedPixels) {
+  if (width <= 0 || height <= 0) {
     error = "implausible size " + std::to_string(width) + "x" + std::to_string(height);
+    return false;
+  }
+  if (int64_t(width) * height > kMaxDecodedPixels) {
+    error = too_large(width, height);
     return false;
   }
   // The file's own channels (req_comp 0), expanded to RGB here: stb 2.27's own channel conversion

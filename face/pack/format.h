@@ -16,6 +16,7 @@ constexpr size_t kRecordPrefixBytes = 8;  // body length, CRC-32 of the body
 constexpr size_t kRecordFixedBytes = 16;  // labels, encoding, geometry, path length
 constexpr size_t kRecordAlignment = 8;    // records and the index start at multiples of 8
 constexpr const char* kShardExtension = ".cfpk";
+constexpr uint32_t kMaxShards = 99999;    // shard files are numbered with five digits
 
 // -1 means unknown for every label. Gender: 0 male, 1 female. Age: years (UTKFace) or the age class
 // of a folder tree, as given. Identity: dense 0..classes-1 within one pack.

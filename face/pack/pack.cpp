@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "engine/error.h"
 
@@ -26,8 +27,21 @@ std::string shard_path(const std::string& prefix, int shard, int shards) {
 Pack::Pack(const std::string& name) : name_(name) {
   if (ends_with(name, kShardExtension)) {
     shards_.push_back(std::make_unique<Shard>(name));
+    const Shard& shard = *shards_[0];
+    // Every class of a pack has a record, and records go round-robin over the shards, so a pack of
+    // N shards has at most N x (this shard's records + 1) classes: a larger identity is damage, and
+    // must not make a reader allocate for it.
+    const int64_t most_classes = int64_t(shard.shard_count()) * (shard.size() + 1);
     int32_t largest = -1;
-    for (int64_t i = 0; i < shards_[0]->size(); ++i) largest = std::max(largest, shards_[0]->record(i).labels.identity);
+    for (int64_t i = 0; i < shard.size(); ++i) {
+      const int32_t identity = shard.record(i).labels.identity;
+      if (identity >= most_classes)
+        throw Error(name + " record " + std::to_string(i) + ": identity " + std::to_string(identity) +
+                    " is impossible in shard " + std::to_string(shard.shard_index()) + " of " +
+                    std::to_string(shard.shard_count()) + " with " + std::to_string(shard.size()) +
+                    " records (at most " + std::to_string(most_classes) + " classes): the shard is damaged");
+      largest = std::max(largest, identity);
+    }
     classes_ = int64_t(largest) + 1;
   } else {
     const std::string sidecar = ends_with(name, ".json") ? name : sidecar_path(name);
@@ -61,6 +75,11 @@ Pack::Pack(const std::string& name) : name_(name) {
     starts_.push_back(total_);
     total_ += shard->size();
   }
+  // Every class has a record: a larger count is damage, and must not make a reader allocate for it.
+  if (classes_ < 0 || classes_ > total_)
+    throw Error(name + ": " + std::to_string(classes_) + " identity classes for " + std::to_string(total_) +
+                " records; every class has at least one record (a pack made by a cuface that counted classes "
+                "before skipping unreadable images can have empty ones: pack it again)");
 }
 
 std::pair<const Shard*, int64_t> Pack::locate(int64_t i) const {
@@ -72,7 +91,11 @@ std::pair<const Shard*, int64_t> Pack::locate(int64_t i) const {
 
 RecordView Pack::record(int64_t i) const {
   auto [shard, local] = locate(i);
-  return shard->record(local);
+  RecordView r = shard->record(local);
+  if (r.labels.identity >= classes_)
+    throw Error(shard->path() + " record " + std::to_string(local) + ": identity " + std::to_string(r.labels.identity) +
+                " is not one of the pack's " + std::to_string(classes_) + " classes");
+  return r;
 }
 
 bool Pack::check(int64_t i, std::string& error) const {
@@ -93,6 +116,9 @@ PackSet::PackSet(const std::vector<std::string>& names) {
     identity_offsets_.push_back(classes_);
     total_ += packs_.back()->size();
     classes_ += packs_.back()->classes();
+    if (classes_ > std::numeric_limits<int32_t>::max())
+      throw Error("--train-sets: more than 2^31 identity classes in all (" + name + " brings the total to " +
+                  std::to_string(classes_) + ")");
   }
 }
 

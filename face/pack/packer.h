@@ -32,8 +32,8 @@ struct PackOptions {
   std::string command;          // the command line, recorded in the sidecar
   // Called after each chunk with (images processed, images to process).
   std::function<void(int64_t, int64_t)> progress;
-  // Called for each skipped image with "path: reason".
-  std::function<void(const std::string&)> on_skip;
+  // Called for each skipped image (or listing entry) with its path and the reason.
+  std::function<void(const std::string& path, const std::string& reason)> on_skip;
 };
 
 struct PackSummary {

@@ -30,6 +30,9 @@ Shard::Shard(const std::string& path)
   index_offset_ = get<uint64_t>(map_ + 24);
   shard_index_ = get<uint32_t>(map_ + 32);
   shard_count_ = get<uint32_t>(map_ + 36);
+  if (shard_count_ < 1 || shard_count_ > kMaxShards || shard_index_ >= shard_count_)
+    throw Error(path + " is damaged: its header says shard " + std::to_string(shard_index_) + " of " +
+                std::to_string(shard_count_));
   const uint64_t expected = index_offset_ + uint64_t(count_) * 8 + 4;
   if (count_ < 0 || index_offset_ < kShardHeaderBytes || index_offset_ % kRecordAlignment != 0 ||
       uint64_t(count_) > file_bytes_ / 8 || expected != file_bytes_)
@@ -81,6 +84,10 @@ RecordView Shard::record(int64_t i) const {
   r.source = std::string_view(reinterpret_cast<const char*>(body + kRecordFixedBytes), source_bytes);
   r.data = body + kRecordFixedBytes + source_bytes;
   r.size = body_bytes - kRecordFixedBytes - source_bytes;
+  if (r.labels.identity < -1 || r.labels.gender < -1 || r.labels.gender > 1 || r.labels.age < -1)
+    throw Error(path() + " record " + std::to_string(i) + ": labels out of range (identity " +
+                std::to_string(r.labels.identity) + ", gender " + std::to_string(r.labels.gender) + ", age " +
+                std::to_string(r.labels.age) + ")");
   if (encoding > uint8_t(Encoding::Png))
     throw Error(path() + " record " + std::to_string(i) + ": unknown encoding " + std::to_string(encoding));
   r.encoding = Encoding(encoding);

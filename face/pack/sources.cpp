@@ -70,12 +70,12 @@ SourceListing list_tree(const std::string& root, TreeLabel label) {
       base.identity = name;
     } else if (label == TreeLabel::Gender) {
       if (!parse_gender(name, base.gender)) {
-        listing.problems.push_back(name + "/: folder name is not a gender (0/1, male/female, m/f)");
+        listing.problems.push_back({name + "/", "folder name is not a gender (0/1, male/female, m/f)"});
         continue;
       }
     } else {
       if (!parse_int(name, age) || age < 0 || age > 32767) {
-        listing.problems.push_back(name + "/: folder name is not an age");
+        listing.problems.push_back({name + "/", "folder name is not an age"});
         continue;
       }
       base.age = int16_t(age);
@@ -144,7 +144,7 @@ SourceListing list_utkface(const std::string& folder) {
     long age, gender, race;
     if (fields.size() < 3 || !parse_int(fields[0], age) || !parse_int(fields[1], gender) ||
         !parse_int(fields[2], race) || age < 0 || age > 150 || (gender != 0 && gender != 1)) {
-      listing.problems.push_back(name + ": not a UTKFace name (AGE_GENDER_RACE_DATE.jpg)");
+      listing.problems.push_back({name, "not a UTKFace name (AGE_GENDER_RACE_DATE.jpg)"});
       continue;
     }
     SourceItem item;
@@ -175,13 +175,17 @@ SourceListing list_recordio(const std::string& rec_or_folder) {
   std::string error;
   ImageRecord record;
 
-  // Which keys hold images: InsightFace's header record 0, or every key.
+  // Which keys hold images: InsightFace's header record 0, or every key. A header that promises
+  // more images than the index lists is damaged (and must not make the listing allocate for them).
   std::vector<int64_t> keys;
   auto header = offsets.find(0);
   if (header != offsets.end() && file.read(header->second, payload, error) &&
       parse_image_record(payload, record, error) && record.flag > 0) {
-    const int64_t end = int64_t(record.labels[0]);
-    for (int64_t key = 1; key < end; ++key) keys.push_back(key);
+    const float end = record.labels[0];
+    if (!(end >= 1 && end <= float(index.size())))
+      throw Error(rec.string() + ": its header record (key 0) announces images up to key " + std::to_string(end) +
+                  ", but " + idx.string() + " lists only " + std::to_string(index.size()) + " records: one is damaged");
+    for (int64_t key = 1; key < int64_t(end); ++key) keys.push_back(key);
   } else {
     for (const auto& entry : index) keys.push_back(entry.first);
   }
@@ -191,16 +195,16 @@ SourceListing list_recordio(const std::string& rec_or_folder) {
     const std::string path = name + ":" + std::to_string(key);
     auto it = offsets.find(key);
     if (it == offsets.end()) {
-      listing.problems.push_back(path + ": key missing from " + idx.string());
+      listing.problems.push_back({path, "key missing from " + idx.string()});
       continue;
     }
     if (!file.read(it->second, payload, error) || !parse_image_record(payload, record, error)) {
-      listing.problems.push_back(path + ": " + error);
+      listing.problems.push_back({path, error});
       continue;
     }
     const float identity = record.identity();
     if (!(identity >= 0 && identity < 2147483647.0f)) {
-      listing.problems.push_back(path + ": identity label " + std::to_string(identity) + " is not a class");
+      listing.problems.push_back({path, "identity label " + std::to_string(identity) + " is not a class"});
       continue;
     }
     SourceItem item;

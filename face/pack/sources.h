@@ -23,6 +23,11 @@ struct SourceItem {
   uint64_t size = 0;     // legacy: the image's bytes in the .bin
 };
 
+// An entry of the input that could not be listed, and why.
+struct ListingProblem {
+  std::string path, reason;
+};
+
 // Where item bytes come from: files under the root, or one container file.
 enum class SourceContainer { Files, RecordIO, LegacyBin };
 
@@ -31,7 +36,7 @@ struct SourceListing {
   SourceContainer container = SourceContainer::Files;
   std::string container_path;  // the .rec or .bin file
   std::vector<SourceItem> items;
-  std::vector<std::string> problems;  // "path: reason" for entries that could not be listed
+  std::vector<ListingProblem> problems;
 };
 
 // Which label a folder tree's folder names carry.

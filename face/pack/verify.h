@@ -1,4 +1,5 @@
-// `cuface pack --verify`: every record's framing and CRC, and every image decoded.
+// `cuface pack --verify`: every record's framing and CRC, its labels (the identity below the pack's
+// class count, Pack::record), and every image decoded.
 #pragma once
 #include <cstdint>
 #include <functional>

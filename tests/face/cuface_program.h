@@ -35,9 +35,9 @@ struct Outcome {
   std::string out, err;
 };
 
-inline Outcome cuface(const ScratchDir& dir, const std::string& args) {
-  const std::string command = cuface_binary() + " " + args + " > " + (dir / "stdout").string() + " 2> " +
-                              (dir / "stderr").string();
+// Runs a shell command line with its output captured in `dir`.
+inline Outcome run_captured(const ScratchDir& dir, const std::string& command_line) {
+  const std::string command = command_line + " > " + (dir / "stdout").string() + " 2> " + (dir / "stderr").string();
   const int raw = std::system(command.c_str());
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(dir / "stdout"), slurp(dir / "stderr")};
 }
@@ -97,6 +97,16 @@ inline bool wait_until(const std::function<bool()>& ready, double seconds = 60) 
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return true;
+inline Outcome cuface(const ScratchDir& dir, const std::string& args) {
+  return run_captured(dir, cuface_binary() + " " + args);
+}
+
+// The program under limits, for inputs that could make it hang or allocate without bound: killed
+// after `seconds` (a status other than 0, 1 or 2), and an allocation past `megabytes` of address
+// space fails (the program then reports std::bad_alloc as an unexpected error).
+inline Outcome cuface_bounded(const ScratchDir& dir, const std::string& args, int seconds, int megabytes) {
+  return run_captured(dir, "(ulimit -v " + std::to_string(megabytes * 1024) + " && exec timeout -s KILL " +
+                               std::to_string(seconds) + " " + cuface_binary() + " " + args + ")");
 }
 
 }  // namespace cuface::testing

@@ -30,6 +30,7 @@
 #include "face/train/demo.h"
 #include "face/train/checkpoint.h"
 #include "cuface_program.h"
+#include "data.h"
 
 namespace cuface {
 namespace {
@@ -623,9 +624,8 @@ TEST(EmbedDetect, ImageWithoutAFaceIsSkippedByName) {
   const fs::path lfw_face = fs::path(CUFACE_SHARED_DATA) / "lfw/images/Aaron_Peirsol/Aaron_Peirsol_0001.jpg";
   const bool with_face = fs::exists(lfw_face);
   if (with_face) fs::copy_file(lfw_face, dir / "images" / "face.jpg");
-  const std::string args = "embed --model " + m + " --images " + (dir / "images").string() + " --detect --input-size 32 --out " +
-                           (dir / "e.npy").string();
-  const Outcome run = cuface(dir, args);
+  const std::string args = "embed --model " + m + " --images " + (dir / "images").string() + " --detect --input-size 32";
+  const Outcome run = cuface(dir, args + " --out " + (dir / "e.npy").string());
   if (!face_detection_available()) {
     EXPECT_EQ(run.status, 1);
     EXPECT_NE(run.err.find("dlib"), std::string::npos) << run.err;
@@ -639,7 +639,7 @@ TEST(EmbedDetect, ImageWithoutAFaceIsSkippedByName) {
   const eval::Embeddings e = eval::read_embeddings(dir / "e.npy");
   ASSERT_EQ(e.paths.size(), 1u);
   EXPECT_EQ(fs::path(e.paths[0]).filename(), "face.jpg");
-  const Outcome strict = cuface(dir, args + " --strict");
+  const Outcome strict = cuface(dir, args + " --strict --out " + (dir / "strict.npy").string());
   EXPECT_EQ(strict.status, 1);
   EXPECT_NE(strict.err.find("pattern.png': no face found"), std::string::npos) << strict.err;
 }
@@ -724,6 +724,192 @@ TEST(EvalFrModel, SampledPairsFromAPackEqualThoseFromEmbedRows) {
   const Outcome missing = cuface(dir, "eval-fr --model " + m + " --sample 40 --device cpu");
   EXPECT_NE(missing.status, 0);
   EXPECT_NE(missing.err.find("--pack"), std::string::npos) << missing.err;
+}
+
+// A Gender-only run has no FR head, and its embedding layer never learned anything (--init loads
+// backbones alone): embed and verify refuse it; its gender head is still usable.
+TEST(Embed, ModelWithoutAnFrHeadIsRefusedForEmbeddings) {
+  ScratchDir dir;
+  const std::vector<fs::path> files = write_images(dir, 1);
+  FaceModelOptions o = tiny_options(81);
+  o.identities = 0;
+  o.age_classes = 0;
+  FaceModel model(o);
+  const std::string m = (dir / "gender.safetensors").string();
+  save_model(m, model, {{"arch", "tiny"}});
+  const Outcome embed = cuface(dir, "embed --model " + m + " --images " + (dir / "images").string() + " --out " +
+                                        (dir / "e.npy").string() + " --input-size 32");
+  EXPECT_EQ(embed.status, 1) << embed.out;
+  EXPECT_NE(embed.err.find("has no FR head (fr.weight): it comes from a Gender or Age run"), std::string::npos)
+      << embed.err;
+  EXPECT_FALSE(fs::exists(dir / "e.npy"));
+  const Outcome verify = cuface(dir, "verify --model " + m + " " + files[0].string() + " " + files[1].string() +
+                                         " --input-size 32");
+  EXPECT_EQ(verify.status, 1) << verify.out;
+  EXPECT_NE(verify.err.find("has no FR head"), std::string::npos) << verify.err;
+  const Outcome classify = cuface(dir, "classify --model " + m + " --task gender --images " + (dir / "images").string() +
+                                           " --out " + (dir / "sorted").string() + " --input-size 32");
+  EXPECT_EQ(classify.status, 0) << classify.err;
+}
+
+// verify's default threshold comes from the run's last FR validation, unless that validation is at
+// chance level or its best threshold sits on the edge of the searched grid: then verify says so and
+// uses the default cosine 0.3.
+TEST(Verify, UnreliableValidationThresholdIsNotTheDefault) {
+  ScratchDir dir;
+  const std::vector<fs::path> files = write_images(dir, 1);
+  auto model = tiny_model(82);
+  fs::create_directories(dir / "run");
+  save_model((dir / "run" / "model-2.safetensors").string(), *model, {{"arch", "tiny"}});
+  dir.write("run/latest", "2\n");
+  dir.write("run/config.json", R"({"arch": "tiny", "input_size": 32, "task": "FR"})");
+  const std::string command = "verify --model " + (dir / "run").string() + " " + files[0].string() + " " + files[1].string();
+  auto validation = [&](double threshold, double accuracy) {
+    dir.write("run/valid.csv", "step,task,figure,value\n1,FR,best_threshold,0.7\n1,FR,best_accuracy,0.99\n"
+                               "2,FR,best_threshold," + std::to_string(threshold) + "\n2,FR,best_accuracy," +
+                               std::to_string(accuracy) + "\n");
+    return cuface(dir, command);
+  };
+  Outcome run = validation(1.0, 0.9);  // reliable: cosine 1 - 1/2
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("threshold 0.5000 from the run's validation at step 2 (distance 1.0000"), std::string::npos)
+      << run.out;
+  run = validation(1.8, 0.9);  // the grid's last threshold
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.err.find("the threshold is unreliable, it lies on the edge of the searched distances 0.4 to 1.8"),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.out.find("threshold 0.3000 from the default (the run's validation threshold is unreliable"),
+            std::string::npos)
+      << run.out;
+  run = validation(1.1, 0.51);  // chance level
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.err.find("the threshold is unreliable, its accuracy is below 0.6, near chance (0.5)"), std::string::npos)
+      << run.err;
+  EXPECT_NE(run.out.find("threshold 0.3000 from the default"), std::string::npos) << run.out;
+}
+
+// embed refuses to replace an earlier output (the .npy or its .txt) unless --force.
+TEST(Embed, ExistingOutputIsRefusedUnlessForced) {
+  ScratchDir dir;
+  write_images(dir, 1);
+  auto model = tiny_model(83);
+  const std::string m = (dir / "m.safetensors").string();
+  save_model(m, *model, {{"arch", "tiny"}});
+  const std::string command = "embed --model " + m + " --images " + (dir / "images").string() + " --input-size 32 --out ";
+  ASSERT_EQ(cuface(dir, command + (dir / "e.npy").string()).status, 0);
+  const std::string before = slurp(dir / "e.npy");
+  Outcome again = cuface(dir, command + (dir / "e.npy").string());
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find("--out " + (dir / "e.npy").string() + ": " + (dir / "e.npy").string() +
+                           " already exists (--force replaces it)"),
+            std::string::npos)
+      << again.err;
+  EXPECT_EQ(again.err.find("embedding "), std::string::npos) << "refused before the work: " << again.err;
+  EXPECT_EQ(slurp(dir / "e.npy"), before);
+  dir.write("only.txt", "a list left by an earlier run\n");
+  again = cuface(dir, command + (dir / "only.npy").string());
+  EXPECT_EQ(again.status, 1);
+  EXPECT_NE(again.err.find((dir / "only.txt").string() + " already exists"), std::string::npos) << again.err;
+  EXPECT_EQ(cuface(dir, command + (dir / "e.npy").string() + " --force").status, 0);
+}
+
+// An image that cannot be decoded (text, a cut-off JPEG, a PNG with a damaged CRC) is skipped with
+// its reason and counted, as pack does; --strict stops at the first one. Before, embed stopped at
+// the first with an error, and stb decoded the damaged ones.
+TEST(Embed, UndecodableImagesAreSkippedAndCounted) {
+  ScratchDir dir;
+  const std::vector<fs::path> files = write_images(dir, 1);  // ann_1.png, bob_1.png
+  auto model = tiny_model(84);
+  const std::string m = (dir / "m.safetensors").string();
+  save_model(m, *model, {{"arch", "tiny"}});
+  dir.write("images/cy/text.png", "not an image");
+  std::vector<uint8_t> jpeg = encode_jpeg(pattern(kSize, kSize, 5), 90);
+  jpeg.resize(jpeg.size() - 40);
+  testing::write_bytes(dir / "images" / "cy" / "cut.jpg", jpeg);
+  std::vector<uint8_t> png = encode_png(pattern(kSize, kSize, 6));
+  png[png.size() / 2] ^= 0x10;  // inside IDAT: only its CRC tells
+  testing::write_bytes(dir / "images" / "cy" / "flipped.png", png);
+
+  const std::string images = " --images " + (dir / "images").string() + " --input-size 32";
+  const Outcome run = cuface(dir, "embed --model " + m + images + " --out " + (dir / "e.npy").string());
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("embed: 2 images"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find(", 3 skipped,"), std::string::npos) << run.out;
+  for (const std::string& expected : {"skipped " + (dir / "images/cy/text.png").string() + ": not a decodable image",
+                                     "skipped " + (dir / "images/cy/cut.jpg").string() + ": corrupt JPEG",
+                                     "skipped " + (dir / "images/cy/flipped.png").string() + ": corrupt PNG"})
+    EXPECT_NE(run.err.find(expected), std::string::npos) << expected << "\n" << run.err;
+  EXPECT_EQ(eval::read_embeddings(dir / "e.npy").paths,
+            std::vector<std::string>({files[0].string(), files[1].string()}));
+
+  const Outcome strict = cuface(dir, "embed --model " + m + images + " --out " + (dir / "s.npy").string() + " --strict");
+  EXPECT_EQ(strict.status, 1);
+  EXPECT_NE(strict.err.find("cut.jpg': corrupt JPEG"), std::string::npos) << strict.err;  // the first in order
+  EXPECT_FALSE(fs::exists(dir / "s.npy"));
+
+  const Outcome classify = cuface(dir, "classify --model " + m + " --task gender" + images + " --out " +
+                                           (dir / "sorted").string());
+  ASSERT_EQ(classify.status, 0) << classify.err;
+  EXPECT_NE(classify.out.find("classify: 2 of 5 images"), std::string::npos) << classify.out;
+  EXPECT_NE(classify.out.find(", 3 skipped,"), std::string::npos) << classify.out;
+}
+
+// eval-attr --truth folder on images that are not in class folders: an error, not 0% accuracy.
+TEST(EvalAttrModel, FolderTruthWithoutClassFoldersIsAnError) {
+  ScratchDir dir;
+  auto model = tiny_model(85);
+  const std::string m = (dir / "m.safetensors").string();
+  save_model(m, *model, {{"arch", "tiny"}});
+  for (int i = 0; i < 4; ++i) write_png(dir / "flat" / (std::to_string(i) + ".png"), pattern(kSize, kSize, uint32_t(i)));
+  const Outcome run = cuface(dir, "eval-attr --model " + m + " --task gender --images " + (dir / "flat").string() +
+                                      " --truth folder --input-size 32");
+  EXPECT_EQ(run.status, 1) << run.out;
+  EXPECT_NE(run.err.find("--truth folder: '" + (dir / "flat" / "0.png").string() + "' lies directly in --images " +
+                         (dir / "flat").string() + ", not in a class folder"),
+            std::string::npos)
+      << run.err;
+  EXPECT_EQ(run.out.find("accuracy"), std::string::npos) << run.out;
+}
+
+// Messages name the user's flag or file, never our source files; a flag given twice says so; a
+// non-finite number is refused wherever a number is taken.
+TEST(CommandLine, ErrorsNameFlagsNotSourceFilesAndRefuseRepeatsAndNonFiniteNumbers) {
+  ScratchDir dir;
+  const std::vector<fs::path> files = write_images(dir, 1);
+  auto model = tiny_model(86);
+  const std::string m = (dir / "m.safetensors").string();
+  save_model(m, *model, {{"arch", "tiny"}});
+
+  Outcome run = cuface(dir, "embed --model " + (dir / "none.safetensors").string() + " --images " +
+                                (dir / "images").string() + " --out " + (dir / "e.npy").string());
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("--model: '" + (dir / "none.safetensors").string() + "' does not exist"), std::string::npos)
+      << run.err;
+  EXPECT_EQ(run.err.find(".cpp"), std::string::npos) << run.err;
+  EXPECT_EQ(run.err.find(CUFACE_SOURCE_DIR), std::string::npos) << run.err;
+
+  run = cuface(dir, "pack " + (dir / "images").string() + " --out " + (dir / "p").string() + " --size 64 --size 32");
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.err.find("cuface: --size is given 2 times; give it once"), std::string::npos) << run.err;
+
+  const std::string verify = "verify --model " + m + " " + files[0].string() + " " + files[1].string() + " --input-size 32";
+  for (const char* value : {"nan", "NaN"}) {  // a NaN passed the range check: the run's threshold was used
+    run = cuface(dir, verify + " --threshold " + value);
+    EXPECT_EQ(run.status, 2) << value << "\n" << run.out;
+    EXPECT_NE(run.err.find("--threshold: expected a finite number, got '" + std::string(value) + "'"), std::string::npos)
+        << run.err;
+  }
+  for (const char* value : {"inf", "-inf"}) {  // the range check names these
+    run = cuface(dir, verify + " --threshold " + value);
+    EXPECT_EQ(run.status, 2) << value << "\n" << run.out;
+    EXPECT_NE(run.err.find("--threshold: Value " + std::string(value) + " not in range"), std::string::npos) << run.err;
+  }
+  run = cuface(dir, "embed --model " + m + " --images " + (dir / "images").string() + " --out " +
+                        (dir / "e.npy").string() + " --detect --pad nan");
+  EXPECT_EQ(run.status, 2);
+  EXPECT_NE(run.err.find("--pad: expected a finite number, got 'nan'"), std::string::npos) << run.err;
+  EXPECT_EQ(cuface(dir, verify + " --threshold 0.25").status, 0);
 }
 
 }  // namespace

@@ -283,6 +283,15 @@ TEST(EvalAttrCli, ConfusionFromPredictions) {
   run = cuface(dir, "eval-attr --predictions " + out + "/utk.csv --truth utkface-gender");
   EXPECT_EQ(run.status, 1);
   EXPECT_NE(run.err.find("utk.csv:2: 'not_a_utk.jpg' is not a UTKFace name"), std::string::npos) << run.err;
+
+  // Folders that are not classes (every image in one "images" folder) used to score 0%, silently.
+  dir.write("flat.csv", "path,predicted\nimages/1.jpg,male\nimages/2.jpg,female\n");
+  run = cuface(dir, "eval-attr --predictions " + out + "/flat.csv --truth folder");
+  EXPECT_EQ(run.status, 1) << run.out;
+  EXPECT_NE(run.err.find("--truth folder: no image's folder is one of the predicted classes (folders: 'images'; "
+                         "predicted: 'female', 'male')"),
+            std::string::npos)
+      << run.err;
 }
 
 }  // namespace

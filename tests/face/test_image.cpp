@@ -121,6 +121,51 @@ TEST(Decode, HuffmanTableWithTooManyCodesIsRefused) {
   EXPECT_NE(error.find("Huffman"), std::string::npos) << error;
 }
 
+// stb decodes what it can; the strict check (libjpeg-turbo, libpng) refuses damage stb lets through.
+TEST(Decode, DamagedJpegAndPngAreRefusedWithAReason) {
+  const std::vector<uint8_t> jpeg = read_file(fixture_path("image/synthetic_baseline.jpg"));
+  Image image;
+  std::string error;
+  // Cut before the end (stb fills the missing blocks with grey).
+  std::vector<uint8_t> cut(jpeg.begin(), jpeg.begin() + std::ptrdiff_t(jpeg.size() * 3 / 4));
+  EXPECT_FALSE(decode_image(cut.data(), cut.size(), image, error));
+  EXPECT_EQ(error, "corrupt JPEG (Premature end of JPEG file)");
+  // An EOI marker in the middle of the scan (stb ends the image there).
+  std::vector<uint8_t> broken = jpeg;
+  const size_t middle = broken.size() / 2;
+  broken[middle] = 0xFF, broken[middle + 1] = 0xD9;
+  EXPECT_FALSE(decode_image(broken.data(), broken.size(), image, error));
+  EXPECT_NE(error.find("corrupt JPEG (Corrupt JPEG data"), std::string::npos) << error;
+
+  const Image original = decode_file(fixture_path("image/synthetic.ppm"));
+  const std::vector<uint8_t> png = encode_png(original);
+  std::vector<uint8_t> flipped = png;
+  flipped[png.size() / 2] ^= 1;  // in the image data: the chunk's CRC no longer matches
+  EXPECT_FALSE(decode_image(flipped.data(), flipped.size(), image, error));
+  EXPECT_EQ(error, "corrupt PNG (IDAT: CRC error)");
+  std::vector<uint8_t> crc = png;
+  crc[png.size() - 1] ^= 1;  // IEND's CRC, after every pixel
+  EXPECT_FALSE(decode_image(crc.data(), crc.size(), image, error));
+  EXPECT_EQ(error, "corrupt PNG (IEND: CRC error)");
+  std::vector<uint8_t> short_png(png.begin(), png.end() - 6);
+  EXPECT_FALSE(decode_image(short_png.data(), short_png.size(), image, error));
+  EXPECT_EQ(error, "corrupt PNG (file ends early (truncated))");
+  // The intact files decode to stb's pixels, as before the check.
+  ASSERT_TRUE(decode_image(png.data(), png.size(), image, error)) << error;
+  EXPECT_EQ(image.pixels, original.pixels);
+}
+
+TEST(Decode, ImagesAboveTheLimitAreTooLargeNotUnknown) {
+  Image image;
+  std::string error;
+  const std::string pgm = "P5 9000 8000 255\n" + std::string(100, '\x7f');  // 72 megapixels
+  EXPECT_FALSE(decode_image(reinterpret_cast<const uint8_t*>(pgm.data()), pgm.size(), image, error));
+  EXPECT_EQ(error, "too large: 9000x8000 pixels (at most 64 megapixels are decoded)");
+  const std::string wide = "P5 40000 40000 255\n" + std::string(100, '\x7f');  // beyond stb's own limits before
+  EXPECT_FALSE(decode_image(reinterpret_cast<const uint8_t*>(wide.data()), wide.size(), image, error));
+  EXPECT_EQ(error, "too large: 40000x40000 pixels (at most 64 megapixels are decoded)");
+}
+
 TEST(Encode, JpegRoundTripIsClose) {
   const Image original = decode_file(fixture_path("image/synthetic.ppm"));
   for (int quality : {75, 90, 95}) {

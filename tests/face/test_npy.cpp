@@ -86,6 +86,14 @@ TEST(Npy, CorruptFilesGiveClearErrors) {
   std::string three_d = good;
   three_d.replace(three_d.find("(4, 3)"), 6, "(4,3,1)");
   EXPECT_NE(message_for(three_d).find("3 dimensions"), std::string::npos);
+  // A shape whose byte count wraps around to the file's 48 bytes (2^60 + 3 rows of 4 floats): refused,
+  // not allocated. The header's space padding absorbs the longer text, so the data stays in place.
+  std::string wrapped = good;
+  const std::string huge = "(1152921504606846979, 4)";
+  wrapped.replace(wrapped.find("(4, 3)"), 6, huge);
+  wrapped.erase(wrapped.find("\n") - (huge.size() - 6), huge.size() - 6);
+  ASSERT_EQ(wrapped.size(), good.size());
+  EXPECT_NE(message_for(wrapped).find("is larger than any file"), std::string::npos) << message_for(wrapped);
   // Every truncation is an error, never a crash.
   for (size_t n = 0; n < good.size(); ++n) EXPECT_NE(message_for(good.substr(0, n)), "") << n;
 }

@@ -178,7 +178,7 @@ TEST(Packer, UtkfaceNamesGiveAgeAndGenderAndSourceBytesAreKept) {
   PackOptions o = options_for(dir / "utk", "utkface", dir / "utk200");
   o.size = 200;  // the images are 200 x 200 already: their JPEG bytes are stored as they are
   std::vector<std::string> skipped;
-  o.on_skip = [&](const std::string& message) { skipped.push_back(message); };
+  o.on_skip = [&](const std::string& path, const std::string& reason) { skipped.push_back(path + ": " + reason); };
   const PackSummary summary = pack_images(o);
   EXPECT_EQ(summary.packed, 50);
   EXPECT_EQ(summary.classes, 0);
@@ -301,7 +301,7 @@ TEST(Packer, UnreadableImagesAreSkippedOrWithStrictFatal) {
                                             (dir / "notes.pgm").string() + " b\n" + shared_data("orl/s2/1.pgm") + " b 0 41\n");
   PackOptions o = options_for(dir / "list.txt", "list", dir / "out");
   std::vector<std::string> skipped;
-  o.on_skip = [&](const std::string& message) { skipped.push_back(message); };
+  o.on_skip = [&](const std::string& path, const std::string& reason) { skipped.push_back(path + ": " + reason); };
   const PackSummary summary = pack_images(o);
   EXPECT_EQ(summary.packed, 2);
   EXPECT_EQ(summary.skipped, 2);
