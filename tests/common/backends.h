@@ -37,6 +37,11 @@ inline std::string backend_name(const ::testing::TestParamInfo<Device>& info) {
   return info.param == Device::CUDA ? "cuda" : "cpu";
 }
 
+// The CUDA emulator (-DCUFACE_CUDA=EMULATE) runs queued work only when the host waits for it: its
+// streams are as far behind the host as streams can be. Tests that hold a real GPU back with large
+// GEMMs (to open the window an ordering bug needs) use small ones there.
+constexpr bool kEmulatedCuda = CUFACE_CUDA_EMULATED;
+
 // For tests that compare a CUDA result with the CPU one: skips where no GPU exists, and fails instead
 // where CUFACE_REQUIRE_CUDA is set (scripts/device_check.sh on a GPU machine: a GPU it cannot use
 // must not read as a pass).
