@@ -106,6 +106,10 @@ struct Grid {
   const std::function<void()>* body = nullptr;
   std::vector<Block> blocks;  // of the cluster running now
   std::vector<Thread> threads;
+  // The lowest and highest address of the blocks' shared memory: most accesses the race check sees
+  // are to global memory and leave at this test.
+  const unsigned char* shared_low = nullptr;
+  const unsigned char* shared_high = nullptr;
   int at_cluster_barrier = 0;
   int exited = 0;
   std::mt19937_64 random;
@@ -120,7 +124,9 @@ thread_local sigjmp_buf probe_fault;  // where a probe's fault returns to
 thread_local std::vector<std::unique_ptr<Fiber>> fiber_pool;
 
 std::string dims(const dim3& d) {
-  return "(" + std::to_string(d.x) + ", " + std::to_string(d.y) + ", " + std::to_string(d.z) + ")";
+  char text[48];
+  std::snprintf(text, sizeof text, "(%u, %u, %u)", d.x, d.y, d.z);
+  return text;
 }
 std::string dims(const uint3& d) { return dims(dim3(d.x, d.y, d.z)); }
 std::string where(const Site& s) { return std::string(s.file) + ":" + std::to_string(s.line); }
@@ -323,6 +329,15 @@ uint64_t wait_here(Wait wait, Site site) {
   return t->result;
 }
 
+void note_shared_range(Grid& g) {
+  g.shared_low = g.blocks.front().shared.data();
+  g.shared_high = g.shared_low;
+  for (const Block& b : g.blocks) {
+    g.shared_low = std::min(g.shared_low, b.shared.data());
+    g.shared_high = std::max(g.shared_high, b.shared.data() + b.shared.size());
+  }
+}
+
 void run_cluster(Grid& g, const dim3& first_block) {
   const LaunchShape& s = g.shape;
   const int block_threads = int(s.block.x * s.block.y * s.block.z);
@@ -359,6 +374,7 @@ void run_cluster(Grid& g, const dim3& first_block) {
             }
       }
   g.at_cluster_barrier = 0;
+  note_shared_range(g);
   blockDim = s.block;
   gridDim = s.grid;
   run_threads(g);
@@ -469,6 +485,7 @@ void* block_shared(const void* tag, size_t bytes, size_t alignment) {
           b.shadow.resize((needed + 3) / 4);
         }
       }
+      note_shared_range(*g);
     }
   }
   if (probing) {  // nothing is read or written before the probe ends; any address will do
@@ -633,8 +650,8 @@ bool ordered(const Grid& g, const Thread& t, int other, uint32_t other_generatio
 void check_shared_access(const void* address, size_t size, bool write, const void* pc) {
   Grid* g = running_grid;
   Thread* t = running_thread;
-  if (!g || !t) return;
   const auto* p = static_cast<const unsigned char*>(address);
+  if (!g || !t || p >= g->shared_high || p + size <= g->shared_low) return;
   for (Block& b : g->blocks) {
     const unsigned char* base = b.shared.data();
     if (p < base || p >= base + b.shared.size()) continue;
@@ -702,3 +719,52 @@ extern "C" void __tsan_write_range(void* address, size_t size) {
 extern "C" void __tsan_init() {}
 extern "C" void __tsan_func_entry(void*) {}
 extern "C" void __tsan_func_exit() {}
+// Atomic operations in instrumented files (reference counts of std::shared_ptr, std::atomic in host
+// code beside the kernels) become these calls: do them, sequentially consistent whatever was asked.
+#define CUDA_EMULATOR_ATOMICS(bits, type)                                                                     \
+  extern "C" type __tsan_atomic##bits##_load(const volatile type* a, int) {                                  \
+    return __atomic_load_n(a, __ATOMIC_SEQ_CST);                                                              \
+  }                                                                                                           \
+  extern "C" void __tsan_atomic##bits##_store(volatile type* a, type v, int) {                              \
+    __atomic_store_n(a, v, __ATOMIC_SEQ_CST);                                                                 \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_exchange(volatile type* a, type v, int) {                           \
+    return __atomic_exchange_n(a, v, __ATOMIC_SEQ_CST);                                                       \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_add(volatile type* a, type v, int) {                          \
+    return __atomic_fetch_add(a, v, __ATOMIC_SEQ_CST);                                                        \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_sub(volatile type* a, type v, int) {                          \
+    return __atomic_fetch_sub(a, v, __ATOMIC_SEQ_CST);                                                        \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_and(volatile type* a, type v, int) {                          \
+    return __atomic_fetch_and(a, v, __ATOMIC_SEQ_CST);                                                        \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_or(volatile type* a, type v, int) {                           \
+    return __atomic_fetch_or(a, v, __ATOMIC_SEQ_CST);                                                         \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_fetch_xor(volatile type* a, type v, int) {                          \
+    return __atomic_fetch_xor(a, v, __ATOMIC_SEQ_CST);                                                        \
+  }                                                                                                           \
+  extern "C" int __tsan_atomic##bits##_compare_exchange_strong(volatile type* a, type* expected, type v, int, \
+                                                               int) {                                        \
+    return __atomic_compare_exchange_n(a, expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);            \
+  }                                                                                                           \
+  extern "C" int __tsan_atomic##bits##_compare_exchange_weak(volatile type* a, type* expected, type v, int,   \
+                                                             int) {                                          \
+    return __atomic_compare_exchange_n(a, expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);            \
+  }                                                                                                           \
+  extern "C" type __tsan_atomic##bits##_compare_exchange_val(volatile type* a, type expected, type v, int,    \
+                                                             int) {                                          \
+    __atomic_compare_exchange_n(a, &expected, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);                  \
+    return expected;                                                                                          \
+  }
+CUDA_EMULATOR_ATOMICS(8, char)
+CUDA_EMULATOR_ATOMICS(16, short)
+CUDA_EMULATOR_ATOMICS(32, int)
+CUDA_EMULATOR_ATOMICS(64, long)
+extern "C" void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+extern "C" void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+// Virtual-table pointer updates (objects with virtual functions constructed in instrumented files).
+extern "C" void __tsan_vptr_update(void** slot, void* value) { *slot = value; }
+extern "C" void __tsan_vptr_read(void**) {}

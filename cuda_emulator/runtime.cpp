@@ -205,8 +205,18 @@ cudaError_t cudaDeviceSynchronize() {
   return cudaSuccess;
 }
 
+// The emulated device's memory is the host's: allocations beyond CUFACE_EMU_MEMORY_MB (default
+// 4096) fail as a full GPU's would, so tests sized for a real card skip instead of swapping.
+size_t emulated_memory_bytes() {
+  static const size_t bytes = [] {
+    const char* text = std::getenv("CUFACE_EMU_MEMORY_MB");
+    return size_t(text ? std::strtoull(text, nullptr, 10) : 4096) << 20;
+  }();
+  return bytes;
+}
+
 cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
-  *total = profile().global_memory;
+  *total = emulated_memory_bytes();
   *free = *total - std::min(*total, device_bytes_in_use());
   return cudaSuccess;
 }
@@ -228,7 +238,7 @@ const char* cudaGetErrorString(cudaError_t error) {
 
 cudaError_t cudaMalloc(void** pointer, size_t bytes) {
   ApiCall call;
-  if (device_bytes_in_use() + bytes > profile().global_memory)
+  if (device_bytes_in_use() + bytes > emulated_memory_bytes())
     return set_error(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");
   *pointer = device_allocate(bytes);
   return *pointer ? cudaSuccess : set_error(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");

@@ -32,16 +32,28 @@ int cuda_device_count() {
   throw Error(std::string(what) + ": no CUDA device available (built without CUDA or no GPU present)");
 }
 
+#if CUFACE_CUDA_EMULATED
+constexpr bool kEmulatedCuda = true;  // exact sizes: see round_size
+#else
+constexpr bool kEmulatedCuda = false;
+#endif
+
 CudaCachingAllocator& CudaCachingAllocator::instance() {
   static CudaCachingAllocator allocator;
   return allocator;
 }
 
 size_t CudaCachingAllocator::round_size(size_t bytes) {
+  if (bytes == 0) bytes = 1;
+#if CUFACE_CUDA_EMULATED
+  // Under the emulator every block has its tensor's exact size, so that the guard page after it
+  // catches a read one element past the tensor's end.
+  return bytes;
+#else
   // Small blocks on a 512-byte grain, large ones on 2 MiB so that a few sizes recur every step.
   const size_t small = 512, large = size_t(2) << 20;
-  if (bytes == 0) bytes = 1;
   return bytes < large ? (bytes + small - 1) / small * small : (bytes + large - 1) / large * large;
+#endif
 }
 
 void* CudaCachingAllocator::allocate(size_t bytes) {
@@ -51,7 +63,7 @@ void* CudaCachingAllocator::allocate(size_t bytes) {
   std::lock_guard<std::mutex> lock(mutex_);
   void* ptr = nullptr;
   auto it = free_blocks_.lower_bound(size);
-  if (it != free_blocks_.end() && it->first <= 2 * size) {
+  if (it != free_blocks_.end() && it->first <= (kEmulatedCuda ? size : 2 * size)) {
     size = it->first;
     ptr = it->second;
     free_blocks_.erase(it);

@@ -20,10 +20,17 @@ struct CudaResources {
 
 inline cudaStream_t cuda_stream(Context& ctx) { return ctx.cuda().stream; }
 
-// Grid size for a grid-stride loop over n elements.
+// Grid size for a grid-stride loop over n elements. Such a loop is correct for any grid size, so
+// the CUDA emulator, which runs every thread as a fiber, gets a small grid whose threads loop more
+// (still several blocks, so that the stride is exercised).
 inline int grid_for(int64_t n, int block) {
+#if CUFACE_CUDA_EMULATED
+  constexpr int64_t kMaxBlocks = 16;
+#else
+  constexpr int64_t kMaxBlocks = 65535 * 8;
+#endif
   int64_t blocks = (n + block - 1) / block;
-  return int(blocks < 65535 * 8 ? (blocks > 0 ? blocks : 1) : 65535 * 8);
+  return int(blocks < kMaxBlocks ? (blocks > 0 ? blocks : 1) : kMaxBlocks);
 }
 
 }  // namespace cuface

@@ -22,6 +22,7 @@
 
 #include "engine/allocator.h"
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 
 #define NCCL_CHECK(call)                                                                                   \
   do {                                                                                                     \
@@ -253,20 +254,16 @@ class NcclCommunicator : public Communicator {
     return enqueue(ctx, "all_reduce", {tensor, message}, [&] {
       int grid = grid_for(n, kBlock);
       if (convert) {
-        f32_to_bf16_kernel<<<grid, kBlock, 0, stream_>>>(tensor.data<float>(), message.data<bf16>(), n);
-        CUDA_CHECK_LAUNCH();
+        launch(f32_to_bf16_kernel, grid, kBlock, 0, stream_, tensor.data<float>(), message.data<bf16>(), n);
       }
       NCCL_CHECK(ncclAllReduce(message.raw(), message.raw(), size_t(n), nccl_type(message.dtype()), nccl_op, comm_,
                                stream_));
       if (convert) {
-        bf16_to_f32_kernel<<<grid, kBlock, 0, stream_>>>(message.data<bf16>(), tensor.data<float>(), divisor, n);
-        CUDA_CHECK_LAUNCH();
+        launch(bf16_to_f32_kernel, grid, kBlock, 0, stream_, message.data<bf16>(), tensor.data<float>(), divisor, n);
       } else if (divide && tensor.dtype() == DType::F32) {
-        divide_f32_kernel<<<grid, kBlock, 0, stream_>>>(tensor.data<float>(), divisor, n);
-        CUDA_CHECK_LAUNCH();
+        launch(divide_f32_kernel, grid, kBlock, 0, stream_, tensor.data<float>(), divisor, n);
       } else if (divide) {
-        divide_bf16_kernel<<<grid, kBlock, 0, stream_>>>(tensor.data<bf16>(), divisor, n);
-        CUDA_CHECK_LAUNCH();
+        launch(divide_bf16_kernel, grid, kBlock, 0, stream_, tensor.data<bf16>(), divisor, n);
       }
     });
   }

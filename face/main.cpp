@@ -34,9 +34,14 @@ int main(int argc, char** argv) {
   cuface::cli::add_embed_command(app);
   cuface::cli::add_verify_command(app);
   cuface::cli::add_classify_command(app);
+  cuface::cli::add_export_command(app);
+  cuface::cli::add_gallery_command(app);
+  cuface::cli::add_identify_command(app);
+  cuface::cli::add_eval_id_command(app);
   cuface::cli::add_selfcheck_command(app);
   cuface::cli::add_train_command(app);
   cuface::cli::add_demo_command(app);
+  cuface::cli::add_report_command(app);
 
   // CLI11 reports an unknown subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {

@@ -18,7 +18,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
-build=build-device
+# The build to make or run; another one (e.g. a CPU-only build) only for testing this script.
+build=${CUFACE_DEVICE_BUILD:-build-device}
 
 if [[ $mode == build ]]; then
   set -e
@@ -60,12 +61,23 @@ only=${CUFACE_DEVICE_STEPS:-.}
 # carried libraries: Debian's libstdc++/libgomp in lib/ must not replace the ones PyTorch expects.
 extra=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | tr '\n' ':')
 # Line-buffered output (stdbuf; Python unbuffered): a step killed at its limit still shows how far it got.
-ours=(env LD_LIBRARY_PATH="$PWD/$build/lib:/usr/local/cuda/lib64:${extra}${LD_LIBRARY_PATH:-}" stdbuf -oL -eL)
+ours=(env LD_LIBRARY_PATH="$(realpath $build)/lib:/usr/local/cuda/lib64:${extra}${LD_LIBRARY_PATH:-}" stdbuf -oL -eL)
 export PYTHONUNBUFFERED=1
 # The tests find the program and the fixtures here, not at the paths they were built at.
-export CUFACE_BINARY="$PWD/$build/bin/cuface" CUFACE_SOURCE_DIR="$PWD"
+export CUFACE_BINARY="$(realpath $build)/bin/cuface" CUFACE_SOURCE_DIR="$PWD"
 python=$(ls /opt/torch/.venv/bin/python3 2>/dev/null || command -v python3)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+# A GPU that is there but unusable (a driver older than the CUDA runtime, a missing device node) must
+# fail the check loudly, not turn every GPU test into a skip and the summary into "pass". Tests that
+# find no device fail too (CUFACE_REQUIRE_CUDA, tests/common/backends.h) instead of skipping.
+if nvidia-smi -L >/dev/null 2>&1; then
+  if ! "${ours[@]}" $build/bin/cuface info 2>&1 | tee "$out/cuface-info.txt" | grep -q '^GPU [0-9]'; then
+    echo "device_check: FAIL: nvidia-smi lists a GPU but cuface finds none (cuface info said:)" | tee -a "$log"
+    cat "$out/cuface-info.txt" | tee -a "$log"
+    exit 1
+  fi
+fi
+export CUFACE_REQUIRE_CUDA=1
 
 declare -a rows=()
 step() {  # step NAME SECONDS COMMAND...: runs with a time limit, logs, records pass/fail and time
@@ -118,7 +130,7 @@ pytorch_bench pytorch_margin 75 --classes 10000 100000 200000 --dtype fp32 bf16 
 gpu_bench bench_resnet 90
 pytorch_bench pytorch_resnet 90
 if [[ -x $build/bin/bench_loader && -d $build/utkface ]]; then  # scaling over worker threads, JPEG shards
-  step "bench_loader (cpu workers)" 60 "${ours[@]}" env CUFACE_LOADER_IMAGES="$PWD/$build/utkface" \
+  step "bench_loader (cpu workers)" 60 "${ours[@]}" env CUFACE_LOADER_IMAGES="$(realpath $build)/utkface" \
     $build/bin/bench_loader --benchmark_filter='BM_Loader/size:(112|224)/jpeg:1/' --benchmark_format=console
 fi
 gpu_bench bench_layers 90

@@ -22,11 +22,14 @@
 #define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
-#define CUFACE_EMULATED_CUDA 1
 
 // ---- types -----------------------------------------------------------------------------------------
 struct uint3 {
   unsigned x, y, z;
+};
+// CUDA's vector types, 4 bytes of uchar4 aligned as the hardware loads them.
+struct alignas(4) uchar4 {
+  unsigned char x, y, z, w;
 };
 struct dim3 {
   unsigned x, y, z;

@@ -17,6 +17,11 @@ void add_eval_attr_command(CLI::App& app);
 void add_embed_command(CLI::App& app);
 void add_verify_command(CLI::App& app);
 void add_classify_command(CLI::App& app);
+void add_export_command(CLI::App& app);
+void add_report_command(CLI::App& app);
+void add_gallery_command(CLI::App& app);
+void add_identify_command(CLI::App& app);
+void add_eval_id_command(CLI::App& app);
 
 // The program's command line as typed (recorded in outputs such as a pack's sidecar).
 void set_command_line(int argc, char** argv);

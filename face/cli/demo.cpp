@@ -13,7 +13,8 @@ namespace cuface::cli {
 void add_demo_command(CLI::App& app) {
   auto options = std::make_shared<DemoOptions>();
   CLI::App* cmd = app.add_subcommand(
-      "demo", "Train the tiny network on LFW (or synthetic faces) on the CPU and report held-out verification accuracy");
+      "demo", "Train the tiny network on LFW (or synthetic faces), on the CPU unless --device says otherwise, and report "
+      "held-out verification accuracy");
   cmd->add_option("--data", options->data, "Folder holding lfw/ (images, landmarks5.txt)")->capture_default_str();
   cmd->add_option("--out", options->out, "Work folder for the packs and the run (replaced)")->capture_default_str();
   cmd->add_flag("--synthetic", options->synthetic, "Use synthetic faces even when LFW is present");
@@ -26,6 +27,12 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--margin-m", options->margin_m, "Margin m")->capture_default_str();
   cmd->add_option("--input-size", options->input_size, "Input side in pixels")->capture_default_str();
   cmd->add_option("--seed", options->seed, "Seed of the split and of training")->capture_default_str();
+  cmd->add_option("--device", options->device, "cpu | cuda | auto")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  cmd->add_option("--precision", options->precision, "fp32 | tf32 | bf16 (tf32 and bf16 need a GPU)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+      ->capture_default_str();
   cmd->callback([options] {
     DemoResult r = run_demo(*options);
     std::printf(

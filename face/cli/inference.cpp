@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "engine/error.h"
 #include "face/cli/progress.h"
@@ -102,6 +104,45 @@ Predictions predict(Inference& inference, Task task, const eval::ImageSource& so
     out.probability.push_back(std::move(p));
   }
   return out;
+}
+
+namespace {
+
+constexpr double kDefaultCosineThreshold = 0.3;
+
+// The run's last FR best_threshold (valid.csv rows "step,task,figure,value") as a cosine; NAN when none.
+double validated_threshold(const std::filesystem::path& run, std::string& source) {
+  if (run.empty()) return NAN;
+  std::ifstream in(run / "valid.csv");
+  double cosine = NAN;
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream fields(line);
+    std::string step, task, figure, value;
+    if (!std::getline(fields, step, ',') || !std::getline(fields, task, ',') || !std::getline(fields, figure, ',') ||
+        !std::getline(fields, value) || task != "FR" || figure != "best_threshold")
+      continue;
+    char* end = nullptr;
+    const double distance = std::strtod(value.c_str(), &end);
+    if (end == value.c_str() || !std::isfinite(distance)) continue;
+    cosine = 1.0 - distance * distance / 2.0;
+    char shown[32];
+    std::snprintf(shown, sizeof shown, "%.4f", distance);
+    source = "the run's validation at step " + step + " (distance " + shown + ")";
+  }
+  return cosine;
+}
+
+}  // namespace
+
+double same_person_threshold(double given, const std::filesystem::path& run, std::string& origin) {
+  if (!std::isnan(given)) {
+    origin = "--threshold";
+    return given;
+  }
+  const double validated = validated_threshold(run, origin);
+  if (!std::isnan(validated)) return validated;
+  origin = "the default (no validation figure in the model's run folder; see cuface verify --help)";
+  return kDefaultCosineThreshold;
 }
 
 void check_output_folder(const std::string& flag, const std::filesystem::path& file) {

@@ -54,6 +54,12 @@ struct Predictions {
 };
 Predictions predict(Inference& inference, Task task, const eval::ImageSource& source, bool strict);
 
+// The cosine similarity at or above which two faces are taken for one person (cuface verify --help
+// says why): `given` (--threshold) unless NaN; else the model run's last FR validation threshold
+// (valid.csv's best_threshold, a Euclidean distance d of normalised embeddings, as the cosine
+// 1 - d^2 / 2); else 0.3. `origin` says which one applies.
+double same_person_threshold(double given, const std::filesystem::path& run, std::string& origin);
+
 // An output file flag's folder must exist: said before the work, not when writing after it.
 void check_output_folder(const std::string& flag, const std::filesystem::path& file);
 

@@ -13,9 +13,7 @@
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <memory>
-#include <sstream>
 
 #include "face/cli/commands.h"
 #include "face/cli/inference.h"
@@ -26,35 +24,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr double kDefaultCosineThreshold = 0.3;
-
 struct VerifyArgs {
   InferenceFlags flags;
   fs::path first, second;
   double threshold = NAN;
 };
-
-// The run's last FR best_threshold (valid.csv rows "step,task,figure,value") as a cosine; NAN when none.
-double validated_threshold(const fs::path& run, std::string& source) {
-  if (run.empty()) return NAN;
-  std::ifstream in(run / "valid.csv");
-  double cosine = NAN;
-  for (std::string line; std::getline(in, line);) {
-    std::istringstream fields(line);
-    std::string step, task, figure, value;
-    if (!std::getline(fields, step, ',') || !std::getline(fields, task, ',') || !std::getline(fields, figure, ',') ||
-        !std::getline(fields, value) || task != "FR" || figure != "best_threshold")
-      continue;
-    char* end = nullptr;
-    const double distance = std::strtod(value.c_str(), &end);
-    if (end == value.c_str() || !std::isfinite(distance)) continue;
-    cosine = 1.0 - distance * distance / 2.0;
-    char shown[32];
-    std::snprintf(shown, sizeof shown, "%.4f", distance);
-    source = "the run's validation at step " + step + " (distance " + shown + ")";
-  }
-  return cosine;
-}
 
 double cosine_of(const Tensor& rows) {
   const int64_t dim = rows.size(1);
@@ -79,13 +53,8 @@ void run_verify(VerifyArgs a) {
   report_skipped(result, source, true);
 
   const double cosine = cosine_of(result.rows);
-  std::string origin = "--threshold";
-  double threshold = a.threshold;
-  if (std::isnan(threshold)) threshold = validated_threshold(inference.model.run, origin);
-  if (std::isnan(threshold)) {
-    threshold = kDefaultCosineThreshold;
-    origin = "the default (no validation figure in the model's run folder; see --help)";
-  }
+  std::string origin;
+  const double threshold = same_person_threshold(a.threshold, inference.model.run, origin);
   std::printf("cosine similarity %.6f (squared distance %.6f)\n", cosine, 2.0 - 2.0 * cosine);
   std::printf("verify: %s  (cosine %.4f %s threshold %.4f from %s)\n",
               cosine >= threshold ? "same person" : "different people", cosine, cosine >= threshold ? ">=" : "<",

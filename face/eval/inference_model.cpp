@@ -145,10 +145,12 @@ InferenceModel load_inference_model(const fs::path& model_or_run, Device device)
 std::vector<std::string> class_names(const InferenceModel& model, Task task) {
   CUFACE_CHECK(task != Task::FR, "class_names: FR has no class names");
   if (task == Task::Gender) return {"male", "female"};  // the packs' labels: 0 male, 1 female
-  const int64_t classes = model.model->options().age_classes;
+  return age_class_names(model.age_edges, model.model->options().age_classes);
+}
+
+std::vector<std::string> age_class_names(const std::vector<int>& e, int64_t classes) {
   std::vector<std::string> names;
-  const std::vector<int>& e = model.age_edges;
-  const bool fits = int64_t(e.size()) + 1 == classes;
+  const bool fits = !e.empty() && int64_t(e.size()) + 1 == classes;
   for (int64_t k = 0; k < classes; ++k) {
     if (!fits)
       names.push_back("bin" + std::to_string(k));

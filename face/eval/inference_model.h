@@ -46,5 +46,7 @@ InferenceModel load_inference_model(const std::filesystem::path& model_or_run, D
 // Display names of a classification head's classes: gender "male", "female"; age "0-12", "13-19",
 // ..., "60+" from the bin edges (or "bin K" when the edges do not fit the head).
 std::vector<std::string> class_names(const InferenceModel& model, Task task);
+// The age names alone, for `classes` bins with these lower edges (as train's --age-edges).
+std::vector<std::string> age_class_names(const std::vector<int>& edges, int64_t classes);
 
 }  // namespace cuface::eval

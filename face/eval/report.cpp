@@ -25,9 +25,14 @@ std::string exact(double v) {
   return format("%.17g", v);
 }
 
-std::string escape_xml(const std::string& s) {
+// JSON has no NaN or infinity: those become null.
+nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+
+}  // namespace
+
+std::string escape_xml(const std::string& text) {
   std::string out;
-  for (char c : s) {
+  for (char c : text) {
     switch (c) {
       case '<': out += "&lt;"; break;
       case '>': out += "&gt;"; break;
@@ -39,11 +44,6 @@ std::string escape_xml(const std::string& s) {
   return out;
 }
 
-// JSON has no NaN or infinity: those become null.
-nlohmann::json number(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
-
-}  // namespace
-
 void write_roc_csv(const fs::path& file, const Roc& roc) {
   std::string text = "threshold,far,tar\n";
   for (size_t i = 0; i < roc.far.size(); ++i)
@@ -52,6 +52,10 @@ void write_roc_csv(const fs::path& file, const Roc& roc) {
 }
 
 void write_roc_svg(const fs::path& file, const Roc& roc, const std::string& title, std::span<const TarAtFar> marks) {
+  write_file_atomically(file, roc_svg(roc, title, marks));
+}
+
+std::string roc_svg(const Roc& roc, const std::string& title, std::span<const TarAtFar> marks) {
   // Plot area inside a 640 x 480 canvas, margins for the tick labels and axis titles.
   const double width = 640, height = 480, left = 70, right = 20, top = 40, bottom = 60;
   const double plot_w = width - left - right, plot_h = height - top - bottom;
@@ -118,7 +122,7 @@ void write_roc_svg(const fs::path& file, const Roc& roc, const std::string& titl
     line_y += 16;
   }
   svg << "</svg>\n";
-  write_file_atomically(file, svg.str());
+  return svg.str();
 }
 
 void write_json(const fs::path& file, const nlohmann::json& report) {

@@ -19,6 +19,11 @@ void write_roc_csv(const std::filesystem::path& file, const Roc& roc);
 // impostor count can show (1 / impostors) to 1; TAR from 0 to 1. `marks` are drawn as labelled dots.
 void write_roc_svg(const std::filesystem::path& file, const Roc& roc, const std::string& title,
                    std::span<const TarAtFar> marks = {});
+// The same chart as text (an <svg> element, also inlined by `cuface report`).
+std::string roc_svg(const Roc& roc, const std::string& title, std::span<const TarAtFar> marks = {});
+
+// Text with <, >, & and " escaped, for SVG and HTML.
+std::string escape_xml(const std::string& text);
 
 void write_json(const std::filesystem::path& file, const nlohmann::json& report);
 

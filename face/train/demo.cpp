@@ -224,7 +224,8 @@ DemoResult run_demo(const DemoOptions& options) {
   config.warmup = options.steps / 10;
   config.lr_schedule = "cosine";
   config.min_lr = 1e-3;
-  config.device = "cpu";
+  config.device = options.device;
+  config.precision = options.precision;
   config.workers = options.workers;
   config.seed = options.seed;
   config.log_every = options.quiet ? options.steps : std::max<int64_t>(1, options.steps / 20);

@@ -29,6 +29,8 @@ struct DemoOptions {
   float margin_s = 16.0f, margin_m = 0.1f;
   int workers = 2;
   uint64_t seed = 1;
+  std::string device = "cpu";           // cpu | cuda | auto
+  std::string precision = "fp32";       // fp32 | tf32 | bf16 (bf16 and tf32 on a GPU)
   bool quiet = false;                   // no per-step lines (tests)
 };
 

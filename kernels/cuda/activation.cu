@@ -3,6 +3,7 @@
 // f32 arithmetic. PReLU's backward computes dx and the per-slab slope-gradient partials in one pass
 // over the tensor (kernels/cuda/channels.cuh), then sums the partials per channel in slab order.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/activation.h"
 #include "kernels/cuda/channels.cuh"
 
@@ -79,9 +80,8 @@ void relu_forward(Context& ctx, const Tensor& x, Tensor& y) {
   if (n == 0) return;
   with_element_type(x, [&](auto tag) {
     using T = decltype(tag);
-    relu_forward_kernel<T><<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.data<T>(), y.data<T>(), n);
+    launch(relu_forward_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(), y.data<T>(), n);
   });
-  CUDA_CHECK_LAUNCH();
 }
 
 void relu_backward(Context& ctx, const Tensor& y, const Tensor& dy, Tensor& dx) {
@@ -89,10 +89,9 @@ void relu_backward(Context& ctx, const Tensor& y, const Tensor& dy, Tensor& dx) 
   if (n == 0) return;
   with_element_type(y, [&](auto tag) {
     using T = decltype(tag);
-    relu_backward_kernel<T>
-        <<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(y.data<T>(), dy.data<T>(), dx.data<T>(), n);
+    launch(relu_backward_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), y.data<T>(), dy.data<T>(),
+           dx.data<T>(), n);
   });
-  CUDA_CHECK_LAUNCH();
 }
 
 void add_relu(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
@@ -100,9 +99,9 @@ void add_relu(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
   if (n == 0) return;
   with_element_type(y, [&](auto tag) {
     using T = decltype(tag);
-    add_relu_kernel<T><<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(a.data<T>(), b.data<T>(), y.data<T>(), n);
+    launch(add_relu_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), a.data<T>(), b.data<T>(), y.data<T>(),
+           n);
   });
-  CUDA_CHECK_LAUNCH();
 }
 
 void prelu_forward(Context& ctx, const Tensor& x, const Tensor& slope, Tensor& y) {
@@ -110,10 +109,9 @@ void prelu_forward(Context& ctx, const Tensor& x, const Tensor& slope, Tensor& y
   if (n == 0) return;
   with_element_type(x, [&](auto tag) {
     using T = decltype(tag);
-    prelu_forward_kernel<T><<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.data<T>(), slope.data<float>(),
-                                                                                  y.data<T>(), n, int(x.size(-1)));
+    launch(prelu_forward_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(), slope.data<float>(),
+           y.data<T>(), n, int(x.size(-1)));
   });
-  CUDA_CHECK_LAUNCH();
 }
 
 void prelu_backward(Context& ctx, const Tensor& x, const Tensor& slope, const Tensor& dy, Tensor& dx, Tensor& dslope) {
@@ -128,14 +126,12 @@ void prelu_backward(Context& ctx, const Tensor& x, const Tensor& slope, const Te
   cudaStream_t stream = cuda_stream(ctx);
   with_element_type(x, [&](auto tag) {
     using T = decltype(tag);
-    prelu_backward_kernel<T><<<reduce.grid, reduce.block, 0, stream>>>(x.data<T>(), slope.data<float>(), dy.data<T>(),
-                                                                       dx.data<T>(), rows, channels, partial);
+    launch(prelu_backward_kernel<T>, reduce.grid, reduce.block, 0, stream, x.data<T>(), slope.data<float>(),
+           dy.data<T>(), dx.data<T>(), rows, channels, partial);
   });
-  CUDA_CHECK_LAUNCH();
   if (!partial) return;
-  prelu_slope_finalize_kernel<<<grid_for(channels, kBlock), kBlock, 0, stream>>>(partial, reduce.slabs, channels,
-                                                                                 dslope.data<float>());
-  CUDA_CHECK_LAUNCH();
+  launch(prelu_slope_finalize_kernel, grid_for(channels, kBlock), kBlock, 0, stream, partial, reduce.slabs, channels,
+         dslope.data<float>());
 }
 
 }  // namespace cuface::cuda

@@ -12,6 +12,7 @@
 // Backward: grad_partials (sum g and sum g * xhat per slab), grad_finalize (dgamma, dbeta and the dx
 // coefficients per channel), then input_grad element-wise. Scratch lives in the context workspace.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/batchnorm.h"
 #include "kernels/cuda/channels.cuh"
 
@@ -48,7 +49,7 @@ __global__ void welford_partials_kernel(const T* x, int64_t rows, int channels, 
       m2 += delta * (v - mean);
     }
   }
-  __shared__ float shared[3][kReduceRows][kReduceChannels];
+  CUFACE_SHARED(float[3][kReduceRows][kReduceChannels], shared);
   const int tx = threadIdx.x, ty = threadIdx.y;
   shared[0][ty][tx] = count;
   shared[1][ty][tx] = mean;
@@ -198,9 +199,8 @@ float* mutable_or_null(Tensor& t) {
 template <class T>
 void launch_scale_shift(Context& ctx, const Tensor& x, const float* scale, const float* shift, bool relu, Tensor& y) {
   const int64_t n = x.numel();
-  scale_shift_kernel<T><<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.data<T>(), scale, shift, relu,
-                                                                              y.data<T>(), n, int(x.size(-1)));
-  CUDA_CHECK_LAUNCH();
+  launch(scale_shift_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(), scale, shift, relu,
+         y.data<T>(), n, int(x.size(-1)));
 }
 
 template <class T>
@@ -216,14 +216,11 @@ void forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Ten
   float* scale = scratch + 3 * size_t(reduce.slabs) * channels;
   float* shift = scale + channels;
   cudaStream_t stream = cuda_stream(ctx);
-  welford_partials_kernel<T><<<reduce.grid, reduce.block, 0, stream>>>(x.data<T>(), rows, channels, partial);
-  CUDA_CHECK_LAUNCH();
-  forward_finalize_kernel<T><<<grid_for(channels, kBlock), kBlock, 0, stream>>>(
-      x.data<T>(), partial, reduce.slabs, channels, eps, momentum, data_or_null(gamma), data_or_null(beta),
-      running_mean.data<float>(), running_var.data<float>(),
-      num_batches_tracked.defined() ? num_batches_tracked.data<int32_t>() : nullptr, mean.data<float>(),
-      invstd.data<float>(), scale, shift);
-  CUDA_CHECK_LAUNCH();
+  launch(welford_partials_kernel<T>, reduce.grid, reduce.block, 0, stream, x.data<T>(), rows, channels, partial);
+  launch(forward_finalize_kernel<T>, grid_for(channels, kBlock), kBlock, 0, stream, x.data<T>(), partial, reduce.slabs,
+         channels, eps, momentum, data_or_null(gamma), data_or_null(beta), running_mean.data<float>(),
+         running_var.data<float>(), num_batches_tracked.defined() ? num_batches_tracked.data<int32_t>() : nullptr,
+         mean.data<float>(), invstd.data<float>(), scale, shift);
   launch_scale_shift<T>(ctx, x, scale, shift, relu, y);
 }
 
@@ -233,10 +230,9 @@ void forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tens
   const int channels = int(x.size(-1));
   float* scale = static_cast<float*>(ctx.cuda().workspace_bytes(sizeof(float) * 2 * size_t(channels)));
   float* shift = scale + channels;
-  eval_coefficients_kernel<<<grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-      running_mean.data<float>(), running_var.data<float>(), channels, eps, data_or_null(gamma), data_or_null(beta),
-      mean.data<float>(), invstd.data<float>(), scale, shift);
-  CUDA_CHECK_LAUNCH();
+  launch(eval_coefficients_kernel, grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx), running_mean.data<float>(),
+         running_var.data<float>(), channels, eps, data_or_null(gamma), data_or_null(beta), mean.data<float>(),
+         invstd.data<float>(), scale, shift);
   launch_scale_shift<T>(ctx, x, scale, shift, relu, y);
 }
 
@@ -254,17 +250,13 @@ void backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, 
   float* mean_gxhat = mean_g + channels;
   const T* py = relu ? y.data<T>() : nullptr;
   cudaStream_t stream = cuda_stream(ctx);
-  grad_partials_kernel<T><<<reduce.grid, reduce.block, 0, stream>>>(
-      x.data<T>(), py, dy.data<T>(), mean.data<float>(), invstd.data<float>(), relu, rows, channels, partial);
-  CUDA_CHECK_LAUNCH();
-  grad_finalize_kernel<<<grid_for(channels, kBlock), kBlock, 0, stream>>>(
-      partial, reduce.slabs, channels, rows, data_or_null(gamma), invstd.data<float>(), batch_stats,
-      mutable_or_null(dgamma), mutable_or_null(dbeta), k, mean_g, mean_gxhat);
-  CUDA_CHECK_LAUNCH();
-  input_grad_kernel<T><<<grid_for(n, kBlock), kBlock, 0, stream>>>(x.data<T>(), py, dy.data<T>(), mean.data<float>(),
-                                                                   invstd.data<float>(), k, mean_g, mean_gxhat, relu,
-                                                                   dx.data<T>(), n, channels);
-  CUDA_CHECK_LAUNCH();
+  launch(grad_partials_kernel<T>, reduce.grid, reduce.block, 0, stream, x.data<T>(), py, dy.data<T>(),
+         mean.data<float>(), invstd.data<float>(), relu, rows, channels, partial);
+  launch(grad_finalize_kernel, grid_for(channels, kBlock), kBlock, 0, stream, partial, reduce.slabs, channels, rows,
+         data_or_null(gamma), invstd.data<float>(), batch_stats, mutable_or_null(dgamma), mutable_or_null(dbeta), k,
+         mean_g, mean_gxhat);
+  launch(input_grad_kernel<T>, grid_for(n, kBlock), kBlock, 0, stream, x.data<T>(), py, dy.data<T>(),
+         mean.data<float>(), invstd.data<float>(), k, mean_g, mean_gxhat, relu, dx.data<T>(), n, channels);
 }
 }  // namespace
 
@@ -324,11 +316,9 @@ void moments(Context& ctx, const Tensor& x, const Tensor& shift, Tensor& out) {
   float* partial =
       static_cast<float*>(ctx.cuda().workspace_bytes(sizeof(float) * 3 * size_t(reduce.slabs) * size_t(channels)));
   cudaStream_t stream = cuda_stream(ctx);
-  welford_partials_kernel<T><<<reduce.grid, reduce.block, 0, stream>>>(x.data<T>(), rows, channels, partial);
-  CUDA_CHECK_LAUNCH();
-  moments_finalize_kernel<T><<<grid_for(channels, kBlock), kBlock, 0, stream>>>(
-      x.data<T>(), partial, reduce.slabs, channels, shift.data<float>(), out.data<float>());
-  CUDA_CHECK_LAUNCH();
+  launch(welford_partials_kernel<T>, reduce.grid, reduce.block, 0, stream, x.data<T>(), rows, channels, partial);
+  launch(moments_finalize_kernel<T>, grid_for(channels, kBlock), kBlock, 0, stream, x.data<T>(), partial, reduce.slabs,
+         channels, shift.data<float>(), out.data<float>());
 }
 
 __global__ void stats_from_moments_kernel(const float* moments, int channels, int64_t count, float momentum,
@@ -374,11 +364,10 @@ void batch_norm_stats_from_moments(Context& ctx, const Tensor& moments, int64_t 
                                    Tensor& running_mean, Tensor& running_var, Tensor& num_batches_tracked,
                                    Tensor& mean, Tensor& var) {
   const int channels = int(running_mean.numel());
-  stats_from_moments_kernel<<<grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-      moments.data<float>(), channels, count, momentum, running_mean.data<float>(), running_var.data<float>(),
-      num_batches_tracked.defined() ? num_batches_tracked.data<int32_t>() : nullptr, mean.data<float>(),
-      var.data<float>());
-  CUDA_CHECK_LAUNCH();
+  launch(stats_from_moments_kernel, grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx), moments.data<float>(),
+         channels, count, momentum, running_mean.data<float>(), running_var.data<float>(),
+         num_batches_tracked.defined() ? num_batches_tracked.data<int32_t>() : nullptr, mean.data<float>(),
+         var.data<float>());
 }
 
 void batch_norm_sync_input_grad(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& mean,
@@ -387,14 +376,11 @@ void batch_norm_sync_input_grad(Context& ctx, const Tensor& x, const Tensor& gam
   const int channels = int(x.size(-1));
   cudaStream_t stream = cuda_stream(ctx);
   if (x.dtype() == DType::BF16)
-    sync_input_grad_kernel<bf16><<<grid_for(n, kBlock), kBlock, 0, stream>>>(
-        x.data<bf16>(), data_or_null(gamma), mean.data<float>(), invstd.data<float>(), sums.data<float>(), count,
-        dx.data<bf16>(), n, channels);
+    launch(sync_input_grad_kernel<bf16>, grid_for(n, kBlock), kBlock, 0, stream, x.data<bf16>(), data_or_null(gamma),
+           mean.data<float>(), invstd.data<float>(), sums.data<float>(), count, dx.data<bf16>(), n, channels);
   else
-    sync_input_grad_kernel<float><<<grid_for(n, kBlock), kBlock, 0, stream>>>(
-        x.data<float>(), data_or_null(gamma), mean.data<float>(), invstd.data<float>(), sums.data<float>(), count,
-        dx.data<float>(), n, channels);
-  CUDA_CHECK_LAUNCH();
+    launch(sync_input_grad_kernel<float>, grid_for(n, kBlock), kBlock, 0, stream, x.data<float>(), data_or_null(gamma),
+           mean.data<float>(), invstd.data<float>(), sums.data<float>(), count, dx.data<float>(), n, channels);
 }
 
 }  // namespace cuface::cuda

@@ -2,6 +2,7 @@
 #include <algorithm>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/bias.h"
 #include "kernels/cuda/channels.cuh"
 
@@ -21,7 +22,7 @@ constexpr int kChannelsPerBlock = 32, kRowLanes = 8;
 template <class T>
 __global__ void bias_grad_partial_kernel(const T* dy, int64_t rows, int64_t channels, int64_t rows_per_block,
                                          float* partial) {
-  __shared__ float sums[kRowLanes][kChannelsPerBlock];
+  CUFACE_SHARED(float[kRowLanes][kChannelsPerBlock], sums);
   const int64_t c = int64_t(blockIdx.x) * kChannelsPerBlock + threadIdx.x;
   const int64_t begin = int64_t(blockIdx.y) * rows_per_block;
   const int64_t end = begin + rows_per_block < rows ? begin + rows_per_block : rows;
@@ -51,10 +52,11 @@ void add_bias(Context& ctx, Tensor& y, const Tensor& bias) {
   if (n == 0) return;
   const int grid = grid_for(n, kBlock);
   if (y.dtype() == DType::BF16)
-    add_bias_kernel<<<grid, kBlock, 0, cuda_stream(ctx)>>>(y.data<bf16>(), bias.data<float>(), bias.size(0), n);
+    launch(add_bias_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), y.data<bf16>(), bias.data<float>(), bias.size(0),
+           n);
   else
-    add_bias_kernel<<<grid, kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), bias.data<float>(), bias.size(0), n);
-  CUDA_CHECK_LAUNCH();
+    launch(add_bias_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), y.data<float>(), bias.data<float>(), bias.size(0),
+           n);
 }
 
 void accumulate_bias_grad(Context& ctx, const Tensor& dy, Tensor& db) {
@@ -67,15 +69,13 @@ void accumulate_bias_grad(Context& ctx, const Tensor& dy, Tensor& db) {
   const dim3 grid(unsigned((channels + kChannelsPerBlock - 1) / kChannelsPerBlock), unsigned(row_blocks));
   const dim3 block(kChannelsPerBlock, kRowLanes);
   if (dy.dtype() == DType::BF16)
-    bias_grad_partial_kernel<<<grid, block, 0, cuda_stream(ctx)>>>(dy.data<bf16>(), rows, channels, rows_per_block,
-                                                                   partial);
+    launch(bias_grad_partial_kernel<bf16>, grid, block, 0, cuda_stream(ctx), dy.data<bf16>(), rows, channels,
+           rows_per_block, partial);
   else
-    bias_grad_partial_kernel<<<grid, block, 0, cuda_stream(ctx)>>>(dy.data<float>(), rows, channels, rows_per_block,
-                                                                   partial);
-  CUDA_CHECK_LAUNCH();
-  bias_grad_final_kernel<<<grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx)>>>(partial, row_blocks, channels,
-                                                                                      db.data<float>());
-  CUDA_CHECK_LAUNCH();
+    launch(bias_grad_partial_kernel<float>, grid, block, 0, cuda_stream(ctx), dy.data<float>(), rows, channels,
+           rows_per_block, partial);
+  launch(bias_grad_final_kernel, grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx), partial, row_blocks, channels,
+         db.data<float>());
 }
 
 }  // namespace cuface::cuda

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 
 namespace cuface::cuda {
 
@@ -77,7 +78,7 @@ inline ChannelReduceGrid channel_reduce_grid(Context& ctx, int64_t rows, int cha
 // Every thread of the block must call it (it synchronises).
 template <int K>
 __device__ inline void sum_over_block_rows(float (&v)[K]) {
-  __shared__ float shared[K][kReduceRows][kReduceChannels];
+  CUFACE_SHARED(float[K][kReduceRows][kReduceChannels], shared);
   for (int k = 0; k < K; ++k) shared[k][threadIdx.y][threadIdx.x] = v[k];
   __syncthreads();
   for (int stride = kReduceRows / 2; stride > 0; stride /= 2) {

@@ -23,17 +23,18 @@
 // odd channel count (the stem's 3) still trains. CUFACE_CONV_BF16_IN_F32=1 sends every bf16
 // convolution that way (to compare, or as a way out of a cuDNN fault).
 #include <array>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
-#include <string>
-#include <climits>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 
@@ -255,8 +256,8 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
                                              plan.backward_filter.workspace, &beta, plan.w, target));
   if (via_scratch) {
     const int64_t n = dw.numel();
-    accumulate_bf16_kernel<<<grid_for(n, 256), 256, 0, cuda_stream(ctx)>>>(scratch.data<bf16>(), dw.data<float>(), n);
-    CUDA_CHECK_LAUNCH();
+    launch(accumulate_bf16_kernel, grid_for(n, 256), 256, 0, cuda_stream(ctx), scratch.data<bf16>(), dw.data<float>(),
+           n);
   }
 }
 

@@ -1,6 +1,7 @@
 // CUDA dropout (definition in kernels/dropout.h; CPU twin in kernels/cpu/dropout.cpp): one thread
 // per Philox block of four elements, the same blocks the CPU draws.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "engine/philox.h"
 #include "kernels/cuda/channels.cuh"
 #include "kernels/dropout.h"
@@ -28,12 +29,11 @@ void dropout(Context& ctx, const Tensor& x, Tensor& y, float p, uint64_t seed, u
   const float scale = 1.0f / (1.0f - p);
   const int grid = grid_for((n + 3) / 4, kBlock);
   if (x.dtype() == DType::BF16)
-    dropout_kernel<bf16>
-        <<<grid, kBlock, 0, cuda_stream(ctx)>>>(x.data<bf16>(), y.data<bf16>(), n, p, scale, seed, step);
+    launch(dropout_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), x.data<bf16>(), y.data<bf16>(), n, p, scale, seed,
+           step);
   else
-    dropout_kernel<float>
-        <<<grid, kBlock, 0, cuda_stream(ctx)>>>(x.data<float>(), y.data<float>(), n, p, scale, seed, step);
-  CUDA_CHECK_LAUNCH();
+    launch(dropout_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), x.data<float>(), y.data<float>(), n, p, scale,
+           seed, step);
 }
 
 }  // namespace cuface::cuda

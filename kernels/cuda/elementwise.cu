@@ -1,6 +1,7 @@
 // CUDA element-wise kernels: grid-stride loops on the context's stream; the CPU twins are in
 // kernels/cpu/elementwise.cpp.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/elementwise.h"
 
 namespace cuface::cuda {
@@ -45,8 +46,7 @@ void fill(Context& ctx, Tensor& y, float value) {
     CUDA_CHECK(cudaMemsetAsync(y.raw(), 0, y.bytes(), cuda_stream(ctx)));
     return;
   }
-  fill_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), value, y.numel());
-  CUDA_CHECK_LAUNCH();
+  launch(fill_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), y.data<float>(), value, y.numel());
 }
 
 void copy(Context& ctx, const Tensor& x, Tensor& y) {
@@ -56,28 +56,24 @@ void copy(Context& ctx, const Tensor& x, Tensor& y) {
 
 void axpy(Context& ctx, float alpha, const Tensor& x, Tensor& y) {
   if (y.numel() == 0) return;
-  axpy_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(alpha, x.data<float>(),
-                                                                           y.data<float>(), y.numel());
-  CUDA_CHECK_LAUNCH();
+  launch(axpy_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), alpha, x.data<float>(), y.data<float>(),
+         y.numel());
 }
 
 void scale(Context& ctx, float alpha, Tensor& y) {
   if (y.numel() == 0) return;
-  scale_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(alpha, y.data<float>(), y.numel());
-  CUDA_CHECK_LAUNCH();
+  launch(scale_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), alpha, y.data<float>(), y.numel());
 }
 
 void add(Context& ctx, const Tensor& a, const Tensor& b, Tensor& y) {
   if (y.numel() == 0) return;
   if (y.dtype() == DType::BF16) {  // a ResNet block's input gradient under bf16 (face/model/resnet.cpp)
-    add_bf16_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-        a.data<bf16>(), b.data<bf16>(), y.data<bf16>(), y.numel());
-    CUDA_CHECK_LAUNCH();
+    launch(add_bf16_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), a.data<bf16>(), b.data<bf16>(),
+           y.data<bf16>(), y.numel());
     return;
   }
-  add_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(a.data<float>(), b.data<float>(),
-                                                                          y.data<float>(), y.numel());
-  CUDA_CHECK_LAUNCH();
+  launch(add_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), a.data<float>(), b.data<float>(),
+         y.data<float>(), y.numel());
 }
 
 void cast(Context& ctx, const Tensor& x, Tensor& y) {
@@ -87,9 +83,8 @@ void cast(Context& ctx, const Tensor& x, Tensor& y) {
   };
   CUFACE_CHECK(float_like(x) && float_like(y), "cast: only f32, bf16 and f16 convert, got " + x.str() + " and " + y.str());
   if (y.numel() == 0) return;
-  cast_kernel<<<grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.raw(), x.dtype(), y.raw(), y.dtype(),
-                                                                           y.numel());
-  CUDA_CHECK_LAUNCH();
+  launch(cast_kernel, grid_for(y.numel(), kBlock), kBlock, 0, cuda_stream(ctx), x.raw(), x.dtype(), y.raw(), y.dtype(),
+         y.numel());
 }
 
 }  // namespace cuface::cuda

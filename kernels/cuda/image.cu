@@ -1,6 +1,7 @@
 // CUDA image input kernels; the CPU twin is kernels/cpu/image.cpp. Memory-bound: each thread reads
 // four bytes at once (one 32-bit load) and writes four values.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/image.h"
 
 namespace cuface::cuda {
@@ -33,10 +34,9 @@ void normalise_u8(Context& ctx, const Tensor& x, Tensor& y, float mean, float sc
   const int64_t n4 = reinterpret_cast<uintptr_t>(in) % 4 == 0 ? n / 4 : 0;  // a row slice may be unaligned
   const int grid = grid_for(n4 > 0 ? n4 : n, kBlock);
   if (y.dtype() == DType::F32)
-    normalise_u8_kernel<<<grid, kBlock, 0, cuda_stream(ctx)>>>(in, y.data<float>(), n, n4, mean, scale);
+    launch(normalise_u8_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), in, y.data<float>(), n, n4, mean, scale);
   else
-    normalise_u8_kernel<<<grid, kBlock, 0, cuda_stream(ctx)>>>(in, y.data<bf16>(), n, n4, mean, scale);
-  CUDA_CHECK_LAUNCH();
+    launch(normalise_u8_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), in, y.data<bf16>(), n, n4, mean, scale);
 }
 
 }  // namespace cuface::cuda

@@ -1,6 +1,7 @@
 // CUDA row-wise L2 normalisation: one warp per row (D = 512 gives each lane 16 elements, read
 // coalesced), sums reduced with warp shuffles; the CPU twin is kernels/cpu/l2norm.cpp.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/l2norm.h"
 
 namespace cuface::cuda {
@@ -59,21 +60,19 @@ void l2norm_forward(Context& ctx, const Tensor& x, Tensor& y, Tensor& norms) {
   if (rows == 0) return;
   const unsigned blocks = blocks_for_rows(rows);
   if (y.dtype() == DType::BF16) {
-    l2norm_forward_kernel<<<blocks, 32 * kWarpsPerBlock, 0, cuda_stream(ctx)>>>(x.data<float>(), y.data<bf16>(),
-                                                                                norms.data<float>(), rows, dim);
+    launch(l2norm_forward_kernel<bf16>, blocks, 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(),
+           y.data<bf16>(), norms.data<float>(), rows, dim);
   } else {
-    l2norm_forward_kernel<<<blocks, 32 * kWarpsPerBlock, 0, cuda_stream(ctx)>>>(x.data<float>(), y.data<float>(),
-                                                                                norms.data<float>(), rows, dim);
+    launch(l2norm_forward_kernel<float>, blocks, 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(),
+           y.data<float>(), norms.data<float>(), rows, dim);
   }
-  CUDA_CHECK_LAUNCH();
 }
 
 void l2norm_backward(Context& ctx, const Tensor& x, const Tensor& norms, const Tensor& dy, Tensor& dx, bool accumulate) {
   const int64_t rows = x.size(0), dim = x.size(1);
   if (rows == 0) return;
-  l2norm_backward_kernel<<<blocks_for_rows(rows), 32 * kWarpsPerBlock, 0, cuda_stream(ctx)>>>(
-      x.data<float>(), norms.data<float>(), dy.data<float>(), dx.data<float>(), rows, dim, accumulate);
-  CUDA_CHECK_LAUNCH();
+  launch(l2norm_backward_kernel, blocks_for_rows(rows), 32 * kWarpsPerBlock, 0, cuda_stream(ctx), x.data<float>(),
+         norms.data<float>(), dy.data<float>(), dx.data<float>(), rows, dim, accumulate);
 }
 
 }  // namespace cuface::cuda

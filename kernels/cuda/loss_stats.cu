@@ -1,6 +1,7 @@
 // One block sums the per-row statistics (N is a batch, at most a few thousand rows) in a fixed order,
 // so the logged loss is the same from run to run.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/loss_stats.h"
 
 namespace cuface::cuda {
@@ -9,7 +10,7 @@ namespace {
 constexpr int kBlock = 256;
 
 __global__ void reduce_row_stats_kernel(const int32_t* labels, const float* row_stats, float* stats, int64_t rows) {
-  __shared__ float partial[kRowStatColumns + 1][kBlock];
+  CUFACE_SHARED(float[kRowStatColumns + 1][kBlock], partial);
   float sums[kRowStatColumns + 1] = {};
   for (int64_t i = threadIdx.x; i < rows; i += kBlock) {
     if (labels[i] < 0) continue;
@@ -19,7 +20,7 @@ __global__ void reduce_row_stats_kernel(const int32_t* labels, const float* row_
   for (int c = 0; c <= kRowStatColumns; ++c) partial[c][threadIdx.x] = sums[c];
   __syncthreads();
   for (int stride = kBlock / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride)
+    if (int(threadIdx.x) < stride)
       for (int c = 0; c <= kRowStatColumns; ++c) partial[c][threadIdx.x] += partial[c][threadIdx.x + stride];
     __syncthreads();
   }
@@ -32,9 +33,8 @@ __global__ void reduce_row_stats_kernel(const int32_t* labels, const float* row_
 }  // namespace
 
 void reduce_row_stats(Context& ctx, const Tensor& labels, const Tensor& row_stats, Tensor& stats) {
-  reduce_row_stats_kernel<<<1, kBlock, 0, cuda_stream(ctx)>>>(labels.data<int32_t>(), row_stats.data<float>(),
-                                                               stats.data<float>(), labels.numel());
-  CUDA_CHECK_LAUNCH();
+  launch(reduce_row_stats_kernel, 1, kBlock, 0, cuda_stream(ctx), labels.data<int32_t>(), row_stats.data<float>(),
+         stats.data<float>(), labels.numel());
 }
 
 }  // namespace cuface::cuda

@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/cuda/labels.cuh"
 #include "kernels/margin.h"
 
@@ -89,10 +90,10 @@ __device__ inline void block_merge(RowPartial p, float s, RowPartial* warp_parti
 __global__ void __launch_bounds__(kBlock) margin_rows_kernel(float* cos, const int32_t* labels, float* row_stats,
                                                               int64_t rows, int64_t classes, int64_t slice,
                                                               MarginParams params, bool cached) {
-  extern __shared__ float cache[];
-  __shared__ RowPartial warp_partials[kBlock / 32];
-  __shared__ RowPartial block_result;
-  __shared__ RowPartial row_result;
+  CUFACE_DYNAMIC_SHARED(float, cache);
+  CUFACE_SHARED(RowPartial[kBlock / 32], warp_partials);
+  CUFACE_SHARED(RowPartial, block_result);
+  CUFACE_SHARED(RowPartial, row_result);
 
   const int labelled = count_labelled(labels, rows);
   const int64_t row = blockIdx.y;
@@ -128,7 +129,7 @@ __global__ void __launch_bounds__(kBlock) margin_rows_kernel(float* cos, const i
     if (threadIdx.x == 0) row_result = block_result;
     __syncthreads();
   } else {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if CUFACE_CUDA_EMULATED || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900)
     cg::cluster_group cluster = cg::this_cluster();
     cluster.sync();  // every block's block_result is written
     if (threadIdx.x == 0) {

@@ -3,6 +3,7 @@
 #include <cfloat>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/margin_unfused.h"
 
 namespace cuface::cuda {
@@ -22,14 +23,14 @@ __global__ void blend_kernel(const float* onehot, const float* phi, const float*
 // One block per row: max (or sum) of a row.
 template <bool kMax>
 __global__ void row_reduce_kernel(const float* x, float* out, int64_t classes) {
-  __shared__ float partial[kBlock];
+  CUFACE_SHARED(float[kBlock], partial);
   const float* row = x + int64_t(blockIdx.x) * classes;
   float acc = kMax ? -FLT_MAX : 0.0f;
   for (int64_t j = threadIdx.x; j < classes; j += kBlock) acc = kMax ? fmaxf(acc, row[j]) : acc + row[j];
   partial[threadIdx.x] = acc;
   __syncthreads();
   for (int stride = kBlock / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride)
+    if (int(threadIdx.x) < stride)
       partial[threadIdx.x] = kMax ? fmaxf(partial[threadIdx.x], partial[threadIdx.x + stride])
                                   : partial[threadIdx.x] + partial[threadIdx.x + stride];
     __syncthreads();
@@ -59,7 +60,7 @@ __global__ void row_stats_kernel(const float* onehot, const float* z, const floa
   }
 }
 __global__ void count_labelled_kernel(const int32_t* y, int64_t rows, float* count) {
-  __shared__ int total;
+  CUFACE_SHARED(int, total);
   if (threadIdx.x == 0) total = 0;
   __syncthreads();
   for (int64_t i = threadIdx.x; i < rows; i += blockDim.x)
@@ -89,20 +90,19 @@ void margin_softmax_ce_unfused(Context& ctx, Tensor& cos, const Tensor& labels, 
   const int32_t* y = labels.data<int32_t>();
   float* c = cos.data<float>();
   const int grid = grid_for(total, kBlock);
-  onehot_kernel<<<grid, kBlock, 0, stream>>>(y, onehot.data<float>(), total, classes);
-  phi_kernel<<<grid, kBlock, 0, stream>>>(c, phi.data<float>(), total, params);
-  blend_kernel<<<grid, kBlock, 0, stream>>>(onehot.data<float>(), phi.data<float>(), c, z.data<float>(), total, params.s);
-  row_reduce_kernel<true><<<unsigned(rows), kBlock, 0, stream>>>(z.data<float>(), row_max.data<float>(), classes);
-  exp_kernel<<<grid, kBlock, 0, stream>>>(z.data<float>(), row_max.data<float>(), p.data<float>(), total, classes);
-  row_reduce_kernel<false><<<unsigned(rows), kBlock, 0, stream>>>(p.data<float>(), row_sum.data<float>(), classes);
-  divide_kernel<<<grid, kBlock, 0, stream>>>(p.data<float>(), row_sum.data<float>(), total, classes);
-  row_stats_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(
-      onehot.data<float>(), z.data<float>(), row_max.data<float>(), row_sum.data<float>(), c, y, row_stats.data<float>(),
-      rows, classes);
-  count_labelled_kernel<<<1, kBlock, 0, stream>>>(y, rows, labelled.data<float>());
-  gradient_kernel<<<grid, kBlock, 0, stream>>>(onehot.data<float>(), p.data<float>(), y, labelled.data<float>(), c,
-                                               total, classes, params);
-  CUDA_CHECK_LAUNCH();
+  launch(onehot_kernel, grid, kBlock, 0, stream, y, onehot.data<float>(), total, classes);
+  launch(phi_kernel, grid, kBlock, 0, stream, c, phi.data<float>(), total, params);
+  launch(blend_kernel, grid, kBlock, 0, stream, onehot.data<float>(), phi.data<float>(), c, z.data<float>(), total,
+         params.s);
+  launch(row_reduce_kernel<true>, unsigned(rows), kBlock, 0, stream, z.data<float>(), row_max.data<float>(), classes);
+  launch(exp_kernel, grid, kBlock, 0, stream, z.data<float>(), row_max.data<float>(), p.data<float>(), total, classes);
+  launch(row_reduce_kernel<false>, unsigned(rows), kBlock, 0, stream, p.data<float>(), row_sum.data<float>(), classes);
+  launch(divide_kernel, grid, kBlock, 0, stream, p.data<float>(), row_sum.data<float>(), total, classes);
+  launch(row_stats_kernel, grid_for(rows, kBlock), kBlock, 0, stream, onehot.data<float>(), z.data<float>(),
+         row_max.data<float>(), row_sum.data<float>(), c, y, row_stats.data<float>(), rows, classes);
+  launch(count_labelled_kernel, 1, kBlock, 0, stream, y, rows, labelled.data<float>());
+  launch(gradient_kernel, grid, kBlock, 0, stream, onehot.data<float>(), p.data<float>(), y, labelled.data<float>(), c,
+         total, classes, params);
 }
 
 }  // namespace cuface::cuda

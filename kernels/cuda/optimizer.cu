@@ -1,6 +1,7 @@
 // CUDA optimizer updates: grid-stride loops on the context's stream, memory-bound by design (three
 // reads, two writes per element); the CPU twins are in kernels/cpu/optimizer.cpp.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/optimizer.h"
 
 namespace cuface::cuda {
@@ -23,9 +24,8 @@ void sgd_momentum_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor
                          float momentum_coef, float weight_decay, float grad_scale) {
   const int64_t n = param.numel();
   if (n == 0) return;
-  sgd_momentum_kernel<<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-      param.data<float>(), grad.data<float>(), momentum.data<float>(), n, lr, momentum_coef, weight_decay, grad_scale);
-  CUDA_CHECK_LAUNCH();
+  launch(sgd_momentum_kernel, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), param.data<float>(), grad.data<float>(),
+         momentum.data<float>(), n, lr, momentum_coef, weight_decay, grad_scale);
 }
 
 }  // namespace cuface::cuda

@@ -5,6 +5,7 @@
 #include <cub/device/device_scan.cuh>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "engine/philox.h"
 #include "kernels/partial_fc.h"
 
@@ -85,37 +86,33 @@ void select_classes(Context& ctx, const Tensor& labels, int64_t, uint64_t seed, 
   void* temp = workspace + 2 * key_bytes + 2 * flag_bytes;
 
   CUDA_CHECK(cudaMemsetAsync(chosen, 0, size_t(classes) * sizeof(int32_t), stream));
-  mark_positives_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(labels.data<int32_t>(), rows, first, classes,
-                                                                        chosen);
-  class_keys_kernel<<<grid_for(classes, kBlock), kBlock, 0, stream>>>(chosen, seed, step, first, classes, keys);
-  CUDA_CHECK_LAUNCH();
+  launch(mark_positives_kernel, grid_for(rows, kBlock), kBlock, 0, stream, labels.data<int32_t>(), rows, first, classes,
+         chosen);
+  launch(class_keys_kernel, grid_for(classes, kBlock), kBlock, 0, stream, chosen, seed, step, first, classes, keys);
   size_t bytes = sort_bytes;
   CUDA_CHECK(cub::DeviceRadixSort::SortKeys(temp, bytes, keys, sorted, n, 0, 64, stream));
   CUDA_CHECK(cudaMemsetAsync(chosen, 0, size_t(classes) * sizeof(int32_t), stream));
-  mark_sampled_kernel<<<grid_for(sample, kBlock), kBlock, 0, stream>>>(sorted, sample, chosen);
-  CUDA_CHECK_LAUNCH();
+  launch(mark_sampled_kernel, grid_for(sample, kBlock), kBlock, 0, stream, sorted, sample, chosen);
   bytes = scan_bytes;
   CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp, bytes, chosen, position, n, stream));
-  compact_kernel<<<grid_for(classes, kBlock), kBlock, 0, stream>>>(chosen, position, classes, index.data<int32_t>());
-  remap_labels_kernel<<<grid_for(rows, kBlock), kBlock, 0, stream>>>(
-      labels.data<int32_t>(), position, rows, first, classes, int32_t(sample), sampled_labels.data<int32_t>());
-  CUDA_CHECK_LAUNCH();
+  launch(compact_kernel, grid_for(classes, kBlock), kBlock, 0, stream, chosen, position, classes,
+         index.data<int32_t>());
+  launch(remap_labels_kernel, grid_for(rows, kBlock), kBlock, 0, stream, labels.data<int32_t>(), position, rows, first,
+         classes, int32_t(sample), sampled_labels.data<int32_t>());
 }
 
 void gather_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination) {
   const int64_t count = index.numel(), dim = source.size(1);
   if (count * dim == 0) return;
-  gather_rows_kernel<<<grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-      source.data<float>(), index.data<int32_t>(), destination.data<float>(), count, dim);
-  CUDA_CHECK_LAUNCH();
+  launch(gather_rows_kernel, grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx), source.data<float>(),
+         index.data<int32_t>(), destination.data<float>(), count, dim);
 }
 
 void scatter_add_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination) {
   const int64_t count = index.numel(), dim = source.size(1);
   if (count * dim == 0) return;
-  scatter_add_rows_kernel<<<grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-      source.data<float>(), index.data<int32_t>(), destination.data<float>(), count, dim);
-  CUDA_CHECK_LAUNCH();
+  launch(scatter_add_rows_kernel, grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx), source.data<float>(),
+         index.data<int32_t>(), destination.data<float>(), count, dim);
 }
 
 }  // namespace cuface::cuda

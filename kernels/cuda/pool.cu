@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/cuda/channels.cuh"
 #include "kernels/pool.h"
 
@@ -90,7 +91,6 @@ void with_type(const Tensor& t, Launch launch) {
     launch(bf16{});
   else
     launch(float{});
-  CUDA_CHECK_LAUNCH();
 }
 }  // namespace
 
@@ -100,8 +100,8 @@ void max_pool2d_forward(Context& ctx, const Tensor& x, Tensor& y, Tensor& argmax
   const PoolDims d = pool_dims(x, y, geometry);
   with_type(x, [&](auto zero) {
     using T = decltype(zero);
-    max_pool_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx)>>>(x.data<T>(), y.data<T>(),
-                                                                                      argmax.data<int32_t>(), d, total);
+    launch(max_pool_forward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(), y.data<T>(),
+           argmax.data<int32_t>(), d, total);
   });
 }
 
@@ -112,8 +112,8 @@ void max_pool2d_backward(Context& ctx, const Tensor& dy, const Tensor& argmax, T
   const PoolDims d = pool_dims(dx, dy, geometry);
   with_type(dx, [&](auto zero) {
     using T = decltype(zero);
-    max_pool_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-        dy.data<T>(), argmax.data<int32_t>(), dx.data<T>(), d, total);
+    launch(max_pool_backward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), dy.data<T>(),
+           argmax.data<int32_t>(), dx.data<T>(), d, total);
   });
 }
 
@@ -122,8 +122,8 @@ void global_avg_pool_forward(Context& ctx, const Tensor& x, Tensor& y) {
   if (total == 0) return;
   with_type(x, [&](auto zero) {
     using T = decltype(zero);
-    global_avg_pool_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-        x.data<T>(), y.data<T>(), x.size(1) * x.size(2), x.size(3), total);
+    launch(global_avg_pool_forward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(),
+           y.data<T>(), x.size(1) * x.size(2), x.size(3), total);
   });
 }
 
@@ -133,8 +133,8 @@ void global_avg_pool_backward(Context& ctx, const Tensor& dy, Tensor& dx) {
   const int64_t pixels = dx.size(1) * dx.size(2);
   with_type(dx, [&](auto zero) {
     using T = decltype(zero);
-    global_avg_pool_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx)>>>(
-        dy.data<T>(), dx.data<T>(), pixels, dx.size(3), 1.0f / float(pixels), total);
+    launch(global_avg_pool_backward_kernel<T>, grid_for(total, kBlock), kBlock, 0, cuda_stream(ctx), dy.data<T>(),
+           dx.data<T>(), pixels, dx.size(3), 1.0f / float(pixels), total);
   });
 }
 

@@ -1,6 +1,7 @@
 // CUDA random fills, one thread per Philox block of four u32 values (per normal for fill_normal); the CPU twins are in
 // kernels/cpu/random.cpp.
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "engine/philox.h"
 #include "kernels/random.h"
 
@@ -28,18 +29,16 @@ __global__ void fill_normal_kernel(float* y, int64_t n, uint64_t seed, uint64_t 
 void fill_uniform(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, float lo, float hi) {
   const int64_t n = y.numel();
   if (n == 0) return;
-  fill_uniform_kernel<<<grid_for((n + 3) / 4, kBlock), kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), n, seed,
-                                                                                      subsequence, lo, hi - lo);
-  CUDA_CHECK_LAUNCH();
+  launch(fill_uniform_kernel, grid_for((n + 3) / 4, kBlock), kBlock, 0, cuda_stream(ctx), y.data<float>(), n, seed,
+         subsequence, lo, hi - lo);
 }
 
 void fill_normal(Context& ctx, Tensor& y, uint64_t seed, uint64_t subsequence, float mean, float stddev,
                  uint64_t first) {
   const int64_t n = y.numel();
   if (n == 0) return;
-  fill_normal_kernel<<<grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx)>>>(y.data<float>(), n, seed, subsequence,
-                                                                           mean, stddev, first);
-  CUDA_CHECK_LAUNCH();
+  launch(fill_normal_kernel, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), y.data<float>(), n, seed, subsequence,
+         mean, stddev, first);
 }
 
 }  // namespace cuface::cuda

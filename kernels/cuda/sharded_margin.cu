@@ -5,6 +5,7 @@
 #include <cfloat>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/sharded_margin.h"
 
 namespace cuface::cuda {
@@ -15,7 +16,7 @@ constexpr int kBlock = 256;
 // Reduces `value` over the block with `op`; every thread gets the result.
 template <class Op>
 __device__ float block_reduce(float value, Op op) {
-  __shared__ float shared[kBlock];
+  CUFACE_SHARED(float[kBlock], shared);
   shared[threadIdx.x] = value;
   __syncthreads();
   for (int stride = kBlock / 2; stride > 0; stride /= 2) {
@@ -40,7 +41,7 @@ __global__ void logits_kernel(float* z, const int32_t* labels, int64_t rows, int
   float* row = z + i * classes;
   const int64_t local = int64_t(labels[i]) - first_class;
   const bool owned = labels[i] >= 0 && local >= 0 && local < classes;
-  __shared__ float target_z;
+  CUFACE_SHARED(float, target_z);
   if (threadIdx.x == 0) {
     target_z = 0.0f;
     target[i] = target[rows + i] = target[2 * rows + i] = target[3 * rows + i] = 0.0f;
@@ -116,28 +117,23 @@ void sharded_margin_logits(Context& ctx, Tensor& cos, const Tensor& labels, int6
                            const MarginParams& params, Tensor& maxima, Tensor& target) {
   const int64_t rows = cos.size(0);
   if (rows == 0) return;
-  logits_kernel<<<unsigned(rows), kBlock, 0, cuda_stream(ctx)>>>(cos.data<float>(), labels.data<int32_t>(), rows,
-                                                                 cos.size(1), first_class, all_classes, params,
-                                                                 maxima.data<float>(), target.data<float>());
-  CUDA_CHECK_LAUNCH();
+  launch(logits_kernel, unsigned(rows), kBlock, 0, cuda_stream(ctx), cos.data<float>(), labels.data<int32_t>(), rows,
+         cos.size(1), first_class, all_classes, params, maxima.data<float>(), target.data<float>());
 }
 
 void sharded_margin_exp_sums(Context& ctx, const Tensor& z, const Tensor& maxima, Tensor& target) {
   const int64_t rows = z.size(0);
   if (rows == 0) return;
-  exp_sums_kernel<<<unsigned(rows), kBlock, 0, cuda_stream(ctx)>>>(z.data<float>(), z.size(1), maxima.data<float>(),
-                                                                   target.data<float>());
-  CUDA_CHECK_LAUNCH();
+  launch(exp_sums_kernel, unsigned(rows), kBlock, 0, cuda_stream(ctx), z.data<float>(), z.size(1), maxima.data<float>(),
+         target.data<float>());
 }
 
 void sharded_margin_gradient(Context& ctx, Tensor& z, const Tensor& labels, int64_t first_class,
                              const MarginParams& params, const Tensor& maxima, const Tensor& target, Tensor& row_stats) {
   const int64_t rows = z.size(0);
   if (rows == 0) return;
-  gradient_kernel<<<unsigned(rows), kBlock, 0, cuda_stream(ctx)>>>(
-      z.data<float>(), labels.data<int32_t>(), rows, z.size(1), first_class, params.s, maxima.data<float>(),
-      target.data<float>(), row_stats.data<float>());
-  CUDA_CHECK_LAUNCH();
+  launch(gradient_kernel, unsigned(rows), kBlock, 0, cuda_stream(ctx), z.data<float>(), labels.data<int32_t>(), rows,
+         z.size(1), first_class, params.s, maxima.data<float>(), target.data<float>(), row_stats.data<float>());
 }
 
 }  // namespace cuface::cuda

@@ -4,6 +4,7 @@
 #include <cfloat>
 
 #include "engine/cuda_context.h"
+#include "engine/cuda_launch.h"
 #include "kernels/cuda/labels.cuh"
 #include "kernels/softmax_ce.h"
 
@@ -65,10 +66,8 @@ void softmax_ce(Context& ctx, Tensor& logits, const Tensor& labels, float smooth
   if (rows == 0) return;
   const float q_other = classes > 1 ? smoothing / float(classes - 1) : 0.0f;
   const unsigned blocks = unsigned((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  softmax_ce_kernel<<<blocks, kBlock, 0, cuda_stream(ctx)>>>(logits.data<float>(), labels.data<int32_t>(),
-                                                              row_stats.data<float>(), rows, classes,
-                                                              1.0f - smoothing, q_other);
-  CUDA_CHECK_LAUNCH();
+  launch(softmax_ce_kernel, blocks, kBlock, 0, cuda_stream(ctx), logits.data<float>(), labels.data<int32_t>(),
+         row_stats.data<float>(), rows, classes, 1.0f - smoothing, q_other);
 }
 
 }  // namespace cuface::cuda

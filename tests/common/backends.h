@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <memory>
 
 #include "engine/allocator.h"
@@ -19,7 +20,10 @@ namespace cuface::testing {
 class BackendTest : public ::testing::TestWithParam<Device> {
  protected:
   void SetUp() override {
-    if (GetParam() == Device::CUDA && cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+    if (GetParam() == Device::CUDA && cuda_device_count() == 0) {
+      if (std::getenv("CUFACE_REQUIRE_CUDA")) GTEST_FAIL() << "no CUDA device, but CUFACE_REQUIRE_CUDA is set";
+      GTEST_SKIP() << "no CUDA device";
+    }
     context_ = std::make_unique<Context>(GetParam());
   }
   Device device() const { return GetParam(); }
@@ -33,9 +37,14 @@ inline std::string backend_name(const ::testing::TestParamInfo<Device>& info) {
   return info.param == Device::CUDA ? "cuda" : "cpu";
 }
 
-// For tests that compare a CUDA result with the CPU one: skips where no GPU exists.
-#define CUFACE_REQUIRE_GPU() \
-  if (::cuface::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device"
+// For tests that compare a CUDA result with the CPU one: skips where no GPU exists, and fails instead
+// where CUFACE_REQUIRE_CUDA is set (scripts/device_check.sh on a GPU machine: a GPU it cannot use
+// must not read as a pass).
+#define CUFACE_REQUIRE_GPU()                                                                          \
+  if (::cuface::cuda_device_count() == 0) {                                                           \
+    if (std::getenv("CUFACE_REQUIRE_CUDA")) GTEST_FAIL() << "no CUDA device, but CUFACE_REQUIRE_CUDA is set"; \
+    GTEST_SKIP() << "no CUDA device";                                                                  \
+  }
 
 }  // namespace cuface::testing
 

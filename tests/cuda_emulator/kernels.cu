@@ -37,6 +37,22 @@ __global__ void staged_double_kernel(const float* x, float* y, int n) {
   for (int i = threadIdx.x; i < n; i += blockDim.x) y[i] = 2.0f * stage[i];
 }
 
+__global__ void staged_scale_kernel(const float* x, float* y, int n) {
+  CUFACE_DYNAMIC_SHARED(float, stage);
+  CUFACE_SHARED(float[128], factor);  // 512 bytes of static shared memory beside the dynamic stage
+  if (threadIdx.x < 128) factor[threadIdx.x] = 2.0f;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) stage[i] = x[i];
+  __syncthreads();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) y[i] = factor[i % 128] * stage[i];
+}
+
+// Block b scales [b * slice, end) with end = min((b + 1) * slice, n), or (off by one) without the min.
+__global__ void sliced_scale_kernel(const float* x, float* y, int n, int slice, bool off_by_one) {
+  const int begin = blockIdx.x * slice;
+  const int end = off_by_one ? begin + slice : min(begin + slice, n);
+  for (int i = begin + threadIdx.x; i < end; i += blockDim.x) y[i] = 3.0f * x[i];
+}
+
 __global__ void cluster_neighbours_kernel(int* out) {
   CUFACE_SHARED(int, rank);
   namespace cg = cooperative_groups;
@@ -95,6 +111,13 @@ cudaError_t staged_double(const float* x, float* y, int n, size_t dynamic_bytes,
     if (status != cudaSuccess) return status;
   }
   return launch(staged_double_kernel, dim3(1), dim3(256), dynamic_bytes, stream, x, y, n);
+}
+cudaError_t staged_scale(const float* x, float* y, int n, size_t dynamic_bytes, cudaStream_t stream) {
+  return launch(staged_scale_kernel, dim3(1), dim3(256), dynamic_bytes, stream, x, y, n);
+}
+cudaError_t sliced_scale(const float* x, float* y, int n, int slices, bool off_by_one, cudaStream_t stream) {
+  const int slice = (n + slices - 1) / slices;
+  return launch(sliced_scale_kernel, dim3(slices), dim3(64), 0, stream, x, y, n, slice, off_by_one);
 }
 cudaError_t cluster_neighbours(int* out, int blocks, int cluster, cudaStream_t stream) {
   cudaLaunchConfig_t config{};

@@ -15,6 +15,11 @@ cudaError_t shifted_copy(const float* x, float* y, int n, int offset, cudaStream
 cudaError_t warp_sums(const float* x, float* out, int threads, cudaStream_t stream);
 // y[i] = 2 x[i] after staging x in `dynamic_bytes` of dynamic shared memory (one block of 256).
 cudaError_t staged_double(const float* x, float* y, int n, size_t dynamic_bytes, bool raise_limit, cudaStream_t stream);
+// The same with a factor of 2 kept in 512 bytes of static shared memory, no attribute raised.
+cudaError_t staged_scale(const float* x, float* y, int n, size_t dynamic_bytes, cudaStream_t stream);
+// y = 3 x over `slices` blocks, each a slice of ceil(n / slices); `off_by_one` forgets to clip the
+// last slice at n (it runs past the end when slices do not divide n).
+cudaError_t sliced_scale(const float* x, float* y, int n, int slices, bool off_by_one, cudaStream_t stream);
 // Clusters of `cluster` blocks: each block publishes its rank in shared memory; after cluster.sync()
 // block r writes the rank of block (r + 1) % cluster read through map_shared_rank.
 cudaError_t cluster_neighbours(int* out, int blocks, int cluster, cudaStream_t stream);

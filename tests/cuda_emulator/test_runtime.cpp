@@ -120,6 +120,40 @@ TEST(EmulatorDefects, DynamicSharedMemoryAbove48KiBNeedsTheAttribute) {
   for (int i = 0; i < n; i += 997) EXPECT_EQ(y[size_t(i)], 2.0f * x[size_t(i)]);
 }
 
+// The review-limits bug: 48 KiB minus a little of dynamic shared memory, which the kernel's static
+// shared memory pushes over the default limit.
+TEST(EmulatorDefects, StaticPlusDynamicSharedMemoryOverTheDefaultLimit) {
+  const int n = (48 * 1024 - 256) / 4;
+  const std::vector<float> x = random_values(size_t(n), 8);
+  float* dx = upload(x);
+  float* dy = nullptr;
+  ASSERT_EQ(cudaMalloc(&dy, size_t(n) * 4), cudaSuccess);
+  EXPECT_DEATH(
+      {
+        staged_scale(dx, dy, n, size_t(n) * 4, nullptr);
+        cudaDeviceSynchronize();
+      },
+      "staged_scale_kernel.* uses 512 bytes of static and 48896 bytes of dynamic shared memory: more than its "
+      "limit of 49152 bytes");
+}
+
+TEST(EmulatorDefects, OffByOneSliceEndRunsPastTheEnd) {
+  const int n = 1000;  // 7 slices of 143: the last one ends at 1001
+  const std::vector<float> x = random_values(size_t(n), 9);
+  float* dx = upload(x);
+  float* dy = nullptr;
+  ASSERT_EQ(cudaMalloc(&dy, size_t(n) * 4), cudaSuccess);
+  ASSERT_EQ(sliced_scale(dx, dy, n, 7, false, nullptr), cudaSuccess);
+  const std::vector<float> y = download(dy, size_t(n));
+  for (int i = 0; i < n; ++i) ASSERT_EQ(y[size_t(i)], 3.0f * x[size_t(i)]);
+  EXPECT_DEATH(
+      {
+        sliced_scale(dx, dy, n, 7, true, nullptr);
+        cudaDeviceSynchronize();
+      },
+      "out-of-bounds read: 0 bytes past the end of a 4000-byte allocation in kernel .*sliced_scale_kernel");
+}
+
 TEST(EmulatorDefects, BarrierReachedByPartOfABlock) {
   float* dout = nullptr;
   ASSERT_EQ(cudaMalloc(&dout, 64 * sizeof(float)), cudaSuccess);

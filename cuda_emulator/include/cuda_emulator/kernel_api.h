@@ -133,6 +133,10 @@ using cuda_emulator_declared = T;
 #define CUFACE_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::cuda_emulator::dynamic_shared())
 
 // ---- math the kernels call (device intrinsics as plain C++) ---------------------------------------
+// CUDA declares the classification functions in the global namespace.
+using std::isfinite;
+using std::isinf;
+using std::isnan;
 inline float __expf(float x) { return std::exp(x); }
 inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float x, float y) { return x / y; }

@@ -1,4 +1,5 @@
-// Kernel launches and shared-memory declarations, written once for a GPU and for the emulator.
+// Kernel launches and shared-memory declarations, written once for a GPU and for the emulator
+// (kernels/cuda/*.cu and the few engine kernels use them).
 //
 //   launch(relu_kernel<float>, grid, block, shared_bytes, stream, x, y, n);
 //
@@ -17,23 +18,25 @@
 
 #include "engine/cuda_check.h"
 
-#if !CUFACE_EMULATED_CUDA
+#if !CUFACE_CUDA_EMULATED
 template <class T>
 using cuface_shared_type = T;
 #define CUFACE_SHARED(type, name) __shared__ cuface_shared_type<type> name
 #define CUFACE_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #endif
 
-namespace cuface::cuda {
+namespace cuface {
 
 template <class... Params, class... Args>
-void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream, Args&&... args) {
-#if CUFACE_EMULATED_CUDA
-  CUDA_CHECK(cuda_emulator::launch(kernel, {grid, block, shared_bytes, dim3(1, 1, 1)}, stream, std::forward<Args>(args)...));
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+            Args&&... args) {
+#if CUFACE_CUDA_EMULATED
+  const cuda_emulator::LaunchShape shape{grid, block, shared_bytes, dim3(1, 1, 1)};
+  CUDA_CHECK(cuda_emulator::launch(kernel, shape, stream, std::forward<Args>(args)...));
 #else
   kernel<<<grid, block, shared_bytes, stream>>>(std::forward<Args>(args)...);
   CUDA_CHECK_LAUNCH();
 #endif
 }
 
-}  // namespace cuface::cuda
+}  // namespace cuface
