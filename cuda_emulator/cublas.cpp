@@ -95,41 +95,62 @@ struct Operand {
   }
 };
 
-// op(X) as f32, packed column-major (rows x cols, leading dimension rows); TF32-rounded on request.
-std::vector<float> read_operand(const Operand& x, bool tf32) {
-  std::vector<float> packed(size_t(x.rows) * size_t(x.cols));
-  for (int j = 0; j < x.cols; ++j)
-    for (int i = 0; i < x.rows; ++i) {
-      const size_t at = x.transposed ? size_t(j) + size_t(i) * size_t(x.ld) : size_t(i) + size_t(j) * size_t(x.ld);
-      float value = x.type == CUDA_R_16BF ? bf16_to_float(static_cast<const uint16_t*>(x.data)[at])
-                                          : static_cast<const float*>(x.data)[at];
-      packed[size_t(i) + size_t(j) * size_t(x.rows)] = tf32 ? round_to_tf32(value) : value;
-    }
-  return packed;
+// C is computed in tiles of kTileRows x kTileColumns, each summed over k in slices of kSliceDepth
+// (in order, so every element is still the sum over l = 0, 1, ... k - 1): the packed pieces of the
+// operands stay small whatever the matrices' sizes (cuface multiplies matrices of over 2^31 elements).
+constexpr int kTileRows = 256, kTileColumns = 64, kSliceDepth = 256;
+
+// op(X)[row, column] as f32, TF32-rounded on request.
+float element(const Operand& x, int row, int column, bool tf32) {
+  const size_t at = x.transposed ? size_t(column) + size_t(row) * size_t(x.ld)
+                                 : size_t(row) + size_t(column) * size_t(x.ld);
+  const float value = x.type == CUDA_R_16BF ? bf16_to_float(static_cast<const uint16_t*>(x.data)[at])
+                                            : static_cast<const float*>(x.data)[at];
+  return tf32 ? round_to_tf32(value) : value;
 }
 
-// C = alpha A B + beta C with A m x k and B k x n packed column-major. Each column of C is built as
-// a sum of A's columns scaled by B's entries: the inner loop runs down contiguous memory.
-void gemm(const std::vector<float>& a, const std::vector<float>& b, int m, int n, int k, float alpha, float beta,
-          void* c, cudaDataType c_type, int ldc) {
-  std::vector<float> column(static_cast<size_t>(m));
-  for (int j = 0; j < n; ++j) {
-    std::fill(column.begin(), column.end(), 0.0f);
-    for (int l = 0; l < k; ++l) {
-      const float scale = b[size_t(l) + size_t(j) * size_t(k)];
-      const float* a_column = a.data() + size_t(l) * size_t(m);
-      for (int i = 0; i < m; ++i) column[size_t(i)] += a_column[i] * scale;
-    }
-    for (int i = 0; i < m; ++i) {
-      const size_t at = size_t(i) + size_t(j) * size_t(ldc);
-      if (c_type == CUDA_R_16BF) {
-        uint16_t& target = static_cast<uint16_t*>(c)[at];
-        const float old = beta == 0.0f ? 0.0f : beta * bf16_to_float(target);
-        target = float_to_bf16(alpha * column[size_t(i)] + old);
-      } else {
-        float& target = static_cast<float*>(c)[at];
-        target = alpha * column[size_t(i)] + (beta == 0.0f ? 0.0f : beta * target);
+// The block of op(X) at [row0, column0] of rows x columns, packed column-major into `packed`.
+void pack(const Operand& x, int row0, int column0, int rows, int columns, bool tf32, std::vector<float>& packed) {
+  for (int j = 0; j < columns; ++j)
+    for (int i = 0; i < rows; ++i) packed[size_t(i) + size_t(j) * rows] = element(x, row0 + i, column0 + j, tf32);
+}
+
+// C = alpha op(A) op(B) + beta C. Within a tile each column of C is built as a sum of op(A)'s columns
+// scaled by op(B)'s entries: the inner loop runs down contiguous memory.
+void gemm(const Operand& a, const Operand& b, int m, int n, int k, float alpha, float beta, void* c,
+          cudaDataType c_type, int ldc, bool tf32) {
+  std::vector<float> tile(size_t(kTileRows) * kTileColumns), a_slice(size_t(kTileRows) * kSliceDepth),
+      b_slice(size_t(kSliceDepth) * kTileColumns);
+  for (int i0 = 0; i0 < m; i0 += kTileRows) {
+    const int rows = std::min(kTileRows, m - i0);
+    for (int j0 = 0; j0 < n; j0 += kTileColumns) {
+      const int columns = std::min(kTileColumns, n - j0);
+      std::fill(tile.begin(), tile.end(), 0.0f);
+      for (int l0 = 0; l0 < k; l0 += kSliceDepth) {
+        const int depth = std::min(kSliceDepth, k - l0);
+        pack(a, i0, l0, rows, depth, tf32, a_slice);
+        pack(b, l0, j0, depth, columns, tf32, b_slice);
+        for (int j = 0; j < columns; ++j) {
+          float* sums = &tile[size_t(j) * rows];
+          for (int l = 0; l < depth; ++l) {
+            const float scale = b_slice[size_t(l) + size_t(j) * depth];
+            const float* a_column = &a_slice[size_t(l) * rows];
+            for (int i = 0; i < rows; ++i) sums[i] += a_column[i] * scale;
+          }
+        }
       }
+      for (int j = 0; j < columns; ++j)
+        for (int i = 0; i < rows; ++i) {
+          const size_t at = size_t(i0 + i) + size_t(j0 + j) * size_t(ldc);
+          const float product = alpha * tile[size_t(i) + size_t(j) * rows];
+          if (c_type == CUDA_R_16BF) {
+            uint16_t& target = static_cast<uint16_t*>(c)[at];
+            target = float_to_bf16(product + (beta == 0.0f ? 0.0f : beta * bf16_to_float(target)));
+          } else {
+            float& target = static_cast<float*>(c)[at];
+            target = product + (beta == 0.0f ? 0.0f : beta * target);
+          }
+        }
     }
   }
 }
@@ -200,9 +221,7 @@ extern "C" cublasStatus_t cublasGemmEx(cublasHandle_t handle, cublasOperation_t 
   const float alpha_value = *static_cast<const float*>(alpha);
   const float beta_value = *static_cast<const float*>(beta);
   const bool tf32 = computeType == CUBLAS_COMPUTE_32F_FAST_TF32;
-  enqueue(handle->stream, call, [=] {
-    gemm(read_operand(a, tf32), read_operand(b, tf32), m, n, k, alpha_value, beta_value, C, Ctype, ldc);
-  });
+  enqueue(handle->stream, call, [=] { gemm(a, b, m, n, k, alpha_value, beta_value, C, Ctype, ldc, tf32); });
   return CUBLAS_STATUS_SUCCESS;
 }
 

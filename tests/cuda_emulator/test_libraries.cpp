@@ -231,20 +231,26 @@ std::vector<double> run_f32_gemm(const Gemm& g, const std::vector<double>& a, co
   return as_doubles(dc.download());
 }
 
+// Small sizes, and sizes past the stand-in's tiles (256 rows, 64 columns, 256 deep) in every direction.
 TEST(CublasGemmEx, F32EveryTransposeWithPaddedLeadingDimensions) {
-  for (cublasOperation_t op_a : {CUBLAS_OP_N, CUBLAS_OP_T})
-    for (cublasOperation_t op_b : {CUBLAS_OP_N, CUBLAS_OP_T}) {
-      const int m = 5, n = 7, k = 3;
-      const Gemm g{op_a, op_b, m, n, k, (op_a == CUBLAS_OP_N ? m : k) + 2, (op_b == CUBLAS_OP_N ? k : n) + 1, m + 3,
-                   1.0f, 0.0f};
-      const std::vector<double> a = padded_matrix(op_a == CUBLAS_OP_N ? m : k, op_a == CUBLAS_OP_N ? k : m, g.lda, 1);
-      const std::vector<double> b = padded_matrix(op_b == CUBLAS_OP_N ? k : n, op_b == CUBLAS_OP_N ? n : k, g.ldb, 2);
-      const std::vector<double> c = padded_matrix(m, n, g.ldc, 3);  // NaN in the block too: beta = 0 never reads it
-      std::vector<double> c_with_nan = c;
-      for (int j = 0; j < n; ++j) c_with_nan[size_t(j) * g.ldc] = kNan;
-      const std::vector<double> got = run_f32_gemm(g, a, b, c_with_nan, CUBLAS_COMPUTE_32F);
-      expect_gemm_result(g, got, gemm_reference(g, a, b, c_with_nan), 0.0, describe(g));
-    }
+  struct Size {
+    int m, n, k;
+  };
+  for (const Size size : {Size{5, 7, 3}, Size{300, 70, 517}})
+    for (cublasOperation_t op_a : {CUBLAS_OP_N, CUBLAS_OP_T})
+      for (cublasOperation_t op_b : {CUBLAS_OP_N, CUBLAS_OP_T}) {
+        const int m = size.m, n = size.n, k = size.k;
+        const Gemm g{op_a, op_b, m, n, k, (op_a == CUBLAS_OP_N ? m : k) + 2, (op_b == CUBLAS_OP_N ? k : n) + 1,
+                     m + 3, 1.0f, 0.0f};
+        const std::vector<double> a =
+            padded_matrix(op_a == CUBLAS_OP_N ? m : k, op_a == CUBLAS_OP_N ? k : m, g.lda, 1);
+        const std::vector<double> b =
+            padded_matrix(op_b == CUBLAS_OP_N ? k : n, op_b == CUBLAS_OP_N ? n : k, g.ldb, 2);
+        std::vector<double> c = padded_matrix(m, n, g.ldc, 3);
+        for (int j = 0; j < n; ++j) c[size_t(j) * g.ldc] = kNan;  // beta = 0: C is never read
+        const std::vector<double> got = run_f32_gemm(g, a, b, c, CUBLAS_COMPUTE_32F);
+        expect_gemm_result(g, got, gemm_reference(g, a, b, c), 0.0, describe(g));
+      }
 }
 
 TEST(CublasGemmEx, AlphaAndBetaBlendIntoC) {
