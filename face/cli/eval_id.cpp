@@ -76,7 +76,7 @@ PackEmbeddings labelled_rows(const EvalIdArgs& a, std::unique_ptr<Context>& ctx,
     const eval::EmbedResult r =
         inference.embedder->run(images, [&](int64_t done, int64_t total) { progress.update(done, total); });
     progress.finish();
-    report_skipped(r, images, a.model.strict);
+    report_skipped(r.skipped, images.name, a.model.strict);
     CUFACE_CHECK(!r.kept.empty(), "no image of " + a.images.string() + " could be embedded");
     std::vector<std::string> paths;
     for (size_t index : r.kept) paths.push_back(files[index].string());

@@ -59,7 +59,7 @@ void run_gallery(const GalleryArgs& a) {
   if (!files.empty()) {
     result = inference.embedder->run(source, [&](int64_t done, int64_t total) { progress.update(done, total); });
     progress.finish();
-    report_skipped(result, source, a.flags.strict);
+    report_skipped(result.skipped, source.name, a.flags.strict);
     CUFACE_CHECK(!result.kept.empty(), "no image could be embedded (" + std::to_string(result.skipped.size()) + " skipped)");
   } else {
     result.rows = Tensor::empty({0, embedding_size});

@@ -52,7 +52,7 @@ void run_verify(VerifyArgs a) {
   const std::vector<fs::path> files{a.first, a.second};
   const eval::ImageSource source = eval::file_source(files);
   const eval::EmbedResult result = inference.embedder->run(source);
-  report_skipped(result, source, true);
+  report_skipped(result.skipped, source.name, true);
 
   const double cosine = cosine_of(result.rows);
   std::string origin;

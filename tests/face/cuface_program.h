@@ -97,6 +97,8 @@ inline bool wait_until(const std::function<bool()>& ready, double seconds = 60) 
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return true;
+}
+
 inline Outcome cuface(const ScratchDir& dir, const std::string& args) {
   return run_captured(dir, cuface_binary() + " " + args);
 }

@@ -180,8 +180,9 @@ TEST(PackCommand, CreatesTheOutFolderShowsDefaultsAndWholeReasons) {
   int checked = 0;
   for (std::string line; std::getline(lines, line);) {
     const size_t name = line.find("--");
-    if (name != 2 || line.find(" TEXT") == std::string::npos && line.find(" INT") == std::string::npos &&
-                         line.find(" FLOAT") == std::string::npos)
+    const bool takes_value = line.find(" TEXT") != std::string::npos || line.find(" INT") != std::string::npos ||
+                             line.find(" FLOAT") != std::string::npos;
+    if (name != 2 || !takes_value)
       continue;  // not an option taking a value
     const size_t flag_end = line.find(' ', 2);
     const std::string flag = line.substr(2, flag_end - 2);

@@ -203,7 +203,9 @@ TEST(Train, CommandLineErrorsExitNonZeroWithOneMessage) {
 
 // The largest difference of any float tensor of two model files, relative to that tensor's largest
 // magnitude (plus 1e-3, for the BatchNorm biases that start at zero); infinite when shapes differ.
-double model_difference(const fs::path& a, const fs::path& b) {
+// The largest difference between two checkpoints' f32 tensors, relative to each tensor's largest
+// value; `worst_name` (when given) receives the tensor it was found in.
+double model_difference(const fs::path& a, const fs::path& b, std::string* worst_name = nullptr) {
   std::map<std::string, Tensor> x = load_safetensors(a.string()).tensors, y = load_safetensors(b.string()).tensors;
   double worst = 0;
   for (const auto& [name, tensor] : x) {
@@ -215,6 +217,7 @@ double model_difference(const fs::path& a, const fs::path& b) {
       difference = std::max(difference, double(std::fabs(tensor.data<float>()[i] - other.data<float>()[i])));
       magnitude = std::max(magnitude, double(std::fabs(tensor.data<float>()[i])));
     }
+    if (difference / (magnitude + 1e-3) > worst && worst_name) *worst_name = name;
     worst = std::max(worst, difference / (magnitude + 1e-3));
   }
   return worst;
@@ -301,7 +304,9 @@ TEST(TrainCuda, NcclWithOneRankFollowsTheSingleProcessRun) {
   parallel.sync_bn = parallel.shard_classes = true;
   auto comm = make_nccl_communicator(make_single_process_communicator());
   train(parallel, false, *comm);
-  EXPECT_LT(model_difference(dir / "single" / "model-5.safetensors", dir / "nccl" / "model-5.safetensors"), 1e-4);
+  std::string worst;
+  EXPECT_LT(model_difference(dir / "single" / "model-5.safetensors", dir / "nccl" / "model-5.safetensors", &worst), 1e-4)
+      << "largest in " << worst;
   const nlohmann::json state = nlohmann::json::parse(slurp(dir / "nccl" / "state-5.json"));
   EXPECT_EQ(state.value("world_size", 0), 1) << state.dump();
   EXPECT_EQ(state["loader_positions"].size(), 1u) << state.dump();
