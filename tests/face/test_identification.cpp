@@ -61,14 +61,14 @@ class StreamingTopK : public BackendTest {};
 
 TEST_P(StreamingTopK, EqualsAFullStableSortWithTiesAndKBeyondTheColumns) {
   // The CUDA kernel fills the list slot by slot with block-wide barriers; on the CUDA emulator (a
-  // fiber per thread) the whole grid of cases takes minutes, so there it runs 5 rows and leaves out
-  // the one-column blocks.
+  // fiber per thread) the whole grid of cases takes minutes, so there it runs 5 rows and merges in
+  // blocks of 64 and 300 columns only.
   const bool emulated = device() == Device::CUDA && testing::kEmulatedCuda;
   const int64_t rows = emulated ? 5 : 37, columns = 300;
   const Tensor scores = tied_scores(rows, columns, 5);
   for (int k : {1, 5, 40, 301, 350}) {
     for (int64_t block : {int64_t(1), int64_t(7), int64_t(64), columns}) {
-      if (emulated && block == 1) continue;
+      if (emulated && block < 64) continue;
       Tensor best_score = Tensor::empty({rows, k}, DType::F32, device());
       Tensor best_index = Tensor::empty({rows, k}, DType::I32, device());
       clear_top_k(ctx(), best_score, best_index);
