@@ -103,10 +103,17 @@ inline Outcome cuface(const ScratchDir& dir, const std::string& args) {
   return run_captured(dir, cuface_binary() + " " + args);
 }
 
+// The address space cuface_bounded allows: a program linked with the CUDA libraries maps about
+// 1 GiB of it before main() and does not exit in time below that (measured: 1 GiB hangs, 2 GiB
+// starts in 1.5 s), while a reader that allocates per identity value needs far more (3.2 GB for
+// identity 419,430,400 at 8 bytes).
+constexpr int kBoundedMegabytes = 2048;
+
 // The program under limits, for inputs that could make it hang or allocate without bound: killed
 // after `seconds` (a status other than 0, 1 or 2), and an allocation past `megabytes` of address
 // space fails (the program then reports std::bad_alloc as an unexpected error).
-inline Outcome cuface_bounded(const ScratchDir& dir, const std::string& args, int seconds, int megabytes) {
+inline Outcome cuface_bounded(const ScratchDir& dir, const std::string& args, int seconds,
+                              int megabytes = kBoundedMegabytes) {
   return run_captured(dir, "(ulimit -v " + std::to_string(megabytes * 1024) + " && exec timeout -s KILL " +
                                std::to_string(seconds) + " " + cuface_binary() + " " + args + ")");
 }

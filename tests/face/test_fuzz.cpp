@@ -264,7 +264,7 @@ TEST(Fuzz, ProgramOnDamagedAndCraftedShardsEndsQuicklyWithinMemory) {
     testing::write_bytes(path, variants[v]);
     for (const std::string& command : {"info " + path, "pack --verify " + prefix}) {
       const auto start = std::chrono::steady_clock::now();
-      const testing::Outcome run = testing::cuface_bounded(dir, command, 20, 1024);
+      const testing::Outcome run = testing::cuface_bounded(dir, command, 20);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       EXPECT_TRUE(run.status == 0 || run.status == 1) << "variant " << v << ", " << command << ": status " << run.status
                                                       << "\n" << run.err;
@@ -316,7 +316,7 @@ TEST(Fuzz, PackSkipsHugeAndDamagedImagesWithinBounds) {
     testing::write_bytes(dir / "in" / "a" / ("bad" + std::to_string(i) + (i % 2 ? ".png" : ".jpg")), bytes);
   }
   const testing::Outcome run = testing::cuface_bounded(
-      dir, "pack " + (dir / "in").string() + " --out " + (dir / "p").string() + " --size 16", 20, 1024);
+      dir, "pack " + (dir / "in").string() + " --out " + (dir / "p").string() + " --size 16", 20);
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_NE(run.out.find("packed 1 images"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("11 skipped"), std::string::npos) << run.out;

@@ -208,7 +208,7 @@ TEST(PackCommand, AbsurdIdentitiesAreRefusedWithoutAllocatingForThem) {
       writer.add({identity, 0, 20}, "b", Encoding::Raw, 8, 8, 3, image.pixels.data(), image.pixels.size());
       writer.finish();
     }
-    const testing::Outcome info = testing::cuface_bounded(dir, "info " + shard, 20, 1024);
+    const testing::Outcome info = testing::cuface_bounded(dir, "info " + shard, 20);
     EXPECT_EQ(info.status, 1) << info.out << info.err;
     EXPECT_NE(info.err.find("record 1: identity " + std::to_string(identity) + " is impossible"), std::string::npos)
         << info.err;
@@ -240,7 +240,7 @@ TEST(PackCommand, RecordIOHeaderPromisingMoreImagesThanTheIndexIsAnError) {
   writer.save(dir / "train.rec", dir / "train.idx", offsets, {0, 1, 2});
   const testing::Outcome run =
       testing::cuface_bounded(dir, "pack " + (dir / "train.rec").string() + " --format rec --size 16 --out " +
-                                       (dir / "p").string(), 20, 1024);
+                                       (dir / "p").string(), 20);
   EXPECT_EQ(run.status, 1) << run.out;
   EXPECT_NE(run.err.find("announces images up to key 1000000000"), std::string::npos) << run.err;
 }
