@@ -231,6 +231,11 @@ CosineSchedule::CosineSchedule(double base_lr, int64_t total_steps, double floor
   CUFACE_CHECK(total_steps > 0, "cosine schedule: total_steps must be positive");
 }
 
+void CosineSchedule::set_total_steps(int64_t total_steps) {
+  CUFACE_CHECK(total_steps > 0, "cosine schedule: total_steps must be positive");
+  total_steps_ = total_steps;
+}
+
 double CosineSchedule::lr_at(int64_t step) const {
   const double progress = double(std::clamp<int64_t>(step, 0, total_steps_)) / double(total_steps_);
   return floor_lr_ + (base_lr_ - floor_lr_) * 0.5 * (1 + std::cos(std::numbers::pi * progress));

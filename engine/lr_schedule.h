@@ -47,6 +47,9 @@ class LrSchedule {
   virtual bool should_stop() const = 0;         // the schedule has run its course
   virtual nlohmann::json to_json() const = 0;   // configuration and state, {"type": ..., ...}
   virtual void from_json(const nlohmann::json& state) = 0;  // replaces configuration and state
+  // The run's length changed: a time budget's step estimate (the trainer's --time-budget) is
+  // refined every step. Only schedules laid over the run's length (cosine) care.
+  virtual void set_total_steps(int64_t) {}
 };
 
 // Rebuilds whichever schedule to_json() described; throws cuface::Error on anything malformed.
@@ -133,6 +136,7 @@ class CosineSchedule : public LrSchedule {
   bool should_stop() const override { return steps_ >= total_steps_; }
   nlohmann::json to_json() const override;
   void from_json(const nlohmann::json& state) override;
+  void set_total_steps(int64_t total_steps) override;
 
  private:
   double base_lr_;

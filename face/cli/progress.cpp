@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+
+#include "engine/error.h"
 
 namespace cuface::cli {
 
@@ -14,6 +17,28 @@ std::string format_duration(double seconds) {
   else
     std::snprintf(text, sizeof text, "%ld:%02ld", s / 60, s % 60);
   return text;
+}
+
+double parse_duration(const std::string& text, const std::string& flag) {
+  const std::string problem = flag + " '" + text + "': expected a duration such as 30m, 1h30m, 1.5h or 90s";
+  double seconds = 0;
+  size_t at = 0;
+  CUFACE_CHECK(!text.empty() && text.find_first_not_of("0123456789.hms") == std::string::npos, problem);
+  while (at < text.size()) {
+    size_t used = 0;
+    double value = 0;
+    try {
+      value = std::stod(text.substr(at), &used);
+    } catch (const std::exception&) {
+      throw Error(problem);
+    }
+    CUFACE_CHECK(std::isfinite(value), problem);
+    at += used;
+    const char unit = at < text.size() ? text[at++] : 's';
+    CUFACE_CHECK(unit == 'h' || unit == 'm' || unit == 's', problem);
+    seconds += value * (unit == 'h' ? 3600 : unit == 'm' ? 60 : 1);
+  }
+  return seconds;
 }
 
 Progress::Progress(std::string what, std::string unit)

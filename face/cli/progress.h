@@ -24,4 +24,8 @@ class Progress {
 // "1:02:03" / "2:03".
 std::string format_duration(double seconds);
 
+// Seconds in a duration written as numbers with units h, m, s ("30m", "1h30m", "1.5h", "90s"); a
+// bare number is seconds. Anything else is an error naming `flag` and the text.
+double parse_duration(const std::string& text, const std::string& flag);
+
 }  // namespace cuface::cli

@@ -11,6 +11,8 @@
 
 #include "engine/error.h"
 #include "face/cli/commands.h"
+#include "face/cli/progress.h"
+#include "face/train/recipe.h"
 #include "face/train/trainer.h"
 
 namespace cuface::cli {
@@ -21,6 +23,7 @@ struct TrainArguments {
   TrainConfig config;
   std::string config_file;
   std::string resume;
+  std::string time_budget;  // as written ("30m"); TrainConfig::time_budget holds its seconds
 };
 
 // `flag`: the flag that named the file (--config FILE, or --resume RUN for RUN/config.json).
@@ -35,29 +38,38 @@ nlohmann::json read_config_file(const std::string& path, const std::string& flag
 }
 
 void run_train(CLI::App& cmd, TrainArguments& args) {
+  if (cmd.count("--time-budget")) args.config.time_budget = parse_duration(args.time_budget, "--time-budget");
   TrainConfig config;
   if (!args.resume.empty()) {
     // The run's config.json decides everything else; a flag that would be silently ignored is an error.
     for (CLI::Option* option : cmd.get_options()) {
       const std::string name = option->get_name();
-      CUFACE_CHECK(option->count() == 0 || name == "--resume" || name == "--steps" || name == "--epochs",
+      CUFACE_CHECK(option->count() == 0 || name == "--resume" || name == "--steps" || name == "--epochs" ||
+                       name == "--time-budget",
                    "--resume continues with the settings in the run's config.json: " +
                        (option->get_lnames().empty() ? "the task" : name) +
-                       " cannot be given with it (only --steps and --epochs, to extend the run)");
+                       " cannot be given with it (only --steps, --epochs or --time-budget, to extend the run)");
     }
     const std::filesystem::path config_path = std::filesystem::path(args.resume) / "config.json";
     CUFACE_CHECK(std::filesystem::exists(config_path), "--resume: '" + args.resume + "' has no config.json");
     config = TrainConfig::from_json(read_config_file(config_path.string(), "--resume"));
     config.out = args.resume;
-    // A finished run can be extended: --steps / --epochs given with --resume replace the stored ones.
+    // A finished run can be extended: --steps / --epochs / --time-budget given with --resume replace
+    // the stored ones (a budget is the whole run's, the time already trained included).
     if (cmd.count("--steps")) config.steps = args.config.steps;
     if (cmd.count("--epochs")) config.epochs = args.config.epochs;
+    if (cmd.count("--time-budget")) config.time_budget = args.config.time_budget;
   } else {
-    // Defaults, then the --config file, then the flags given on the command line.
+    // Defaults, then the recipe's settings, then the --config file, then the flags given on the
+    // command line; config.json records the result.
     nlohmann::json from_file = nlohmann::json::object();
     if (!args.config_file.empty()) from_file = read_config_file(args.config_file, "--config");
-    config = TrainConfig::from_json(from_file);
-    nlohmann::json from_flags = args.config.to_json(), merged = config.to_json();
+    const std::string recipe = cmd.count("--recipe") ? args.config.recipe : from_file.value("recipe", std::string());
+    nlohmann::json merged = TrainConfig().to_json();
+    merged.update(recipe_settings(recipe));
+    merged.update(from_file);
+    merged["recipe"] = recipe;
+    nlohmann::json from_flags = args.config.to_json();
     for (CLI::Option* option : cmd.get_options()) {
       if (option->count() == 0 || option->get_lnames().empty()) continue;
       std::string key = option->get_lnames()[0];
@@ -102,6 +114,9 @@ void add_train_command(CLI::App& app) {
                   "Continue the run in this folder exactly where its last checkpoint was (its logs are cut back to "
                   "that step); with --steps or --epochs beyond it, a finished run trains further");
   cmd->add_option("--config", args->config_file, "JSON file of settings (keys as in config.json; flags override)");
+  cmd->add_option("--recipe", c.recipe,
+                  "small | large: a set of defaults for the data's size (below); flags and --config override it")
+      ->check(CLI::IsMember({"small", "large"}));
   cmd->add_option("--train-sets", c.train_sets, "Pack prefixes to train on (cuface pack --out)")->delimiter(',');
   cmd->add_option("--valid-sets", c.valid_sets, "Pack prefixes to validate on")->delimiter(',');
   cmd->add_option("--out", c.out,
@@ -136,6 +151,9 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--steps", c.steps, "Steps to train (0: --epochs)")->capture_default_str();
   cmd->add_option("--epochs", c.epochs, "Epochs to train when --steps is 0")->capture_default_str();
+  cmd->add_option("--time-budget", args->time_budget,
+                  "Train for this wall-clock time (30m, 1h30m, 90s) instead of --steps/--epochs: the LR schedule "
+                  "(warm-up, cosine decay) is laid over it, and the last checkpoint and validation follow it");
   cmd->add_option("--lr", c.lr, "Initial learning rate")->capture_default_str();
   cmd->add_option("--lr-fr", c.lr_fr, "Initial learning rate of an FR run (default --lr)");
   cmd->add_option("--lr-gender", c.lr_gender, "Initial learning rate of a Gender run (default --lr)");
@@ -192,6 +210,7 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--keep-checkpoints", c.keep_checkpoints, "Checkpoints kept")->capture_default_str();
   cmd->footer(
+      recipes_help() + "\n\n"
       "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the current step and exits with status 130 "
       "(SIGTERM: 143); a second Ctrl-C stops at once, keeping the checkpoint before. Continue with --resume.");
   cmd->callback([cmd, args] { run_train(*cmd, *args); });

@@ -1,6 +1,7 @@
 #include "face/train/config.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <set>
 
@@ -10,15 +11,15 @@
 namespace cuface {
 
 // One list of every field, used by both directions of the JSON conversion.
-#define CUFACE_TRAIN_CONFIG_FIELDS(X)                                                                             \
-  X(task) X(train_sets) X(valid_sets) X(out) X(arch) X(input_size) X(init) X(embedding_size) X(margin)            \
-  X(margin_s) X(margin_m) X(margin_m_set) X(margin_m1) X(margin_m2) X(margin_m3) X(easy_margin) X(sample_rate)    \
-  X(age_edges) X(bn_momentum) X(batch) X(ids_per_batch) X(imgs_per_id) X(accumulate) X(steps) X(epochs) X(lr)     \
-  X(lr_fr) X(lr_gender) X(lr_age) X(momentum) X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age) X(lr_schedule)       \
-  X(patience) X(lr_shrink) X(min_lr) X(lr_steps) X(warmup) X(weight_fr) X(weight_gender) X(weight_age)            \
-  X(multi_mode) X(freeze_backbone) X(device) X(precision) X(workers) X(embedding_dropout) X(sync_bn)              \
-  X(shard_classes) X(gradient_wire) X(seed) X(flip) X(scale_jitter) X(shift_jitter) X(colour_jitter) X(log_every) \
-  X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
+#define CUFACE_TRAIN_CONFIG_FIELDS(X)                                                                              \
+  X(recipe) X(task) X(train_sets) X(valid_sets) X(out) X(arch) X(input_size) X(init) X(embedding_size) X(margin)   \
+  X(margin_s) X(margin_m) X(margin_m_set) X(margin_m1) X(margin_m2) X(margin_m3) X(easy_margin) X(sample_rate)     \
+  X(age_edges) X(bn_momentum) X(batch) X(ids_per_batch) X(imgs_per_id) X(accumulate) X(steps) X(epochs) X(lr)      \
+  X(time_budget) X(lr_fr) X(lr_gender) X(lr_age) X(momentum) X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age)        \
+  X(lr_schedule) X(patience) X(lr_shrink) X(min_lr) X(lr_steps) X(warmup) X(weight_fr) X(weight_gender)            \
+  X(weight_age) X(multi_mode) X(freeze_backbone) X(device) X(precision) X(workers) X(embedding_dropout)            \
+  X(sync_bn) X(shard_classes) X(gradient_wire) X(seed) X(flip) X(scale_jitter) X(shift_jitter) X(colour_jitter)    \
+  X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
 
 namespace {
 
@@ -85,7 +86,11 @@ void TrainConfig::validate() const {
   CUFACE_CHECK(batch / accumulate >= 2, "--accumulate " + std::to_string(accumulate) +
                                             " leaves micro-batches of fewer than 2 images (batch statistics)");
   CUFACE_CHECK(multi_mode == "sum" || multi_mode == "alternate", "--multi-mode must be sum or alternate");
-  CUFACE_CHECK(steps > 0 || epochs > 0, "--steps or --epochs must be positive");
+  CUFACE_CHECK(recipe.empty() || recipe == "small" || recipe == "large", "--recipe must be small or large");
+  CUFACE_CHECK(steps > 0 || epochs > 0 || time_budget > 0, "--steps, --epochs or --time-budget must be positive");
+  CUFACE_CHECK(std::isfinite(time_budget) && time_budget >= 0, "--time-budget cannot be negative");
+  CUFACE_CHECK(time_budget == 0 || steps == 0,
+               "--time-budget and --steps both set the run's length: give one of them");
   CUFACE_CHECK(lr > 0, "--lr must be positive");
   CUFACE_CHECK(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1)");
   CUFACE_CHECK(sample_rate > 0 && sample_rate <= 1, "--sample-rate must be in (0, 1]");

@@ -10,6 +10,9 @@
 namespace cuface {
 
 struct TrainConfig {
+  // The recipe the defaults below were replaced by (face/train/recipe.h): "" or "large" keeps
+  // them (the original project's, for MS1M-scale data), "small" suits thousands of images.
+  std::string recipe;
   // What to train on
   std::string task = "FR";                    // FR | Gender | Age | multi
   std::vector<std::string> train_sets;        // pack prefixes (cuface pack --out)
@@ -34,6 +37,7 @@ struct TrainConfig {
   int accumulate = 1;                         // micro-batches of batch / accumulate per update
   int64_t steps = 0;                          // 0: from epochs
   int64_t epochs = 1;
+  double time_budget = 0;                     // seconds of training (0: --steps / --epochs); the LR schedule is laid over it
   double lr = 0.1;
   double lr_fr = 0, lr_gender = 0, lr_age = 0;  // per-task initial LR; 0: --lr
   double momentum = 0.9;

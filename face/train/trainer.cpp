@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include "engine/atomic_file.h"
@@ -14,6 +15,7 @@
 #include "engine/grad_buckets.h"
 #include "engine/lr_schedule.h"
 #include "engine/safetensors.h"
+#include "face/cli/progress.h"
 #include "face/loader/balanced_sampler.h"
 #include "face/loader/loader.h"
 #include "face/loader/upload.h"
@@ -26,6 +28,8 @@
 #include "layers/batch_norm.h"
 
 namespace cuface {
+
+using cli::format_duration;
 
 namespace fs = std::filesystem;
 
@@ -207,15 +211,8 @@ const char* const kValidHeader = "step,task,figure,value";
 // convolutions' momentum OHWI, as the layers keep it.
 const char* const kMomentumLayoutKey = "momentum_layout";
 
-std::string format_duration(double seconds) {
-  const int64_t s = int64_t(seconds);
-  char text[32];
-  if (s >= 3600)
-    std::snprintf(text, sizeof text, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60),
-                  (long long)(s % 60));
-  else
-    std::snprintf(text, sizeof text, "%lld:%02lld", (long long)(s / 60), (long long)(s % 60));
-  return text;
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 class Run {
@@ -241,6 +238,7 @@ class Run {
   Tensor gather_shards(const Tensor& mine);
   void gather_head(std::vector<std::pair<std::string, Tensor>>& tensors);
 
+  void refine_budget_steps(int64_t first_step);
   void claim_folder(bool resume);
   void save_checkpoint(const LoaderPosition& next);
   nlohmann::json resume_from_latest();  // the checkpoint's state JSON
@@ -256,7 +254,9 @@ class Run {
   std::vector<Task> tasks_;
   Context ctx_;
   Loader loader_;
-  int64_t total_steps_ = 0;
+  int64_t total_steps_ = 0;  // with --time-budget: an estimate refined after every step
+  double trained_seconds_before_ = 0;  // training time of the run before this process (resumed runs)
+  std::chrono::steady_clock::time_point loop_start_ = std::chrono::steady_clock::now();
   std::unique_ptr<FaceModel> model_;
   std::unique_ptr<SgdOptimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
@@ -326,7 +326,10 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
 
   CUFACE_CHECK(loader_.steps_per_epoch() > 0, "--train-sets hold fewer images than one --batch of " +
                                                   std::to_string(config_.batch));
-  total_steps_ = config_.steps > 0 ? config_.steps : config_.epochs * loader_.steps_per_epoch();
+  // A time budget's length is unknown until steps are timed: the loop refines it after each one.
+  total_steps_ = config_.time_budget > 0 ? std::numeric_limits<int32_t>::max()
+                 : config_.steps > 0     ? config_.steps
+                                         : config_.epochs * loader_.steps_per_epoch();
 
   if (resume) check_resume_world_size();
   CUFACE_CHECK(distributed() || !(config_.sync_bn || config_.shard_classes),
@@ -369,7 +372,7 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
     losses_.create(folder_.losses(), kLossHeader);
     if (!config_.valid_sets.empty()) validations_.create(folder_.validations(), kValidHeader);
   }
-  if (config_.lr_schedule == "plateau" && config_.patience >= total_steps_)
+  if (config_.lr_schedule == "plateau" && config_.patience >= total_steps_ && config_.time_budget == 0)
     std::printf("note: the plateau schedule lowers the LR only after --patience %lld steps without progress, so "
                 "these %lld steps train at a constant LR (--lr-schedule cosine or step decays within them)\n",
                 (long long)config_.patience, (long long)total_steps_);
@@ -440,12 +443,19 @@ nlohmann::json Run::resume_from_latest() {
     loader_.seek({state.at("loader_epoch").get<int64_t>(), state.at("loader_step").get<int64_t>()});
   }
   last_checkpoint_ = step_;
+  trained_seconds_before_ = state.value("trained_seconds", 0.0);
   // A finished run stays as it is: nothing is trained, validated or rewritten.
+  CUFACE_CHECK(config_.time_budget == 0 || trained_seconds_before_ < config_.time_budget,
+               "--resume: the run in '" + folder_.dir.string() + "' has finished: it trained " +
+                   format_duration(trained_seconds_before_) + " of its --time-budget " +
+                   format_duration(config_.time_budget) + "; give a longer --time-budget to train it further");
   CUFACE_CHECK(step_ < total_steps_,
                "--resume: the run in '" + folder_.dir.string() + "' has finished: its checkpoint is at step " +
                    std::to_string(step_) + " and the run asks for " + std::to_string(total_steps_) +
                    " steps; give --steps (or --epochs) beyond step " + std::to_string(step_) + " to train it further");
-  CUFACE_CHECK(!schedule_->should_stop(), "--resume: the run in '" + folder_.dir.string() + "' has finished: it " +
+  // A longer budget re-lays the cosine over the whole new budget (as if it had been given at the
+  // start), so the schedule saved at the old budget's end has not run its course.
+  CUFACE_CHECK(config_.time_budget > 0 || !schedule_->should_stop(), "--resume: the run in '" + folder_.dir.string() + "' has finished: it " +
                                               "stopped at step " + std::to_string(step_) +
                                               " when its learning rate fell below --min-lr");
   if (leader()) std::printf("resumed %s at step %lld\n", folder_.dir.string().c_str(), (long long)step_);
@@ -471,7 +481,8 @@ void Run::save_checkpoint(const LoaderPosition& next) {
                           {"loader_step", next.step},
                           {"schedule", schedule_->to_json()},
                           {"best_score", std::isnan(best_score_) ? nlohmann::json() : nlohmann::json(best_score_)},
-                          {"best_step", best_step_}};
+                          {"best_step", best_step_},
+                          {"trained_seconds", trained_seconds_before_ + seconds_since(loop_start_)}};
   if (distributed()) {
     state["world_size"] = comm_.world_size();
     state["loader_positions"] = positions;  // [[epoch, step] of rank 0, rank 1, ...]
@@ -702,6 +713,20 @@ void Run::gather_head(std::vector<std::pair<std::string, Tensor>>& tensors) {
     if (name == "fr.weight" || name == "momentum.fr.weight") tensor = gather_shards(tensor);
 }
 
+// --time-budget: the steps that fit the budget at the pace of this process's steps so far (the
+// validations and checkpoints among them included), so a cosine schedule over them decays over the
+// budget's wall-clock time; the step that reaches the estimate is the last. Every rank must stop at
+// the same step: they agree on the largest estimate.
+void Run::refine_budget_steps(int64_t first_step) {
+  const double seconds = seconds_since(loop_start_);
+  const double remaining = config_.time_budget - trained_seconds_before_ - seconds;
+  const double per_step = seconds / double(step_ - first_step);
+  int64_t estimate = step_ + (remaining > 0 ? int64_t(std::min(remaining / per_step, 1e9)) : 0);
+  if (distributed()) estimate = int64_t(max_over_ranks(double(estimate)));
+  total_steps_ = estimate;
+  schedule_->set_total_steps(total_steps_);
+}
+
 TrainSummary Run::loop() {
   NormaliseOptions normalise;
   normalise.dtype = ctx_.is_cuda() && ctx_.precision() == Precision::BF16 ? DType::BF16 : DType::F32;
@@ -721,9 +746,10 @@ TrainSummary Run::loop() {
   TrainSummary summary;
   summary.stopped_because = "steps done";
   if (step_ == 0 && config_.valid_at_start) validate_now();
+  const bool budget = config_.time_budget > 0;
   if (step_ < total_steps_) stage_next();
   const int64_t first_step = step_;
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = loop_start_ = std::chrono::steady_clock::now();
   auto interval_start = start;
   // The printed figures are means over the steps since the last printed line (a task's over the steps
   // that trained it: with --multi-mode alternate, one step in three).
@@ -739,7 +765,7 @@ TrainSummary Run::loop() {
     DeviceBatch input = uploader.take();
     next = {input.epoch, input.step + 1};
     if (next.step == loader_.steps_per_epoch()) next = {input.epoch + 1, 0};
-    if (step_ + 1 < total_steps_) stage_next();
+    if (step_ + 1 < total_steps_ || budget) stage_next();  // a budget's estimate may still grow
 
     const std::vector<TaskLabels> labels = step_tasks(input);
     const double lr = schedule_->lr() * warmup_factor(step_, config_.warmup);
@@ -771,6 +797,7 @@ TrainSummary Run::loop() {
     update(labels, lr);
     schedule_->record(loss);
     ++step_;
+    if (budget) refine_budget_steps(first_step);
 
     interval_loss += loss;
     ++interval_steps;
@@ -784,7 +811,7 @@ TrainSummary Run::loop() {
     const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
     const double images_per_step = double(config_.batch) * double(comm_.world_size());
     log_row(labels, stats, loss, lr, input.epoch, images_per_step * double(interval_steps) / std::max(interval_seconds, 1e-9));
-    if ((step_ % config_.log_every == 0 || step_ == total_steps_) && leader()) {
+    if ((step_ % config_.log_every == 0 || step_ >= total_steps_) && leader()) {
       const double elapsed = std::chrono::duration<double>(now - start).count();
       const double per_step = elapsed / double(step_ - first_step);
       std::printf("step %lld/%lld epoch %lld lr %.3g loss %.4f", (long long)step_, (long long)total_steps_,
@@ -798,7 +825,7 @@ TrainSummary Run::loop() {
       std::fflush(stdout);
       losses_.flush();  // what `tail -f` shows; durable at each checkpoint
     }
-    if (step_ % config_.log_every == 0 || step_ == total_steps_) {
+    if (step_ % config_.log_every == 0 || step_ >= total_steps_) {
       summary.final_loss = interval_loss / double(interval_steps);
       interval_loss = 0;
       interval_steps = 0;
@@ -807,7 +834,8 @@ TrainSummary Run::loop() {
     }
     // The run's last step validates and saves like a checkpoint step, validation first, so that the
     // checkpoint records every row of the logs.
-    const bool done = step_ == total_steps_;
+    const bool done = step_ >= total_steps_;
+    if (done && budget) summary.stopped_because = "time budget spent";
     const bool lr_spent = !done && schedule_->should_stop();
     const int signal = done ? 0 : int(max_over_ranks(stop_signal()));
     const bool last = done || lr_spent || signal != 0;

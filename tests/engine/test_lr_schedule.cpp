@@ -252,6 +252,22 @@ TEST(CosineSchedule, FollowsHalfACosineToTheFloor) {
   EXPECT_THROW(CosineSchedule(0.1, 10, 0.2), Error);
 }
 
+// A time budget refines the run's length as it goes: the rate follows the newest length, which a
+// checkpoint keeps, and other schedules ignore it.
+TEST(CosineSchedule, FollowsARefinedLength) {
+  CosineSchedule schedule(0.1, 1000, 0.001);
+  for (int i = 0; i < 50; ++i) schedule.record(1.0);
+  schedule.set_total_steps(200);
+  EXPECT_NEAR(schedule.lr(), 0.001 + 0.099 * 0.8535533905932737, 1e-15);  // step 50 of 200
+  EXPECT_EQ(lr_schedule_from_json(schedule.to_json())->lr(), schedule.lr());
+  schedule.set_total_steps(50);
+  EXPECT_TRUE(schedule.should_stop());
+  EXPECT_THROW(schedule.set_total_steps(0), Error);
+  StepSchedule steps(0.1, {10});
+  steps.set_total_steps(5);
+  EXPECT_EQ(steps.lr_at(10), 0.1 * 0.1);
+}
+
 TEST(Warmup, RampsLinearlyFromTheFirstStep) {
   EXPECT_EQ(warmup_factor(0, 4), 0.25);
   EXPECT_EQ(warmup_factor(1, 4), 0.5);
