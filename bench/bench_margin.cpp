@@ -3,7 +3,7 @@
 //   unfused  the same step with the loss done as a chain of single-purpose passes and four extra
 //            [N, C] buffers (kernels/margin_unfused.h), as a framework composes it,
 // and the loss kernels alone on a ready [N, C] cosine matrix (fused_loss / unfused_loss).
-// CPU at C = 10k; GPU (when present) at C = 10k, 100k, 200k in fp32 and with bf16 GEMM operands.
+// CPU at C = 10k and 100k; GPU (when present) at C = 10k, 100k, 200k in fp32 and with bf16 GEMM operands.
 // Counter extra_MB: memory the step adds at its peak over what exists before it (x, labels, W and
 // its gradient): on the GPU the caching allocator's high-water mark, on the CPU the process's peak
 // resident memory (big buffers are mmap-ed, so freed memory leaves the resident set). On the CPU the
@@ -149,14 +149,15 @@ void register_all() {
                                                       {Variant::Unfused, "unfused_step"},
                                                       {Variant::FusedLoss, "fused_loss"},
                                                       {Variant::UnfusedLoss, "unfused_loss"}};
-  for (const auto& [variant, name] : variants) {
-    benchmark::RegisterBenchmark((std::string("margin/cpu/") + name + "/C:10000").c_str(), run, Device::CPU,
-                                 Precision::FP32, int64_t(10000), variant)
-        ->Unit(benchmark::kMillisecond)
-        ->MeasureProcessCPUTime()  // CPU time of all threads: robust on a shared machine
-        ->UseRealTime()
-        ->MinTime(4.0);
-  }
+  for (const int64_t classes : {10000, 100000})
+    for (const auto& [variant, name] : variants) {
+      const std::string label = std::string("margin/cpu/") + name + "/C:" + std::to_string(classes);
+      benchmark::RegisterBenchmark(label.c_str(), run, Device::CPU, Precision::FP32, classes, variant)
+          ->Unit(benchmark::kMillisecond)
+          ->MeasureProcessCPUTime()  // CPU time of all threads: robust on a shared machine
+          ->UseRealTime()
+          ->MinTime(4.0);
+    }
   if (cuda_device_count() == 0) return;
   for (const int64_t classes : {10000, 100000, 200000})
     for (const Precision precision : {Precision::FP32, Precision::BF16})

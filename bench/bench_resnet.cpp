@@ -1,12 +1,12 @@
-// Whole-network speed: the ResNet-50 face model (torchvision ResNet-50 V1 backbone, 512-d embedding,
-// ArcFace head over 10,000 identities) as `cuface train FR` runs it, and as `cuface embed` runs it.
+// Whole-network speed: the face model (a torchvision ResNet V1 backbone, 512-d embedding, ArcFace head
+// over 10,000 identities) as `cuface train FR` runs it, and as `cuface embed` runs it.
 //
 //   train_step: FaceModel::train_step (forward, ArcFace loss, backward of every layer) + the SGD
 //               update of all parameters + zeroing the gradients: one training step, in images/s.
 //   embed:      FaceModel::embed in evaluation mode (no dropout, running BN statistics): embeddings/s.
 //
-// CPU at batch 8 (112 and 224 px), CUDA at batch 256 in fp32 and bf16, registered only where a GPU
-// exists. The data pipeline is left out (images are random and already normalised on the device):
+// CPU: ResNet-50 at batch 8 (112 and 224 px) and 16 (112 px), ResNet-18 at batch 64 (112 px); CUDA:
+// ResNet-50 at batch 256 in fp32 and bf16, registered only where a GPU exists. The data pipeline is left out (images are random and already normalised on the device):
 // it runs on other threads during training (bench_loader measures it). bench/pytorch_resnet.py
 // times the same network and step in PyTorch for the side-by-side ratio.
 //
@@ -30,6 +30,7 @@ using namespace cuface;
 constexpr int64_t kIdentities = 10000;
 
 struct Setup {
+  std::string arch;
   Device device;
   Precision precision;
   int64_t batch;
@@ -51,7 +52,7 @@ Network make_network(const Setup& setup) {
   n.ctx = std::make_unique<Context>(setup.device);
   if (setup.device == Device::CUDA) n.ctx->set_precision(setup.precision);
   FaceModelOptions options;
-  options.arch = "resnet50";
+  options.arch = setup.arch;
   options.identities = kIdentities;
   options.seed = 1;
   n.model = std::make_unique<FaceModel>(options);
@@ -107,17 +108,20 @@ void register_all(const Setup& setup) {
     else
       b->Iterations(gpu_iterations);
   };
-  configure(benchmark::RegisterBenchmark(("resnet50_train_step/" + setup.tag()).c_str(), train_step, setup), 20);
-  configure(benchmark::RegisterBenchmark(("resnet50_embed/" + setup.tag()).c_str(), embed, setup), 50);
+  configure(benchmark::RegisterBenchmark((setup.arch + "_train_step/" + setup.tag()).c_str(), train_step, setup), 20);
+  configure(benchmark::RegisterBenchmark((setup.arch + "_embed/" + setup.tag()).c_str(), embed, setup), 50);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int64_t size : {112, 224}) register_all({Device::CPU, Precision::FP32, 8, size});
+  for (int64_t size : {112, 224}) register_all({"resnet50", Device::CPU, Precision::FP32, 8, size});
+  register_all({"resnet50", Device::CPU, Precision::FP32, 16, 112});
+  register_all({"resnet18", Device::CPU, Precision::FP32, 64, 112});
   if (cuface::cuda_device_count() > 0) {
     for (int64_t size : {112, 224})
-      for (Precision precision : {Precision::FP32, Precision::BF16}) register_all({Device::CUDA, precision, 256, size});
+      for (Precision precision : {Precision::FP32, Precision::BF16})
+        register_all({"resnet50", Device::CUDA, precision, 256, size});
   } else {
     std::printf("no CUDA device: the GPU cases (batch 256, fp32 and bf16) are not registered\n");
   }

@@ -15,6 +15,7 @@ import argparse
 import statistics
 import time
 
+import pin_threads  # noqa: F401 (before torch: --threads reaches OpenMP and OpenBLAS)
 import torch
 
 # name, in, out, kernel, stride, padding, input size, count in the network (as in bench_layers.cpp)

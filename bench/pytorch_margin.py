@@ -9,7 +9,7 @@ memory the step adds over what is live before it (x, labels, W and its gradient)
 torch.cuda.max_memory_allocated, on the CPU from the process's peak resident set (VmHWM after a reset
 through /proc/self/clear_refs, with big buffers mmap-ed so that freed memory leaves the resident set).
 
-    bench/pytorch_margin.py --device cpu --classes 10000
+    bench/pytorch_margin.py --device cpu --classes 10000 100000
     bench/pytorch_margin.py --device cuda --classes 10000 100000 200000 --dtype fp32 bf16
 """
 import argparse
@@ -18,6 +18,7 @@ import math
 import os
 import time
 
+import pin_threads  # noqa: F401 (before torch: --threads reaches OpenMP and OpenBLAS)
 import torch
 import torch.nn.functional as F
 

@@ -17,6 +17,7 @@ import argparse
 import json
 import time
 
+import pin_threads  # noqa: F401 (before torch: --threads reaches OpenMP and OpenBLAS)
 import torch
 
 

@@ -1,14 +1,15 @@
 #!/usr/bin/python3
 """PyTorch's side of bench/bench_resnet.cpp: the same face model and the same training step.
 
-Network: torchvision ResNet-50 V1 (fc removed), dropout 0.4 -> Linear 2048->512 -> BatchNorm1d with
+Network: torchvision ResNet-50 (or -18) V1 (fc removed), dropout 0.4 -> Linear 2048->512 -> BatchNorm1d with
 its scale fixed to 1 (the embedding), ArcFace (s 64, m 0.5) over 10,000 identities written as
 InsightFace writes it (normalise, cos, margin on the target column, scale, cross-entropy). One step =
 forward + loss + backward + SGD (momentum 0.9, weight decay 5e-4) + zero_grad; embed = the model in
 eval mode under no_grad. Eager mode, channels_last (NHWC in memory, as cuface). Images are random
 and already on the device, as in bench_resnet.
 
-  bench/pytorch_resnet.py                    # CPU, batch 8, 112 and 224 px, 2 threads
+  bench/pytorch_resnet.py                    # CPU, bench_resnet's CPU cases, 2 threads (OpenMP and
+                                             # OpenBLAS pools both pinned to --threads)
   bench/pytorch_resnet.py --device cuda      # batch 256, fp32 (TF32 off) and bf16 autocast
   bench/pytorch_resnet.py --threads 1 --cpu-time   # per-core speed, robust on a busy machine
                                                    # (compare with bench_resnet's CPU column)
@@ -19,6 +20,7 @@ import math
 import statistics
 import time
 
+import pin_threads  # noqa: F401 (before torch: --threads reaches OpenMP and OpenBLAS)
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -27,12 +29,13 @@ IDENTITIES = 10000
 
 
 class FaceModel(torch.nn.Module):
-    def __init__(self):
+    def __init__(self, arch="resnet50"):
         super().__init__()
-        self.backbone = torchvision.models.resnet50()
+        self.backbone = getattr(torchvision.models, arch)()
+        features = self.backbone.fc.in_features
         self.backbone.fc = torch.nn.Identity()
         self.dropout = torch.nn.Dropout(0.4)
-        self.fc = torch.nn.Linear(2048, 512)
+        self.fc = torch.nn.Linear(features, 512)
         self.bn = torch.nn.BatchNorm1d(512)
         self.bn.weight.requires_grad_(False)  # InsightFace's fixed-scale final BN
         self.arc_weight = torch.nn.Parameter(torch.randn(IDENTITIES, 512) * 0.01)
@@ -66,9 +69,9 @@ def timed(fn, sync, min_seconds, clock):
     return statistics.median(times)
 
 
-def run(device, batch, size, dtype, args):
+def run(arch, device, batch, size, dtype, args):
     layout = torch.channels_last if args.layout == "channels_last" else torch.contiguous_format
-    model = FaceModel().to(device).to(memory_format=layout)
+    model = FaceModel(arch).to(device).to(memory_format=layout)
     images = (torch.rand(batch, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=layout)
     labels = (torch.arange(batch, device=device) * 7919) % IDENTITIES
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
@@ -93,15 +96,17 @@ def run(device, batch, size, dtype, args):
     model.eval()
     embed_s = timed(embed, sync, args.min_seconds, clock)
     tag = f"{device}_{dtype}_b{batch}_{size}px_{args.layout}" + ("_cputime" if args.cpu_time else "")
-    print(f"pytorch resnet50_train_step/{tag}: {1e3 * train_s:9.1f} ms  {batch / train_s:9.1f} img/s")
-    print(f"pytorch resnet50_embed/{tag}:      {1e3 * embed_s:9.1f} ms  {batch / embed_s:9.1f} img/s")
+    print(f"pytorch {arch}_train_step/{tag}: {1e3 * train_s:9.1f} ms  {batch / train_s:9.1f} img/s")
+    print(f"pytorch {arch}_embed/{tag}:      {1e3 * embed_s:9.1f} ms  {batch / embed_s:9.1f} img/s")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
-    parser.add_argument("--sizes", default="112,224")
+    parser.add_argument("--cases", default=None,
+                        help="ARCH:BATCH:SIZE,... (CPU default: bench_resnet's resnet50:8:112,resnet50:8:224,"
+                             "resnet50:16:112,resnet18:64:112; CUDA: resnet50:256:112,resnet50:256:224)")
     parser.add_argument("--min-seconds", type=float, default=2.0)
     parser.add_argument("--layout", default="channels_last", choices=["channels_last", "nchw"])
     parser.add_argument("--cpu-time", action="store_true", help="time in process CPU seconds")
@@ -111,13 +116,12 @@ def main():
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     torch.manual_seed(1)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    for size in sizes:
-        if args.device == "cpu":
-            run("cpu", 8, size, "fp32", args)
-        else:
-            for dtype in ("fp32", "bf16"):
-                run("cuda", 256, size, dtype, args)
+    default = ("resnet50:8:112,resnet50:8:224,resnet50:16:112,resnet18:64:112" if args.device == "cpu"
+               else "resnet50:256:112,resnet50:256:224")
+    for case in (args.cases or default).split(","):
+        arch, batch, size = case.split(":")
+        for dtype in (("fp32",) if args.device == "cpu" else ("fp32", "bf16")):
+            run(arch, args.device, int(batch), int(size), dtype, args)
 
 
 if __name__ == "__main__":

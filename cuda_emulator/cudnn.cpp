@@ -24,9 +24,12 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <numeric>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -265,13 +268,21 @@ std::vector<float> backward_data_sum(const Problem& p, const std::vector<float>&
 
 // dw [K, R, S, C] (filter taps, turned back for CUDNN_CONVOLUTION) from x [N, H, W, C] and
 // dy [N, OH, OW, K], summed as [R, S, C, K] so the inner loop runs over the output channels.
-std::vector<float> backward_filter_sum(const Problem& p, const std::vector<float>& x, const std::vector<float>& dy) {
+// A non-deterministic algorithm (cuDNN's atomics) is imitated: the output positions are summed in
+// kChunks interleaved partial sums, which are then added in a random order, so two runs may differ in
+// the last bits, as on a GPU.
+constexpr int kChunks = 4;
+std::vector<float> backward_filter_sum(const Problem& p, const std::vector<float>& x, const std::vector<float>& dy,
+                                       bool deterministic) {
   const int N = p.x.n, H = p.x.h, W = p.x.w, C = p.x.c, K = p.y.c, OH = p.y.h, OW = p.y.w;
   const int R = p.filter.h, S = p.filter.w;
-  std::vector<float> rsck(size_t(R) * S * C * K, 0.0f);
+  const int chunks = deterministic ? 1 : kChunks;
+  std::vector<std::vector<float>> partial(size_t(chunks), std::vector<float>(size_t(R) * S * C * K, 0.0f));
+  int64_t position = 0;
   for (int n = 0; n < N; ++n)
     for (int oh = 0; oh < OH; ++oh)
-      for (int ow = 0; ow < OW; ++ow) {
+      for (int ow = 0; ow < OW; ++ow, ++position) {
+        std::vector<float>& rsck = partial[size_t(position % chunks)];
         const float* gradient = &dy[((size_t(n) * OH + oh) * OW + ow) * K];
         for (int r = 0; r < R; ++r) {
           const int ih = oh * p.stride_h - p.pad_h + r * p.dilation_h;
@@ -289,6 +300,14 @@ std::vector<float> backward_filter_sum(const Problem& p, const std::vector<float
           }
         }
       }
+  std::vector<int> order(size_t(chunks));
+  std::iota(order.begin(), order.end(), 0);
+  static std::atomic<uint32_t> calls{0};
+  std::mt19937 rng(calls++);
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<float> rsck = partial[size_t(order[0])];
+  for (int i = 1; i < chunks; ++i)
+    for (size_t e = 0; e < rsck.size(); ++e) rsck[e] += partial[size_t(order[size_t(i)])][e];
   std::vector<float> krsc(rsck.size());
   for (int r = 0; r < R; ++r)
     for (int s = 0; s < S; ++s)
@@ -326,8 +345,9 @@ std::vector<Algorithm> algorithms(Direction direction, const Problem& p) {
       return {{CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, columns, 1.0f, CUDNN_DETERMINISTIC},
               {CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, 0, 3.0f, CUDNN_NON_DETERMINISTIC}};
     case Direction::BackwardFilter:
-      return {{CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, columns, 1.0f, CUDNN_DETERMINISTIC},
-              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, filter, 2.0f, CUDNN_NON_DETERMINISTIC},
+      // The fastest is non-deterministic (as cuDNN's searches often find): --deterministic must skip it.
+      return {{CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, filter, 0.5f, CUDNN_NON_DETERMINISTIC},
+              {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, columns, 1.0f, CUDNN_DETERMINISTIC},
               {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, 0, 3.0f, CUDNN_NON_DETERMINISTIC}};
   }
   return {};
@@ -400,7 +420,7 @@ void check_memory(Direction direction, const Problem& p, const Arrays& arrays, c
 }
 
 // The direction's result, blended into the output.
-void run(Direction direction, const Problem& p, const Arrays& a, float alpha, float beta) {
+void run(Direction direction, const Problem& p, const Arrays& a, float alpha, float beta, bool deterministic) {
   switch (direction) {
     case Direction::Forward: {
       const std::vector<float> y =
@@ -416,7 +436,7 @@ void run(Direction direction, const Problem& p, const Arrays& a, float alpha, fl
     }
     case Direction::BackwardFilter: {
       const std::vector<float> dw =
-          backward_filter_sum(p, load_nhwc(a.first, p.x, p.tf32), load_nhwc(a.second, p.y, p.tf32));
+          backward_filter_sum(p, load_nhwc(a.first, p.x, p.tf32), load_nhwc(a.second, p.y, p.tf32), deterministic);
       store_nhwc(a.output, p.filter, dw, alpha, beta);
       return;
     }
@@ -448,9 +468,10 @@ cudnnStatus_t convolve(Direction direction, cudnnHandle_t handle, const void* al
   check_memory(direction, p, arrays, workspace, chosen->workspace, call);
   const float alpha_value = *static_cast<const float*>(alpha), beta_value = *static_cast<const float*>(beta);
   const size_t scribbled = chosen->workspace;
+  const bool deterministic = chosen->determinism == CUDNN_DETERMINISTIC;
   enqueue(handle->stream, call, [=] {
     if (scribbled > 0) std::memset(workspace, 0xff, scribbled);  // the algorithm's scratch: NaN bytes
-    run(direction, p, arrays, alpha_value, beta_value);
+    run(direction, p, arrays, alpha_value, beta_value, deterministic);
   });
   return CUDNN_STATUS_SUCCESS;
 }

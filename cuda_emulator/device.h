@@ -37,4 +37,10 @@ struct DeviceProfile {
 };
 const DeviceProfile& profile();
 
+// 10 x major + minor of the architecture the kernels' code was built for, as nvcc -arch=sm_XY would
+// have: the profile's own, unless CUFACE_EMU_CODE_VERSION says otherwise (read at each call), e.g.
+// 80 for a binary built for sm_80 only and run on an H100. cudaFuncGetAttributes reports it as
+// ptxVersion, and a thread-block cluster launch needs at least 90.
+int code_version();
+
 }  // namespace cuda_emulator

@@ -553,6 +553,10 @@ cudaError_t submit_launch(KernelKey kernel, const LaunchShape& shape, cudaStream
     if (!device.clusters) return set_error(cudaErrorNotSupported, "launch of " + function_name(kernel) +
                                                                       ": thread-block clusters need sm_90, this is " +
                                                                       device.name);
+    if (code_version() < 90)
+      return set_error(cudaErrorNotSupported, "launch of " + function_name(kernel) + " with a cluster: its code was built "
+                                              "for sm_" + std::to_string(code_version()) +
+                                              " (CUFACE_EMU_CODE_VERSION), which has no cluster support");
     if (grid.x % cluster.x || grid.y % cluster.y || grid.z % cluster.z)
       return bad("grid " + dims(grid) + " is not a multiple of the cluster " + dims(cluster));
     const unsigned limit = info.non_portable_clusters ? 16 : 8;
@@ -618,7 +622,7 @@ cudaError_t kernel_attributes(KernelKey kernel, const std::function<void()>& pro
   attributes->sharedSizeBytes = info.static_bytes;
   attributes->maxThreadsPerBlock = 1024;
   attributes->numRegs = 32;
-  attributes->ptxVersion = attributes->binaryVersion = profile().major * 10 + profile().minor;
+  attributes->ptxVersion = attributes->binaryVersion = code_version();
   attributes->maxDynamicSharedSizeBytes = int(dynamic_limit(info));
   return cudaSuccess;
 }

@@ -28,6 +28,21 @@ namespace cuda_emulator {
 
 // ---- profiles ---------------------------------------------------------------------------------------
 
+int code_version() {
+  const DeviceProfile& device = profile();
+  const int own = device.major * 10 + device.minor;
+  const char* text = std::getenv("CUFACE_EMU_CODE_VERSION");
+  if (!text || !*text) return own;
+  char* end = nullptr;
+  const long version = std::strtol(text, &end, 10);
+  if (*end != '\0' || version < 50 || version > own) {
+    std::fprintf(stderr, "cuface CUDA emulator: CUFACE_EMU_CODE_VERSION=%s is not an architecture from 50 to %d (%s)\n",
+                 text, own, device.name);
+    std::abort();
+  }
+  return int(version);
+}
+
 const DeviceProfile& profile() {
   static const DeviceProfile h100{"cuface emulated H100 (sm_90)", 9, 0, 132, size_t(80) << 30, 227 * 1024, true};
   static const DeviceProfile a100{"cuface emulated A100 (sm_80)", 8, 0, 108, size_t(80) << 30, 163 * 1024, false};

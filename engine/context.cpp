@@ -20,7 +20,7 @@ Precision parse_precision(const std::string& name) {
   if (name == "fp32") return Precision::FP32;
   if (name == "tf32") return Precision::TF32;
   if (name == "bf16") return Precision::BF16;
-  throw Error("unknown precision '" + name + "' (expected fp32, tf32 or bf16)");
+  throw Error("unknown precision '" + name + "' (expected auto, fp32, tf32 or bf16)");
 }
 
 const char* precision_name(Precision precision) {
@@ -30,6 +30,18 @@ const char* precision_name(Precision precision) {
     case Precision::BF16: return "bf16";
   }
   return "unknown";
+}
+
+Precision resolve_precision(const std::string& name, const Context& ctx) {
+  if (name != "auto") return parse_precision(name);
+  if (!ctx.is_cuda()) return Precision::FP32;
+#if CUFACE_HAS_CUDA
+  int major = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, ctx.gpu_index()));
+  return major >= 8 ? Precision::BF16 : Precision::FP32;
+#else
+  return Precision::FP32;
+#endif
 }
 
 Device parse_device(const std::string& name) {

@@ -41,6 +41,12 @@ const Tensor& Conv2d::weight_for(Context& ctx, DType dtype) {
   return weight_bf16_;
 }
 
+ProfileWork Conv2d::work(Pass pass, const Tensor& in, const Tensor& out) const {
+  const Tensor& y = pass == Pass::Forward ? out : in;  // backward: in is dy
+  const double gemm = 2.0 * double(y.numel()) * double(kernel_ * kernel_ * in_channels_);
+  return {pass == Pass::Backward && !frozen_ ? 2 * gemm : gemm, tensor_bytes(in, out)};
+}
+
 Tensor Conv2d::forward(Context& ctx, const Tensor& x) {
   CUFACE_CHECK(x.rank() == 4 && x.size(3) == in_channels_,
                "Conv2d: expects x [N, H, W, " + std::to_string(in_channels_) + "], got " + x.str());

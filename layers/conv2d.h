@@ -25,6 +25,8 @@ class Conv2d : public Layer {
   const char* type() const override { return "Conv2d"; }
 
   Tensor forward(Context& ctx, const Tensor& x) override;
+  // 2 x outputs x taps x input channels per pass; backward computes dx and dW: twice that.
+  ProfileWork work(Pass pass, const Tensor& in, const Tensor& out) const override;
   Tensor backward(Context& ctx, const Tensor& dy) override;
 
   // Without the input gradient, backward returns an undefined tensor and skips that convolution.

@@ -44,16 +44,31 @@ Layer& Sequential::add(std::unique_ptr<Layer> layer, std::string name) {
   return *children_.back().layer;
 }
 
+ProfileWork Layer::work(Pass, const Tensor& in, const Tensor& out) const { return {0, tensor_bytes(in, out)}; }
+
+namespace {
+// One child's forward or backward, timed under --profile unless the child is a container (the
+// layers inside it are timed instead).
+Tensor run_child(Context& ctx, Layer& layer, Pass pass, const Tensor& in) {
+  if (!ctx.profiler() || layer.is_container())
+    return pass == Pass::Forward ? layer.forward(ctx, in) : layer.backward(ctx, in);
+  ProfileScope scope(ctx, layer.type(), pass);
+  Tensor out = pass == Pass::Forward ? layer.forward(ctx, in) : layer.backward(ctx, in);
+  scope.set_work(layer.work(pass, in, out));
+  return out;
+}
+}  // namespace
+
 Tensor Sequential::forward(Context& ctx, const Tensor& x) {
   Tensor y = x;
-  for (Child& child : children_) y = child.layer->forward(ctx, y);
+  for (Child& child : children_) y = run_child(ctx, *child.layer, Pass::Forward, y);
   return y;
 }
 
 Tensor Sequential::backward(Context& ctx, const Tensor& dy) {
   Tensor d = dy;
   for (auto it = children_.rbegin(); it != children_.rend(); ++it) {
-    d = it->layer->backward(ctx, d);
+    d = run_child(ctx, *it->layer, Pass::Backward, d);
     if (backward_hook_) backward_hook_(*it->layer);
   }
   return d;

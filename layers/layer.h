@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/context.h"
+#include "engine/profiler.h"
 #include "engine/tensor.h"
 
 namespace cuface {
@@ -58,6 +59,11 @@ class Layer {
 
   // Calls f on this layer and, recursively, on every layer inside it (containers override).
   virtual void visit(const std::function<void(Layer&)>& f) { f(*this); }
+  // Containers (layers made of layers) are not timed by --profile: the layers inside them are.
+  virtual bool is_container() const { return false; }
+  // What one forward (x in, y out) or backward (dy in, dx out) call does, for --profile's rates:
+  // by default the bytes passed in and out; convolutions and GEMMs count their operations.
+  virtual ProfileWork work(Pass pass, const Tensor& in, const Tensor& out) const;
 
   // Moves every parameter (and gradient) to `device`; gradients are zeroed.
   void to(Device device);
@@ -78,6 +84,7 @@ class Layer {
 class Sequential : public Layer {
  public:
   const char* type() const override { return "Sequential"; }
+  bool is_container() const override { return true; }
   Layer& add(std::unique_ptr<Layer> layer, std::string name = "");
   template <class L, class... Args>
   L& emplace(std::string name, Args&&... args) {

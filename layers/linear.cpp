@@ -26,6 +26,12 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, uint64_t se
   }
 }
 
+ProfileWork Linear::work(Pass pass, const Tensor& in, const Tensor& out) const {
+  const Tensor& y = pass == Pass::Forward ? out : in;  // backward: in is dy
+  const double gemm = 2.0 * double(y.numel()) * double(in_features_);
+  return {pass == Pass::Backward && !frozen_ ? 2 * gemm : gemm, tensor_bytes(in, out)};
+}
+
 Tensor Linear::forward(Context& ctx, const Tensor& x) {
   CUFACE_CHECK(x.rank() == 2 && x.size(1) == in_features_,
                "Linear: expects x [N, " + std::to_string(in_features_) + "], got " + x.str());

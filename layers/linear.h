@@ -19,6 +19,8 @@ class Linear : public Layer {
   const char* type() const override { return "Linear"; }
 
   Tensor forward(Context& ctx, const Tensor& x) override;
+  // 2 x rows x in x out per GEMM; backward runs two (dx and dW).
+  ProfileWork work(Pass pass, const Tensor& in, const Tensor& out) const override;
   Tensor backward(Context& ctx, const Tensor& dy) override;
 
   Parameter& weight() { return weight_; }

@@ -58,22 +58,21 @@ Tensor training_cosines(Context& ctx, const Tensor& x_hat, const Tensor& centres
   return cos;
 }
 
-Tensor fp32_centres_hat(Context& ctx, const Tensor& centres, Tensor& centre_norms, Tensor& centres_hat) {
-  if (centres_hat.dtype() == DType::F32) return centres_hat;
-  centres_hat = Tensor();
-  Tensor fp32 = Tensor::empty(centres.shape(), DType::F32, centres.device());
-  l2norm_forward(ctx, centres, fp32, centre_norms);
-  return fp32;
+MarginBackwardOperands margin_backward_operands(Context& ctx, const Tensor& dcos, const Tensor& x_hat,
+                                                const Tensor& centres_hat) {
+  if (centres_hat.dtype() != DType::BF16) return {dcos, x_hat, centres_hat, centres_hat};
+  return {cast_to(ctx, dcos, DType::BF16), cast_to(ctx, x_hat, DType::BF16), centres_hat,
+          Tensor::empty(centres_hat.shape(), DType::F32, centres_hat.device())};
 }
 
 void add_weight_gradient(Context& ctx, const Tensor& dcos, const Tensor& x_hat, const Tensor& centres,
-                         const Tensor& centre_norms, Tensor& centres_hat, const Tensor& index, Tensor& weight_grad) {
-  gemm(ctx, true, false, 1.0f, dcos, x_hat, 0.0f, centres_hat);
+                         const Tensor& centre_norms, Tensor& buffer, const Tensor& index, Tensor& weight_grad) {
+  gemm(ctx, true, false, 1.0f, dcos, x_hat, 0.0f, buffer);
   if (index.defined()) {
-    l2norm_backward(ctx, centres, centre_norms, centres_hat, centres_hat, false);
-    scatter_add_rows(ctx, centres_hat, index, weight_grad);
+    l2norm_backward(ctx, centres, centre_norms, buffer, buffer, false);
+    scatter_add_rows(ctx, buffer, index, weight_grad);
   } else {
-    l2norm_backward(ctx, centres, centre_norms, centres_hat, weight_grad, true);
+    l2norm_backward(ctx, centres, centre_norms, buffer, weight_grad, true);
   }
 }
 
@@ -120,13 +119,13 @@ Tensor MarginHead::forward(Context& ctx, const Tensor& x, const Tensor& labels) 
 Tensor MarginHead::backward(Context& ctx) {
   CUFACE_CHECK(cos_.defined(), "MarginHead: backward without a training forward");
   const Device device = x_.device();
-  Tensor centres_hat = fp32_centres_hat(ctx, centres_, centre_norms_, centres_hat_);
+  MarginBackwardOperands in = margin_backward_operands(ctx, cos_, x_hat_, centres_hat_);
   // dx^ = dcos W^, then dx = (dx^ - x^ <x^, dx^>) / |x| in place.
   Tensor dx = Tensor::empty(x_.shape(), DType::F32, device);
-  gemm(ctx, false, false, 1.0f, cos_, centres_hat, 0.0f, dx);
+  gemm(ctx, false, false, 1.0f, in.dcos, in.centres_hat, 0.0f, dx);
   l2norm_backward(ctx, x_, x_norms_, dx, dx, false);
 
-  if (!frozen_) add_weight_gradient(ctx, cos_, x_hat_, centres_, centre_norms_, centres_hat, index_, weight_.grad);
+  if (!frozen_) add_weight_gradient(ctx, in.dcos, in.x_hat, centres_, centre_norms_, in.buffer, index_, weight_.grad);
   // Nothing of this step is needed any more (the statistics stay for stats()).
   x_ = x_hat_ = x_norms_ = centres_ = centres_hat_ = centre_norms_ = cos_ = labels_ = index_ = row_stats_ = Tensor();
   return dx;

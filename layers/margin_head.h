@@ -37,14 +37,20 @@ Tensor normalized_cosines(Context& ctx, const Tensor& x, const Tensor& weight);
 // as bf16, else fp32. Both margin heads' forward.
 Tensor training_cosines(Context& ctx, const Tensor& x_hat, const Tensor& centres, Tensor& centre_norms,
                         Tensor& centres_hat);
-// W^ in fp32 for backward's GEMMs: `centres_hat` as it is, or recomputed (one pass over W) when
-// forward kept the bf16 copy, which is then released.
-Tensor fp32_centres_hat(Context& ctx, const Tensor& centres, Tensor& centre_norms, Tensor& centres_hat);
-// W's gradient from dL/dcos [N, K] and x^ [N, D]: dW^ = dcos^T x^ written over `centres_hat` (W^ in
-// fp32, read by backward's first GEMM already), then through the normalisation of the centres' rows
-// and added into `weight_grad`: straight, or into the rows `index` names (Partial FC; undefined: all).
+// Backward's GEMM operands from forward's tensors: under a bf16 forward, dcos and x^ cast to bf16 once
+// each (both GEMMs read them) and W^ as forward wrote it (bf16); else the f32 tensors themselves.
+// `buffer` receives dW^ (f32, W^'s shape): W^'s own storage in fp32 (the dx GEMM has read it by
+// then), new storage under bf16.
+struct MarginBackwardOperands {
+  Tensor dcos, x_hat, centres_hat, buffer;
+};
+MarginBackwardOperands margin_backward_operands(Context& ctx, const Tensor& dcos, const Tensor& x_hat,
+                                                const Tensor& centres_hat);
+// W's gradient from dL/dcos [N, K] and x^ [N, D]: dW^ = dcos^T x^ written into `buffer` (f32 [K, D]),
+// then through the normalisation of the centres' rows and added into `weight_grad`: straight, or into
+// the rows `index` names (Partial FC; undefined: all).
 void add_weight_gradient(Context& ctx, const Tensor& dcos, const Tensor& x_hat, const Tensor& centres,
-                         const Tensor& centre_norms, Tensor& centres_hat, const Tensor& index, Tensor& weight_grad);
+                         const Tensor& centre_norms, Tensor& buffer, const Tensor& index, Tensor& weight_grad);
 
 struct MarginHeadOptions {
   MarginParams margin;       // type, s, m, m1, m2, m3, easy_margin

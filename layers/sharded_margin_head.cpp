@@ -94,15 +94,15 @@ Tensor ShardedMarginHead::backward(Context& ctx) {
   const Device device = x_.device();
   const int k = comm_.world_size();
   // dx^ of every row from this rank's classes, summed over the ranks; K x (see the header).
-  Tensor centres_hat = fp32_centres_hat(ctx, centres_, centre_norms_, centres_hat_);
+  MarginBackwardOperands in = margin_backward_operands(ctx, cos_, x_hat_all_, centres_hat_);
   Tensor dx_hat_all = Tensor::empty(x_hat_all_.shape(), DType::F32, device);
-  gemm(ctx, false, false, float(k), cos_, centres_hat, 0.0f, dx_hat_all);
+  gemm(ctx, false, false, float(k), in.dcos, in.centres_hat, 0.0f, dx_hat_all);
   comm_.all_reduce(ctx, dx_hat_all, ReduceOp::Sum);
   const int64_t n = x_.size(0), first_row = n * comm_.rank();
   Tensor dx = Tensor::empty(x_.shape(), DType::F32, device);
   l2norm_backward(ctx, x_, x_norms_, dx_hat_all.slice(first_row, first_row + n), dx, false);
   if (!frozen_)  // this rank's rows of W, from every row of the batch
-    add_weight_gradient(ctx, cos_, x_hat_all_, centres_, centre_norms_, centres_hat, index_, weight_.grad);
+    add_weight_gradient(ctx, in.dcos, in.x_hat, centres_, centre_norms_, in.buffer, index_, weight_.grad);
   x_ = x_norms_ = x_hat_all_ = centres_ = centres_hat_ = centre_norms_ = cos_ = labels_all_ = Tensor();
   return dx;
 }

@@ -31,8 +31,10 @@ void add_demo_command(CLI::App& app) {
   cmd->add_option("--device", options->device, "cpu | cuda | auto")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
-  cmd->add_option("--precision", options->precision, "fp32 | tf32 | bf16 (tf32 and bf16 need a GPU)")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+  cmd->add_option("--precision", options->precision,
+                  "auto | fp32 | tf32 | bf16 (auto: bf16 on GPUs with bf16 tensor cores, else fp32; tf32 and bf16 "
+                  "need a GPU)")
+      ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16"}))
       ->capture_default_str();
   cmd->callback([options] {
     DemoResult r = run_demo(*options);

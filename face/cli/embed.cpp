@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "engine/error.h"
+#include "engine/profiler.h"
 #include "face/cli/commands.h"
 #include "face/cli/inference.h"
 #include "face/cli/progress.h"
@@ -22,16 +23,22 @@ struct EmbedArgs {
   fs::path images, out;
   std::string features = "embedding";
   bool force = false;
+  bool profile = false;
 };
+
+// OUT.npy -> OUT.profile.csv
+fs::path profile_path(const fs::path& out) { return fs::path(out).replace_extension(".profile.csv"); }
 
 void run_embed(const EmbedArgs& a) {
   check_output_folder("--out", a.out);
   // Said before the work, not after it: an earlier run's embeddings are not replaced by accident.
-  for (const fs::path& file : {a.out, eval::embedding_list_path(a.out)})
-    CUFACE_CHECK(a.force || !fs::exists(file),
+  for (const fs::path& file : {a.out, eval::embedding_list_path(a.out), a.profile ? profile_path(a.out) : fs::path()})
+    CUFACE_CHECK(a.force || file.empty() || !fs::exists(file),
                  "--out " + a.out.string() + ": " + file.string() + " already exists (--force replaces it)");
   const std::vector<fs::path> files = eval::list_images(a.images);
   Inference inference = start_inference(a.flags, eval::parse_features(a.features));
+  Profiler profiler;
+  if (a.profile) inference.ctx->set_profiler(&profiler);
   const eval::ImageSource source = eval::file_source(files);
   Progress progress("embedding", "images");
   const eval::EmbedResult result =
@@ -50,6 +57,13 @@ void run_embed(const EmbedArgs& a) {
               double(files.size()) / std::max(seconds, 1e-9), a.features == "pooled" ? "images" : "embeddings",
               inference.model.file.string().c_str(), device_description(*inference.ctx).c_str(),
               inference.embedder->input().size, a.flags.flip_test ? ", flip-test" : "");
+  if (a.profile) {
+    std::printf("%s", profiler.table(*inference.ctx, seconds, "profile: embedding " + std::to_string(files.size()) +
+                                                                   " images (time outside the scopes: decoding and "
+                                                                   "alignment waits, host work)").c_str());
+    profiler.write_csv(*inference.ctx, profile_path(a.out), seconds);
+    std::printf("profile written to %s\n", profile_path(a.out).string().c_str());
+  }
 }
 
 }  // namespace
@@ -66,6 +80,9 @@ void add_embed_command(CLI::App& app) {
   cmd->add_option("--out", args->out, "Output .npy (the paths go to the .txt of the same stem); must not exist")
       ->required();
   cmd->add_flag("--force", args->force, "Replace an existing --out (and its .txt)");
+  cmd->add_flag("--profile", args->profile,
+                "Time each kind of layer (CUDA events on a GPU, the clock on the CPU): a table of time, share, calls "
+                "and GFLOP/s or GB/s, printed and written to OUT.profile.csv");
   cmd->add_option("--features", args->features,
                   "embedding (the model's embedding layer) or pooled (the backbone's global-average-pooled features; "
                   "works with a torchvision backbone alone)")

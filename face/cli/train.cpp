@@ -189,7 +189,15 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--shard-classes", c.shard_classes, "mpirun: split the FR head's classes over the ranks (model parallel)");
   cmd->add_flag("--freeze-backbone", c.freeze_backbone, "Train only the task branches (no backbone gradients)");
   cmd->add_option("--device", c.device, "cpu | cuda | auto")->capture_default_str();
-  cmd->add_option("--precision", c.precision, "fp32 | tf32 | bf16 (GPU)")->capture_default_str();
+  cmd->add_option("--precision", c.precision,
+                  "auto | fp32 | tf32 | bf16. auto: bf16 mixed precision (bf16 activations and weight copies, "
+                  "fp32 master weights and accumulation) on GPUs with bf16 tensor cores (compute capability 8.0+), "
+                  "fp32 elsewhere; the CPU always trains in fp32")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16"}));
+  cmd->add_flag("--deterministic", c.deterministic,
+                "GPU: choose only cuDNN convolution algorithms whose results are the same every run (often slower); "
+                "the CPU and our own CUDA kernels are deterministic anyway");
   cmd->add_option("--workers", c.workers, "Loader threads")->capture_default_str();
   cmd->add_option("--seed", c.seed, "Seed of every random draw")->capture_default_str();
   cmd->add_flag("--flip,!--no-flip", c.flip, "Mirror each training image left-right with probability 1/2 (default on)");
@@ -209,6 +217,10 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--checkpoint-every", c.checkpoint_every, "Steps between checkpoints (0: at the end)")
       ->capture_default_str();
   cmd->add_option("--keep-checkpoints", c.keep_checkpoints, "Checkpoints kept")->capture_default_str();
+  cmd->add_flag("--profile", c.profile,
+                "Time each kind of layer and pass (CUDA events on a GPU, the clock on the CPU) over every step but "
+                "the first: a table of time, share, calls and GFLOP/s or GB/s at the end, also in the run folder "
+                "(profile.txt, profile.csv); on a GPU it adds one synchronisation per step");
   cmd->footer(
       recipes_help() + "\n\n"
       "Ctrl-C (SIGINT) or SIGTERM saves a checkpoint at the end of the current step and exits with status 130 "

@@ -135,8 +135,17 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
   for (const TaskLabels& t : tasks) {
     Branch& b = branch(t.task);
     CUFACE_CHECK(b.head, std::string("the model has no ") + task_name(t.task) + " head");
-    b.head->forward(ctx, b.hidden.forward(ctx, features), t.labels);
-    Tensor d = b.hidden.backward(ctx, b.head->backward(ctx));
+    const Tensor hidden = b.hidden.forward(ctx, features);
+    Tensor head_grad;
+    {
+      ProfileScope scope(ctx, b.head->type(), Pass::Forward);  // no rate: its work is mostly W, not its input
+      b.head->forward(ctx, hidden, t.labels);
+    }
+    {
+      ProfileScope scope(ctx, b.head->type(), Pass::Backward);
+      head_grad = b.head->backward(ctx);
+    }
+    Tensor d = b.hidden.backward(ctx, head_grad);
     if (!train_backbone) continue;
     if (t.weight != 1.0f) scale(ctx, t.weight, d);
     if (features_grad.defined())

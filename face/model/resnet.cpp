@@ -46,17 +46,21 @@ ResidualBlock::ResidualBlock(bool bottleneck, int64_t in_channels, int64_t width
 Tensor ResidualBlock::forward(Context& ctx, const Tensor& x) {
   Tensor main = main_.forward(ctx, x);
   Tensor shortcut = downsample_ ? downsample_->forward(ctx, x) : x;
+  ProfileScope scope(ctx, "ResidualAdd", Pass::Forward, {0, 3 * tensor_bytes(main)});
   return join_.forward(ctx, main, shortcut);
 }
 
 Tensor ResidualBlock::backward(Context& ctx, const Tensor& dy) {
   // Both branches receive the join's gradient; at the block input their gradients add up.
-  Tensor d = join_.backward(ctx, dy);
+  Tensor d;
+  {
+    ProfileScope scope(ctx, "ResidualAdd", Pass::Backward, {0, 3 * tensor_bytes(dy)});
+    d = join_.backward(ctx, dy);
+  }
   Tensor dx = main_.backward(ctx, d);
-  if (downsample_)
-    add(ctx, dx, downsample_->backward(ctx, d), dx);
-  else
-    add(ctx, dx, d, dx);
+  Tensor shortcut_dx = downsample_ ? downsample_->backward(ctx, d) : d;
+  ProfileScope scope(ctx, "ResidualAdd", Pass::Backward, {0, 3 * tensor_bytes(dx)});
+  add(ctx, dx, shortcut_dx, dx);
   return dx;
 }
 

@@ -61,6 +61,7 @@ class ResidualBlock : public Layer {
   void set_training(bool training) override;
   void set_frozen(bool frozen) override;
   void visit(const std::function<void(Layer&)>& f) override;
+  bool is_container() const override { return true; }
 
  private:
   bool bottleneck_;

@@ -17,9 +17,10 @@ namespace cuface {
   X(age_edges) X(bn_momentum) X(batch) X(ids_per_batch) X(imgs_per_id) X(accumulate) X(steps) X(epochs) X(lr)      \
   X(time_budget) X(lr_fr) X(lr_gender) X(lr_age) X(momentum) X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age)        \
   X(lr_schedule) X(patience) X(lr_shrink) X(min_lr) X(lr_steps) X(warmup) X(weight_fr) X(weight_gender)            \
-  X(weight_age) X(multi_mode) X(freeze_backbone) X(device) X(precision) X(workers) X(embedding_dropout)            \
-  X(sync_bn) X(shard_classes) X(gradient_wire) X(seed) X(flip) X(scale_jitter) X(shift_jitter) X(colour_jitter)    \
-  X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs) X(checkpoint_every) X(keep_checkpoints)
+  X(weight_age) X(multi_mode) X(freeze_backbone) X(device) X(deterministic) X(precision) X(workers)                \
+  X(embedding_dropout) X(sync_bn) X(shard_classes) X(gradient_wire) X(seed) X(flip) X(scale_jitter)                \
+  X(shift_jitter) X(colour_jitter) X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs)                    \
+  X(checkpoint_every) X(keep_checkpoints) X(profile)
 
 namespace {
 

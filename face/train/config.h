@@ -59,7 +59,8 @@ struct TrainConfig {
   std::string gradient_wire = "f32";          // f32 | bf16: the format gradients are averaged in
   // Execution
   std::string device = "auto";
-  std::string precision = "fp32";
+  bool deterministic = false;                 // GPU: reproducible cuDNN algorithms only
+  std::string precision = "auto";            // auto: bf16 on GPUs with bf16 tensor cores, else fp32 | fp32 | tf32 | bf16
   int workers = 2;
   uint64_t seed = 1;
   // Augmentation of each training image (face/loader/augment.h); validation never augments.
@@ -74,6 +75,7 @@ struct TrainConfig {
   int64_t valid_pairs = 2000;                 // FR: sampled pairs of the validation pack
   int64_t checkpoint_every = 1000;            // 0: only at the end
   int64_t keep_checkpoints = 3;               // older model-/state- files are removed
+  bool profile = false;                       // time each kind of layer: profile.txt / profile.csv
 
   // Numbers as the user wrote them: a float setting of 0.1 is written 0.1, not 0.10000000149011612.
   nlohmann::json to_json() const;

@@ -30,7 +30,7 @@ struct DemoOptions {
   int workers = 2;
   uint64_t seed = 1;
   std::string device = "cpu";           // cpu | cuda | auto
-  std::string precision = "fp32";       // fp32 | tf32 | bf16 (bf16 and tf32 on a GPU)
+  std::string precision = "auto";       // auto | fp32 | tf32 | bf16 (as cuface train --precision)
   bool quiet = false;                   // no per-step lines (tests)
 };
 

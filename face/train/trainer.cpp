@@ -1,5 +1,6 @@
 #include "face/train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -14,6 +15,7 @@
 #include "engine/communicator.h"
 #include "engine/grad_buckets.h"
 #include "engine/lr_schedule.h"
+#include "engine/profiler.h"
 #include "engine/safetensors.h"
 #include "face/cli/progress.h"
 #include "face/loader/balanced_sampler.h"
@@ -239,6 +241,7 @@ class Run {
   void gather_head(std::vector<std::pair<std::string, Tensor>>& tensors);
 
   void refine_budget_steps(int64_t first_step);
+  void write_profile(Profiler& profiler, int64_t steps, double seconds);
   void claim_folder(bool resume);
   void save_checkpoint(const LoaderPosition& next);
   nlohmann::json resume_from_latest();  // the checkpoint's state JSON
@@ -256,6 +259,7 @@ class Run {
   Loader loader_;
   int64_t total_steps_ = 0;  // with --time-budget: an estimate refined after every step
   double trained_seconds_before_ = 0;  // training time of the run before this process (resumed runs)
+  double trained_bytes_ = 0;           // of the trained parameters' f32 values (--profile's SGD rate)
   std::chrono::steady_clock::time_point loop_start_ = std::chrono::steady_clock::now();
   std::unique_ptr<FaceModel> model_;
   std::unique_ptr<SgdOptimizer> optimizer_;
@@ -318,11 +322,15 @@ LoaderOptions loader_options(const TrainConfig& config, const Communicator& comm
 Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
     : config_(config), comm_(comm), folder_{fs::path(config.out)}, tasks_(tasks_of(config)),
       ctx_(run_device(config), comm.local_rank()), loader_(loader_options(config, comm)) {
-  const Precision precision = parse_precision(config_.precision);
-  if (ctx_.is_cuda())
+  ctx_.set_deterministic(config_.deterministic);
+  const Precision precision = resolve_precision(config_.precision, ctx_);
+  if (ctx_.is_cuda()) {
     ctx_.set_precision(precision);
-  else if (precision != Precision::FP32 && leader())
+    if (config_.precision == "auto" && leader())
+      std::printf("precision: %s (--precision auto on this GPU)\n", precision_name(precision));
+  } else if (precision != Precision::FP32 && leader()) {
     std::printf("note: --precision %s applies to GPUs; the CPU trains in fp32\n", config_.precision.c_str());
+  }
 
   CUFACE_CHECK(loader_.steps_per_epoch() > 0, "--train-sets hold fewer images than one --batch of " +
                                                   std::to_string(config_.batch));
@@ -354,6 +362,7 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   }
   WeightDecay decay{config_.wd_backbone, config_.wd_fr, config_.wd_gender, config_.wd_age};
   optimizer_ = std::make_unique<SgdOptimizer>(trained, config_.momentum, decay);
+  for (const NamedParameter& np : trained) trained_bytes_ += tensor_bytes(np.parameter->value);
   schedule_ = make_schedule(config_, config_.task_lr(config_.task), total_steps_);
 
   // Taken after the model is built and --init loaded: an error there leaves no folder behind.
@@ -563,6 +572,8 @@ std::vector<TaskLabels> Run::step_tasks(const DeviceBatch& input) const {
 // The SGD update after a step's gradients. Alternating, only the backbone and the trained branch
 // move: the other branches got no gradient this step and keep their weights and momentum.
 void Run::update(const std::vector<TaskLabels>& trained, double lr) {
+  // Reads weight, gradient and momentum, writes weight and momentum, zeroes the gradient.
+  ProfileScope scope(ctx_, "SGD update + zero_grad", Pass::Step, {0, 6 * trained_bytes_});
   if (trained.size() == tasks_.size()) {
     optimizer_->step(ctx_, lr);
   } else {
@@ -713,18 +724,40 @@ void Run::gather_head(std::vector<std::pair<std::string, Tensor>>& tensors) {
     if (name == "fr.weight" || name == "momentum.fr.weight") tensor = gather_shards(tensor);
 }
 
-// --time-budget: the steps that fit the budget at the pace of this process's steps so far (the
-// validations and checkpoints among them included), so a cosine schedule over them decays over the
-// budget's wall-clock time; the step that reaches the estimate is the last. Every rank must stop at
-// the same step: they agree on the largest estimate.
+// --time-budget: the run's length is the steps that fit the budget at the pace of this process's
+// steps so far (validations and checkpoints included); the step that reaches it is the last. The LR
+// schedule is laid over the budget's time itself: its length is set so that the next step's place in
+// it is the fraction of the budget spent, so the rate falls with the clock even when the pace changes
+// (an estimate of steps alone would raise it again whenever the steps got faster). Every rank must
+// stop at the same step and use the same rate: they agree on the largest figures.
 void Run::refine_budget_steps(int64_t first_step) {
   const double seconds = seconds_since(loop_start_);
-  const double remaining = config_.time_budget - trained_seconds_before_ - seconds;
+  double spent = trained_seconds_before_ + seconds;
   const double per_step = seconds / double(step_ - first_step);
-  int64_t estimate = step_ + (remaining > 0 ? int64_t(std::min(remaining / per_step, 1e9)) : 0);
-  if (distributed()) estimate = int64_t(max_over_ranks(double(estimate)));
+  int64_t estimate = step_ + int64_t(std::clamp((config_.time_budget - spent) / per_step, 0.0, 1e9));
+  if (distributed()) {
+    estimate = int64_t(max_over_ranks(double(estimate)));
+    spent = max_over_ranks(spent);
+  }
   total_steps_ = estimate;
-  schedule_->set_total_steps(total_steps_);
+  const double fraction = std::clamp(spent / config_.time_budget, 1e-9, 1.0);
+  schedule_->set_total_steps(std::max<int64_t>(step_, int64_t(std::llround(double(step_) / fraction))));
+}
+
+// --profile's table: printed, and written to the run folder (profile.txt, profile.csv).
+void Run::write_profile(Profiler& profiler, int64_t steps, double seconds) {
+  if (steps == 0) {
+    std::printf("profile: no step to profile (the first step of a process is not profiled)\n");
+    return;
+  }
+  char title[192];
+  std::snprintf(title, sizeof title, "profile: %lld steps (this process's first excluded), %.1f ms a step, %.1f img/s",
+                (long long)steps, 1e3 * seconds / double(steps),
+                double(steps) * config_.batch * comm_.world_size() / seconds);
+  const std::string table = profiler.table(ctx_, seconds, title);
+  std::printf("%s", table.c_str());
+  write_file_atomically(folder_.dir / "profile.txt", table);
+  profiler.write_csv(ctx_, folder_.dir / "profile.csv", seconds);
 }
 
 TrainSummary Run::loop() {
@@ -760,9 +793,19 @@ TrainSummary Run::loop() {
     int64_t steps = 0;
   } interval_tasks[3];
   LoaderPosition next{0, 0};
+  // --profile: every training step but this process's first (cuDNN's searches, first allocations),
+  // without the validations and checkpoints between them.
+  Profiler profiler;
+  double profiled_seconds = 0;
+  int64_t profiled_steps = 0;
 
   while (step_ < total_steps_) {
-    DeviceBatch input = uploader.take();
+    const auto step_start = std::chrono::steady_clock::now();
+    if (config_.profile && step_ > first_step) ctx_.set_profiler(&profiler);
+    DeviceBatch input = [&] {
+      ProfileScope scope(ctx_, "input (wait + normalise)", Pass::Step);
+      return uploader.take();
+    }();
     next = {input.epoch, input.step + 1};
     if (next.step == loader_.steps_per_epoch()) next = {input.epoch + 1, 0};
     if (step_ + 1 < total_steps_ || budget) stage_next();  // a budget's estimate may still grow
@@ -795,6 +838,12 @@ TrainSummary Run::loop() {
                   locate_nonfinite(ctx_, *model_, input.images) + ". The last good checkpoint is kept in '" +
                   folder_.dir.string() + "' (step " + std::to_string(last_checkpoint_) + ")");
     update(labels, lr);
+    if (ctx_.profiler()) {
+      profiler.collect(ctx_);
+      ctx_.set_profiler(nullptr);
+      profiled_seconds += seconds_since(step_start);
+      ++profiled_steps;
+    }
     schedule_->record(loss);
     ++step_;
     if (budget) refine_budget_steps(first_step);
@@ -850,6 +899,7 @@ TrainSummary Run::loop() {
   }
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (config_.profile && leader()) write_profile(profiler, profiled_steps, profiled_seconds);
   if (interval_steps > 0) summary.final_loss = interval_loss / double(interval_steps);
   summary.steps = step_;
   summary.leader = leader();

@@ -341,11 +341,11 @@ __global__ void stats_from_moments_kernel(const float* moments, int channels, in
 
 template <class T>
 __global__ void sync_input_grad_kernel(const T* x, const float* gamma, const float* mean, const float* invstd,
-                                       const float* sums, int64_t count, T* dx, int64_t n, int channels) {
+                                       const float* sums, float inverse_count, T* dx, int64_t n, int channels) {
   for_each_element(n, channels, [&](int64_t i, int c) {
     const float k = (gamma ? gamma[c] : 1.0f) * invstd[c];
-    const float mean_g = float(double(sums[c]) / double(count));
-    const float mean_gxhat = float(double(sums[channels + c]) / double(count));
+    const float mean_g = sums[c] * inverse_count;
+    const float mean_gxhat = sums[channels + c] * inverse_count;
     const float xhat = (as_float(x[i]) - mean[c]) * invstd[c];
     dx[i] = from_float<T>(as_float(dx[i]) - k * (mean_g + xhat * mean_gxhat));
   });
@@ -374,13 +374,14 @@ void batch_norm_sync_input_grad(Context& ctx, const Tensor& x, const Tensor& gam
                                 const Tensor& invstd, const Tensor& sums, int64_t count, Tensor& dx) {
   const int64_t n = x.numel();
   const int channels = int(x.size(-1));
+  const float inverse_count = float(1.0 / double(count));
   cudaStream_t stream = cuda_stream(ctx);
   if (x.dtype() == DType::BF16)
     launch(sync_input_grad_kernel<bf16>, grid_for(n, kBlock), kBlock, 0, stream, x.data<bf16>(), data_or_null(gamma),
-           mean.data<float>(), invstd.data<float>(), sums.data<float>(), count, dx.data<bf16>(), n, channels);
+           mean.data<float>(), invstd.data<float>(), sums.data<float>(), inverse_count, dx.data<bf16>(), n, channels);
   else
     launch(sync_input_grad_kernel<float>, grid_for(n, kBlock), kBlock, 0, stream, x.data<float>(), data_or_null(gamma),
-           mean.data<float>(), invstd.data<float>(), sums.data<float>(), count, dx.data<float>(), n, channels);
+           mean.data<float>(), invstd.data<float>(), sums.data<float>(), inverse_count, dx.data<float>(), n, channels);
 }
 
 }  // namespace cuface::cuda

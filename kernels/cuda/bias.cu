@@ -12,8 +12,8 @@ namespace {
 constexpr int kBlock = 256;
 
 template <class T>
-__global__ void add_bias_kernel(T* y, const float* bias, int64_t channels, int64_t n) {
-  CUFACE_KERNEL_LOOP(i, n) y[i] = from_float<T>(as_float(y[i]) + bias[i % channels]);
+__global__ void add_bias_kernel(T* y, const float* bias, int channels, int64_t n) {
+  for_each_element(n, channels, [&](int64_t i, int c) { y[i] = from_float<T>(as_float(y[i]) + bias[c]); });
 }
 
 // Pass 1: block (x, y) sums rows [y * rows_per_block, ...) of 32 channels starting at 32 * x; the 32
@@ -52,11 +52,11 @@ void add_bias(Context& ctx, Tensor& y, const Tensor& bias) {
   if (n == 0) return;
   const int grid = grid_for(n, kBlock);
   if (y.dtype() == DType::BF16)
-    launch(add_bias_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), y.data<bf16>(), bias.data<float>(), bias.size(0),
-           n);
+    launch(add_bias_kernel<bf16>, grid, kBlock, 0, cuda_stream(ctx), y.data<bf16>(), bias.data<float>(),
+           int(bias.size(0)), n);
   else
-    launch(add_bias_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), y.data<float>(), bias.data<float>(), bias.size(0),
-           n);
+    launch(add_bias_kernel<float>, grid, kBlock, 0, cuda_stream(ctx), y.data<float>(), bias.data<float>(),
+           int(bias.size(0)), n);
 }
 
 void accumulate_bias_grad(Context& ctx, const Tensor& dy, Tensor& db) {

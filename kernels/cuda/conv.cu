@@ -57,8 +57,10 @@ struct ConvKey {
   std::array<int64_t, 11> dims;  // N, H, W, C, O, KH, KW, stride h/w, pad h/w
   DType dtype;
   Precision precision;
+  bool deterministic;
   bool operator<(const ConvKey& other) const {
-    return std::tie(device, dims, dtype, precision) < std::tie(other.device, other.dims, other.dtype, other.precision);
+    return std::tie(device, dims, dtype, precision, deterministic) <
+           std::tie(other.device, other.dims, other.dtype, other.precision, other.deterministic);
   }
 };
 
@@ -76,6 +78,11 @@ struct ConvPlan {
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
   bool exact_fp32 = false;  // f32 data under Precision::FP32: no TF32
+  bool deterministic = false;  // Context::deterministic: reproducible algorithms only
+  // The math type every direction's search starts from. Each launch sets its own algorithm's math on
+  // the shared descriptor, so a later search must reset it, or it inherits the previous direction's
+  // choice (e.g. FMA) and never considers the tensor-core algorithms.
+  cudnnMathType_t search_math = CUDNN_DEFAULT_MATH;
   std::string problem;      // "x [N, H, W, C] w [O, KH, KW, C] stride s pad p", for messages
   Choice<cudnnConvolutionFwdAlgo_t> forward;
   Choice<cudnnConvolutionBwdDataAlgo_t> backward_data;
@@ -103,7 +110,8 @@ ConvPlan& plan_for(Context& ctx, const Shape& x, const Shape& w, const Shape& y,
   const ConvKey key{ctx.gpu_index(),
                     {x[0], x[1], x[2], x[3], w[0], w[1], w[2], g.stride_h, g.stride_w, g.pad_h, g.pad_w},
                     dtype,
-                    ctx.precision()};
+                    ctx.precision(),
+                    ctx.deterministic()};
   std::unique_ptr<ConvPlan>& slot = plans()[key];
   if (slot) return *slot;
   auto plan = std::make_unique<ConvPlan>();
@@ -121,17 +129,18 @@ ConvPlan& plan_for(Context& ctx, const Shape& x, const Shape& w, const Shape& y,
   CUDNN_CHECK(cudnnSetConvolution2dDescriptor(plan->conv, to_int(g.pad_h), to_int(g.pad_w), to_int(g.stride_h),
                                               to_int(g.stride_w), 1, 1, CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   plan->exact_fp32 = dtype == DType::F32 && ctx.precision() == Precision::FP32;
+  plan->deterministic = ctx.deterministic();
   plan->problem = "x " + x.str() + " w " + w.str() + " stride " + std::to_string(g.stride_h) + " pad " +
                   std::to_string(g.pad_h);
-  const cudnnMathType_t math = dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH
-                               : plan->exact_fp32   ? CUDNN_FMA_MATH
-                                                    : CUDNN_DEFAULT_MATH;
-  CUDNN_CHECK(cudnnSetConvolutionMathType(plan->conv, math));
+  plan->search_math = dtype == DType::BF16 ? CUDNN_TENSOR_OP_MATH
+                      : plan->exact_fp32   ? CUDNN_FMA_MATH
+                                           : CUDNN_DEFAULT_MATH;
   slot = std::move(plan);
   return *slot;
 }
 
-// The fastest measured algorithm that succeeded within the workspace cap. With exact fp32 the math is
+// The fastest measured algorithm that succeeded within the workspace cap (and, under
+// Context::deterministic, gives the same result every run). With exact fp32 the math is
 // pinned to FMA whatever cuDNN reports, so no TF32 kernel can be chosen later. For bf16 data a failed
 // search or no usable algorithm means "solve in f32"; for f32 it is an error.
 template <class Algo, class Perf>
@@ -141,6 +150,7 @@ Choice<Algo> choose(cudnnStatus_t search, const std::vector<Perf>& results, int 
     for (int i = 0; i < returned; ++i) {
       const Perf& r = results[size_t(i)];
       if (r.status != CUDNN_STATUS_SUCCESS || r.memory > kMaxWorkspaceBytes) continue;
+      if (plan.deterministic && r.determinism != CUDNN_DETERMINISTIC) continue;
       return Choice<Algo>{true, false, r.algo, plan.exact_fp32 ? CUDNN_FMA_MATH : r.mathType, r.memory};
     }
   }
@@ -152,8 +162,8 @@ Choice<Algo> choose(cudnnStatus_t search, const std::vector<Perf>& results, int 
   if (search != CUDNN_STATUS_SUCCESS)
     throw Error(std::string("conv2d: cuDNN's ") + what + " algorithm search failed for " + plan.problem + ": " +
                 cudnnGetErrorString(search));
-  throw Error(std::string("conv2d: cuDNN found no ") + what + " algorithm for " + plan.problem +
-              " within the workspace cap");
+  throw Error(std::string("conv2d: cuDNN found no ") + (plan.deterministic ? "deterministic " : "") + what +
+              " algorithm for " + plan.problem + " within the workspace cap");
 }
 
 bool bf16_in_f32_forced() {
@@ -174,6 +184,7 @@ void conv2d_forward(Context& ctx, const Tensor& x, const Tensor& w, Tensor& y, c
   if (!plan.forward.found) {
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithmMaxCount(handle, &count));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.search_math));
     std::vector<cudnnConvolutionFwdAlgoPerf_t> results(static_cast<size_t>(count));
     const cudnnStatus_t search = cudnnFindConvolutionForwardAlgorithmEx(
         handle, plan.x, x.raw(), plan.w, w.raw(), plan.conv, plan.y, y.raw(), count, &returned, results.data(),
@@ -201,6 +212,7 @@ void conv2d_backward_data(Context& ctx, const Tensor& dy, const Tensor& w, Tenso
   if (!plan.backward_data.found) {
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &count));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.search_math));
     std::vector<cudnnConvolutionBwdDataAlgoPerf_t> results(static_cast<size_t>(count));
     const cudnnStatus_t search = cudnnFindConvolutionBackwardDataAlgorithmEx(
         handle, plan.w, w.raw(), plan.y, dy.raw(), plan.conv, plan.x, dx.raw(), count, &returned, results.data(),
@@ -235,6 +247,7 @@ void conv2d_backward_filter(Context& ctx, const Tensor& x, const Tensor& dy, Ten
   if (!plan.backward_filter.found) {
     int count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithmMaxCount(handle, &count));
+    CUDNN_CHECK(cudnnSetConvolutionMathType(plan.conv, plan.search_math));
     std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> results(static_cast<size_t>(count));
     const cudnnStatus_t search = cudnnFindConvolutionBackwardFilterAlgorithmEx(
         handle, plan.x, x.raw(), plan.y, dy.raw(), plan.conv, plan.w, scratch.raw(), count, &returned, results.data(),

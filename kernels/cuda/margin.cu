@@ -185,12 +185,14 @@ void margin_softmax_ce(Context& ctx, Tensor& cos, const Tensor& labels, const Ma
   CUFACE_CHECK(rows <= 65535, "margin_softmax_ce: at most 65535 rows per call, got " + std::to_string(rows));
 
   const DeviceLimits limits = device_limits();
-  int slices = 1;
-  if (limits.clusters)
-    slices = int(std::min<int64_t>(kMaxSlices, std::max<int64_t>(1, (classes + kTargetSliceFloats - 1) / kTargetSliceFloats)));
-  const int64_t slice = (classes + slices - 1) / slices;
   cudaFuncAttributes attributes{};
   CUDA_CHECK(cudaFuncGetAttributes(&attributes, margin_rows_kernel));
+  // Clusters need the device (sm_90) and the kernel's code built for it: a binary built for sm_80 only
+  // runs its PTX on an H100, whose cluster branch was compiled out (it traps).
+  int slices = 1;
+  if (limits.clusters && attributes.ptxVersion >= 90)
+    slices = int(std::min<int64_t>(kMaxSlices, std::max<int64_t>(1, (classes + kTargetSliceFloats - 1) / kTargetSliceFloats)));
+  const int64_t slice = (classes + slices - 1) / slices;
   const size_t cache_bytes = size_t(slice) * sizeof(float);
   const bool cached = cache_bytes + attributes.sharedSizeBytes <= size_t(limits.max_shared_bytes);
   const size_t dynamic_bytes = cached ? cache_bytes : 0;

@@ -51,14 +51,23 @@ __global__ void remap_labels_kernel(const int32_t* labels, const int32_t* positi
   }
 }
 
+// Row r of the result is row index[r] of the source: a block per row (grid-stride over the rows), its
+// threads over the row's columns, so no element pays a 64-bit division to find its row.
 __global__ void gather_rows_kernel(const float* source, const int32_t* index, float* destination, int64_t count,
                                    int64_t dim) {
-  CUFACE_KERNEL_LOOP(e, count * dim) destination[e] = source[int64_t(index[e / dim]) * dim + e % dim];
+  for (int64_t r = blockIdx.x; r < count; r += gridDim.x) {
+    const float* from = source + int64_t(index[r]) * dim;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) destination[r * dim + j] = from[j];
+  }
 }
 
+// The indices are distinct (a sampled class appears once), so no two rows add into the same place.
 __global__ void scatter_add_rows_kernel(const float* source, const int32_t* index, float* destination, int64_t count,
                                         int64_t dim) {
-  CUFACE_KERNEL_LOOP(e, count * dim) destination[int64_t(index[e / dim]) * dim + e % dim] += source[e];
+  for (int64_t r = blockIdx.x; r < count; r += gridDim.x) {
+    float* to = destination + int64_t(index[r]) * dim;
+    for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) to[j] += source[r * dim + j];
+  }
 }
 
 size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
@@ -104,14 +113,14 @@ void select_classes(Context& ctx, const Tensor& labels, int64_t, uint64_t seed, 
 void gather_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination) {
   const int64_t count = index.numel(), dim = source.size(1);
   if (count * dim == 0) return;
-  launch(gather_rows_kernel, grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx), source.data<float>(),
+  launch(gather_rows_kernel, grid_for(count, 1), kBlock, 0, cuda_stream(ctx), source.data<float>(),
          index.data<int32_t>(), destination.data<float>(), count, dim);
 }
 
 void scatter_add_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination) {
   const int64_t count = index.numel(), dim = source.size(1);
   if (count * dim == 0) return;
-  launch(scatter_add_rows_kernel, grid_for(count * dim, kBlock), kBlock, 0, cuda_stream(ctx), source.data<float>(),
+  launch(scatter_add_rows_kernel, grid_for(count, 1), kBlock, 0, cuda_stream(ctx), source.data<float>(),
          index.data<int32_t>(), destination.data<float>(), count, dim);
 }
 

@@ -17,6 +17,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::cuface;
 using testing::ScratchDir;
+using testing::slurp;
 
 // The loss column of a run's loss_debug.csv, one value a step.
 std::vector<double> step_losses(const fs::path& csv) {
@@ -64,6 +65,18 @@ TEST(DemoCuda, SyntheticRunFollowsTheCpuRun) {
       }
     }
   }
+}
+
+// --precision auto (the default) picks bf16 on a GPU with bf16 tensor cores (the emulated H100 and
+// A100 both have them) and says so; config.json keeps "auto", as the user wrote it.
+TEST(DemoCuda, AutoPrecisionIsBf16OnAGpuWithBf16TensorCores) {
+  CUFACE_REQUIRE_GPU();
+  ScratchDir dir;
+  const testing::Outcome run = cuface(dir, "demo --synthetic --steps 2 --batch 16 --input-size 32 --people 12 "
+                                           "--workers 1 --device cuda --out " + (dir / "auto").string());
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_NE(run.out.find("precision: bf16 (--precision auto on this GPU)"), std::string::npos) << run.out;
+  EXPECT_NE(slurp(dir / "auto" / "run" / "config.json").find("\"precision\": \"auto\""), std::string::npos);
 }
 
 }  // namespace

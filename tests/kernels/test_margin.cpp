@@ -150,9 +150,8 @@ struct Shape2 {
 };
 class MarginCudaVsCpu : public ::testing::TestWithParam<Shape2> {};
 
-TEST_P(MarginCudaVsCpu, LossAndGradientsAgree) {
-  CUFACE_REQUIRE_GPU();
-  const auto [n, c] = GetParam();
+// The fused kernel on the GPU and on the CPU, every margin, n rows of c classes.
+void expect_cuda_matches_cpu(int64_t n, int64_t c) {
   Context cpu_ctx(Device::CPU), gpu_ctx(Device::CUDA);
   for (const MarginParams& p : all_margins()) {
     CosBatch b = make_batch(n, c, uint64_t(n * 7 + c), n > 1);
@@ -177,6 +176,23 @@ TEST_P(MarginCudaVsCpu, LossAndGradientsAgree) {
     EXPECT_LT(testing::relative_error(gpu_rows, cpu_rows), 1e-5) << describe(p);
     EXPECT_LT(testing::relative_error(gpu_cos, b.cos), 5e-5) << describe(p);
   }
+}
+
+TEST_P(MarginCudaVsCpu, LossAndGradientsAgree) {
+  CUFACE_REQUIRE_GPU();
+  expect_cuda_matches_cpu(GetParam().n, GetParam().c);
+}
+
+// A binary built for sm_80 only runs its PTX on an H100: the device has clusters, the kernel's code
+// does not (its cluster branch is compiled out), so one slice per row must be launched. The emulator
+// stands in for such a binary with CUFACE_EMU_CODE_VERSION=80 (cudaFuncGetAttributes' ptxVersion 80,
+// cluster launches refused); the kernel chose clusters from the device alone and failed there.
+TEST(MarginCuda, ABinaryWithoutSm90CodeRunsWithoutClusters) {
+  CUFACE_REQUIRE_GPU();
+  if (!testing::kEmulatedCuda) GTEST_SKIP() << "a real binary's architectures are fixed when it is built";
+  setenv("CUFACE_EMU_CODE_VERSION", "80", 1);
+  expect_cuda_matches_cpu(3, 100003);  // two or more slices per row where clusters are used
+  unsetenv("CUFACE_EMU_CODE_VERSION");
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MarginCudaVsCpu,

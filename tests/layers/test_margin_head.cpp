@@ -319,7 +319,8 @@ TEST(MarginHeadCuda, MatchesCpu) {
     }
   }
   // bf16 GEMM operands: cosines carry bf16 rounding (~4e-3 relative), so loose bounds. Under Partial
-  // FC too: the gathered centres are normalised straight into bf16, and backward recomputes W^ in fp32.
+  // FC too: the gathered centres are normalised straight into bf16, which backward's GEMMs read as they
+  // are (with dcos and x^ cast to bf16 once).
   gpu.set_precision(Precision::BF16);
   for (const float rate : {1.0f, 0.3f}) {
     MarginHeadOptions options;
