@@ -8,9 +8,10 @@ namespace {
 
 // docs/recipes.md: measured on a person-disjoint LFW split (about 5,000 images of 1,000 people).
 nlohmann::json small_recipe() {
-  return {{"arch", "resnet18"},     {"input_size", 64},        {"margin", "cosface"}, {"margin_s", 16.0},
-          {"margin_m", 0.1},        {"margin_m_set", true},    {"batch", 64},         {"lr", 0.1},
-          {"lr_schedule", "cosine"}, {"warmup", 200},          {"min_lr", 1e-3},      {"embedding_dropout", 0.4}};
+  return {{"arch", "resnet18"},   {"input_size", 64},     {"margin", "arcface"},  {"margin_s", 32.0},
+          {"margin_m", 0.3},      {"margin_m_set", true}, {"batch", 64},          {"lr", 0.1},
+          {"lr_schedule", "cosine"}, {"warmup", 200},     {"min_lr", 1e-3},       {"embedding_dropout", 0.4},
+          {"scale_jitter", 0.1},  {"shift_jitter", 0.05}, {"colour_jitter", 0.2}};
 }
 
 }  // namespace
@@ -30,7 +31,7 @@ std::string recipes_help() {
          "original project's and InsightFace's for MS1M-scale data (millions of images, tens of thousands of "
          "identities, days of GPU time). small = for thousands of images of hundreds to a few thousand people "
          "trained from scratch on one machine, where the large recipe's ArcFace s 64 m 0.5 and constant LR "
-         "underfit: " + settings + " (docs/recipes.md: how it was measured). Pack at the recipe's input size "
+         "generalise poorly (0.65 against 0.84 LFW accuracy on held-out people, same network and steps): " + settings + " (docs/recipes.md: how it was measured). Pack at the recipe's input size "
          "(cuface pack --size). With --time-budget the schedule (warm-up, cosine decay) is laid over the "
          "wall-clock budget instead of a step count.";
 }
