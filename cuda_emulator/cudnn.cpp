@@ -300,7 +300,7 @@ std::vector<float> backward_filter_sum(const Problem& p, const std::vector<float
           }
         }
       }
-  std::vector<int> order(size_t(chunks));
+  std::vector<int> order(static_cast<size_t>(chunks));
   std::iota(order.begin(), order.end(), 0);
   static std::atomic<uint32_t> calls{0};
   std::mt19937 rng(calls++);
