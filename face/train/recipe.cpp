@@ -31,8 +31,10 @@ std::string recipes_help() {
          "original project's and InsightFace's for MS1M-scale data (millions of images, tens of thousands of "
          "identities, days of GPU time). small = for thousands of images of hundreds to a few thousand people "
          "trained from scratch on one machine, where the large recipe's ArcFace s 64 m 0.5 and constant LR "
-         "generalise poorly (0.65 against 0.84 LFW accuracy on held-out people, same network and steps): " + settings + " (docs/recipes.md: how it was measured). Pack at the recipe's input size "
-         "(cuface pack --size). With --time-budget the schedule (warm-up, cosine decay) is laid over the "
+         "generalise poorly (0.65 against 0.83 LFW accuracy on held-out people, same network and steps): " +
+         settings +
+         " (docs/recipes.md: how it was measured). Pack people with at least 2 images at the recipe's input size "
+         "(cuface pack --size 64 --min-per-class 2). With --time-budget the schedule (warm-up, cosine decay) is laid over the "
          "wall-clock budget instead of a step count.";
 }
 

@@ -464,9 +464,9 @@ nlohmann::json Run::resume_from_latest() {
                    " steps; give --steps (or --epochs) beyond step " + std::to_string(step_) + " to train it further");
   // A longer budget re-lays the cosine over the whole new budget (as if it had been given at the
   // start), so the schedule saved at the old budget's end has not run its course.
-  CUFACE_CHECK(config_.time_budget > 0 || !schedule_->should_stop(), "--resume: the run in '" + folder_.dir.string() + "' has finished: it " +
-                                              "stopped at step " + std::to_string(step_) +
-                                              " when its learning rate fell below --min-lr");
+  CUFACE_CHECK(config_.time_budget > 0 || !schedule_->should_stop(),
+               "--resume: the run in '" + folder_.dir.string() + "' has finished: it stopped at step " +
+                   std::to_string(step_) + " when its learning rate fell below --min-lr");
   if (leader()) std::printf("resumed %s at step %lld\n", folder_.dir.string().c_str(), (long long)step_);
   return state;
 }
