@@ -26,7 +26,7 @@ namespace cuface {
 namespace {
 
 struct Operands {
-  Tensor x, y, dy, dx;                                                         // activations
+  Tensor x, y, dy, dx, g;                                                      // activations
   Tensor gamma, beta, running_mean, running_var, mean, invstd, dgamma, dbeta;  // per channel, f32
 };
 
@@ -42,14 +42,15 @@ Operands make_operands(Context& ctx, const Shape& shape, DType dtype) {
   cast(ctx, values, o.dy);
   o.y = Tensor::empty(shape, dtype, device);
   o.dx = Tensor::empty(shape, dtype, device);
+  o.g = Tensor::empty(shape, dtype, device);
   for (Tensor* t : {&o.gamma, &o.beta, &o.running_mean, &o.running_var, &o.mean, &o.invstd, &o.dgamma, &o.dbeta}) {
     *t = Tensor::empty({channels}, DType::F32, device);
     fill(ctx, *t, 1.0f);
   }
   // Realistic y, mean and invstd for the backward cases (the fused ReLU zeroes about half of y).
   Tensor none;
-  batch_norm_forward_train(ctx, o.x, o.gamma, o.beta, 1e-5f, 0.1f, true, o.running_mean, o.running_var, none, o.y,
-                           o.mean, o.invstd);
+  batch_norm_forward_train(ctx, o.x, none, o.gamma, o.beta, 1e-5f, 0.1f, true, o.running_mean, o.running_var, none,
+                           o.y, o.mean, o.invstd);
   ctx.synchronize();
   return o;
 }
@@ -66,30 +67,45 @@ const Case kCases[] = {
     {"bn_train_forward", 3,  // x read twice (statistics, then normalise), y written
      [](Context& ctx, Operands& o) {
        Tensor none;
-       batch_norm_forward_train(ctx, o.x, o.gamma, o.beta, 1e-5f, 0.1f, false, o.running_mean, o.running_var, none, o.y,
-                                o.mean, o.invstd);
+       batch_norm_forward_train(ctx, o.x, none, o.gamma, o.beta, 1e-5f, 0.1f, false, o.running_mean, o.running_var,
+                                none, o.y, o.mean, o.invstd);
      }},
     {"bn_relu_train_forward", 3,
      [](Context& ctx, Operands& o) {
        Tensor none;
-       batch_norm_forward_train(ctx, o.x, o.gamma, o.beta, 1e-5f, 0.1f, true, o.running_mean, o.running_var, none, o.y,
-                                o.mean, o.invstd);
+       batch_norm_forward_train(ctx, o.x, none, o.gamma, o.beta, 1e-5f, 0.1f, true, o.running_mean, o.running_var,
+                                none, o.y, o.mean, o.invstd);
+     }},
+    {"bn_add_relu_train_forward", 4,  // the residual join fused in: the shortcut (here dy) read too
+     [](Context& ctx, Operands& o) {
+       Tensor none;
+       batch_norm_forward_train(ctx, o.x, o.dy, o.gamma, o.beta, 1e-5f, 0.1f, true, o.running_mean, o.running_var,
+                                none, o.y, o.mean, o.invstd);
      }},
     {"bn_eval_forward", 2,
      [](Context& ctx, Operands& o) {
-       batch_norm_forward_eval(ctx, o.x, o.gamma, o.beta, o.running_mean, o.running_var, 1e-5f, false, o.y, o.mean,
-                               o.invstd);
+       Tensor none;
+       batch_norm_forward_eval(ctx, o.x, none, o.gamma, o.beta, o.running_mean, o.running_var, 1e-5f, false, o.y,
+                               o.mean, o.invstd);
      }},
     {"bn_backward", 5,  // x, dy read twice (sums, then dx), dx written
      [](Context& ctx, Operands& o) {
-       batch_norm_backward(ctx, o.x, o.y, o.dy, o.gamma, o.mean, o.invstd, true, false, o.dx, o.dgamma, o.dbeta);
+       Tensor none;
+       batch_norm_backward(ctx, o.x, o.y, o.dy, o.gamma, o.mean, o.invstd, true, false, o.dx, none, o.dgamma, o.dbeta);
      }},
     {"bn_relu_backward", 7,  // y read too, for the mask
      [](Context& ctx, Operands& o) {
-       batch_norm_backward(ctx, o.x, o.y, o.dy, o.gamma, o.mean, o.invstd, true, true, o.dx, o.dgamma, o.dbeta);
+       Tensor none;
+       batch_norm_backward(ctx, o.x, o.y, o.dy, o.gamma, o.mean, o.invstd, true, true, o.dx, none, o.dgamma, o.dbeta);
+     }},
+    {"bn_add_relu_backward", 7,  // x, y, dy read, g written (the shortcut's gradient), then x, g read, dx written
+     [](Context& ctx, Operands& o) {
+       batch_norm_backward(ctx, o.x, o.y, o.dy, o.gamma, o.mean, o.invstd, true, true, o.dx, o.g, o.dgamma, o.dbeta);
      }},
     {"relu_forward", 2, [](Context& ctx, Operands& o) { relu_forward(ctx, o.x, o.y); }},
     {"relu_backward", 3, [](Context& ctx, Operands& o) { relu_backward(ctx, o.x, o.dy, o.dx); }},
+    // The unfused join, for comparison with bn_add_relu_*: bn_train_forward + add_relu does what
+    // bn_add_relu_train_forward does, relu_backward + bn_backward what bn_add_relu_backward does.
     {"add_relu", 3, [](Context& ctx, Operands& o) { add_relu(ctx, o.x, o.dy, o.y); }},
     {"dropout", 2, [](Context& ctx, Operands& o) { dropout(ctx, o.x, o.y, 0.4f, 7, 3); }},
 };

@@ -11,7 +11,8 @@
 
 Image tensors are NCHW in channels_last memory format (NHWC in memory, as cuface stores them).
 PyTorch has no fused BN + ReLU on the CPU, so "bn_relu_*" times BN followed by an in-place ReLU (and
-threshold_backward before BN's backward); that fusion is the point of cuface's variant.
+threshold_backward before BN's backward), and "bn_add_relu_*" (a ResNet block's end) BN, an in-place
+add of the shortcut and ReLU; those fusions are the point of cuface's variants.
 """
 import argparse
 import json
@@ -44,6 +45,9 @@ def cases(batch):
     def bn_relu_train(o):
         return bn(o["x"], o["w"], o["b"], o["rm"], o["rv"], True, 0.1, 1e-5)[0].relu_()
 
+    def bn_add_relu_train(o):  # eager PyTorch's residual join: BN, then add, then ReLU, in place
+        return bn(o["x"], o["w"], o["b"], o["rm"], o["rv"], True, 0.1, 1e-5)[0].add_(o["dy"]).relu_()
+
     def bn_eval(o):
         return bn(o["x"], o["w"], o["b"], o["rm"], o["rv"], False, 0.1, 1e-5)
 
@@ -58,9 +62,11 @@ def cases(batch):
 
     out = [("bn_train_forward", bn_train, images(batch) + [(batch, 512)]),
            ("bn_relu_train_forward", bn_relu_train, images(batch)),
+           ("bn_add_relu_train_forward", bn_add_relu_train, images(batch)),
            ("bn_eval_forward", bn_eval, images(batch)),
            ("bn_backward", bn_back, images(batch) + [(batch, 512)]),
            ("bn_relu_backward", bn_relu_back, images(batch)),
+           ("bn_add_relu_backward", bn_relu_back, images(batch)),  # the mask's output is the shortcut's gradient
            ("relu_forward", lambda o: torch.relu(o["x"]), images(batch)),
            ("relu_backward", lambda o: threshold_backward(o["dy"], o["x"], 0), images(batch)),
            ("add_relu", lambda o: (o["x"] + o["dy"]).relu_(), images(batch)),

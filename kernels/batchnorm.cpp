@@ -24,10 +24,11 @@ void check_channels(const Tensor& t, const Tensor& x, bool required, const char*
 
 }  // namespace
 
-void check_batch_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                              const Tensor& running_var, const Tensor& y, const Tensor& mean, const Tensor& invstd,
-                              const char* what) {
+void check_batch_norm_forward(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
+                              const Tensor& running_mean, const Tensor& running_var, const Tensor& y,
+                              const Tensor& mean, const Tensor& invstd, const char* what) {
   check_activations(x, y, what);
+  if (residual.defined()) check_activations(x, residual, what);
   check_channels(gamma, x, false, "gamma", what);
   check_channels(beta, x, false, "beta", what);
   check_channels(running_mean, x, true, "running_mean", what);
@@ -38,10 +39,11 @@ void check_batch_norm_forward(const Tensor& x, const Tensor& gamma, const Tensor
 
 void check_batch_norm_backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
                                const Tensor& mean, const Tensor& invstd, bool relu, const Tensor& dx,
-                               const Tensor& dgamma, const Tensor& dbeta) {
+                               const Tensor& dresidual, const Tensor& dgamma, const Tensor& dbeta) {
   const char* what = "batch_norm_backward";
   check_activations(x, dy, what);
   check_activations(x, dx, what);
+  if (dresidual.defined()) check_activations(x, dresidual, what);
   if (relu) check_activations(x, y, what);
   check_channels(gamma, x, false, "gamma", what);
   check_channels(mean, x, true, "mean", what);

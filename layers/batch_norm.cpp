@@ -33,38 +33,59 @@ BatchNorm::BatchNorm(int64_t channels, BatchNormOptions options) : channels_(cha
   register_parameter(num_batches_tracked_);
 }
 
-Tensor BatchNorm::forward(Context& ctx, const Tensor& x) {
+Tensor BatchNorm::forward(Context& ctx, const Tensor& x) { return forward_join(ctx, x, Tensor()); }
+
+Tensor BatchNorm::forward_join(Context& ctx, const Tensor& x, const Tensor& shortcut) {
   CUFACE_CHECK(x.rank() >= 2 && x.size(-1) == channels_, "BatchNorm(" + std::to_string(channels_) +
                                                              "): expected [N, C] or [N, H, W, C] input with C = " +
                                                              std::to_string(channels_) + ", got " + x.str());
+  CUFACE_CHECK(!shortcut.defined() || (shortcut.shape() == x.shape() && shortcut.dtype() == x.dtype()),
+               "BatchNorm: the residual shortcut " + shortcut.str() + " differs from the input " + x.str());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   mean_ = Tensor::empty({channels_}, DType::F32, x.device());
   invstd_ = Tensor::empty({channels_}, DType::F32, x.device());
   if (training_ && sync_)
-    forward_sync(ctx, x, y);
+    forward_sync(ctx, x, shortcut, y);
   else if (training_)
-    batch_norm_forward_train(ctx, x, weight_.value, bias_.value, options_.eps, options_.momentum, options_.relu,
-                             running_mean_.value, running_var_.value, num_batches_tracked_.value, y, mean_, invstd_);
+    batch_norm_forward_train(ctx, x, shortcut, weight_.value, bias_.value, options_.eps, options_.momentum,
+                             options_.relu, running_mean_.value, running_var_.value, num_batches_tracked_.value, y,
+                             mean_, invstd_);
   else
-    batch_norm_forward_eval(ctx, x, weight_.value, bias_.value, running_mean_.value, running_var_.value, options_.eps,
-                            options_.relu, y, mean_, invstd_);
+    batch_norm_forward_eval(ctx, x, shortcut, weight_.value, bias_.value, running_mean_.value, running_var_.value,
+                            options_.eps, options_.relu, y, mean_, invstd_);
   used_batch_stats_ = training_;
+  joined_ = shortcut.defined();
   x_ = x;
   y_ = options_.relu ? y : Tensor();
   return y;
 }
 
 Tensor BatchNorm::backward(Context& ctx, const Tensor& dy) {
+  CUFACE_CHECK(!joined_, "BatchNorm: forward_join's backward is backward_join");
+  return backward_gradients(ctx, dy, false).dx;
+}
+
+BatchNorm::JoinGradients BatchNorm::backward_join(Context& ctx, const Tensor& dy) {
+  CUFACE_CHECK(joined_ || !x_.defined(), "BatchNorm: backward_join called after a forward without a shortcut");
+  return backward_gradients(ctx, dy, true);
+}
+
+BatchNorm::JoinGradients BatchNorm::backward_gradients(Context& ctx, const Tensor& dy, bool want_shortcut) {
   CUFACE_CHECK(x_.defined(), "BatchNorm: backward called before forward");
-  if (used_batch_stats_ && sync_) return backward_sync(ctx, dy);
-  Tensor dx = Tensor::empty(x_.shape(), x_.dtype(), x_.device());
+  JoinGradients out;
+  out.dx = Tensor::empty(x_.shape(), x_.dtype(), x_.device());
+  if (want_shortcut) out.dshortcut = Tensor::empty(x_.shape(), x_.dtype(), x_.device());
+  if (used_batch_stats_ && sync_) {
+    backward_sync(ctx, dy, out.dx, out.dshortcut);
+    return out;
+  }
   Tensor no_gradient;
   const bool parameter_grads = options_.affine && !frozen_;
   Tensor& dgamma = parameter_grads && weight_.trainable ? weight_.grad : no_gradient;
   Tensor& dbeta = parameter_grads ? bias_.grad : no_gradient;
-  batch_norm_backward(ctx, x_, y_, dy, weight_.value, mean_, invstd_, used_batch_stats_, options_.relu, dx, dgamma,
-                      dbeta);
-  return dx;
+  batch_norm_backward(ctx, x_, y_, dy, weight_.value, mean_, invstd_, used_batch_stats_, options_.relu, out.dx,
+                      out.dshortcut, dgamma, dbeta);
+  return out;
 }
 
 // ---- synchronised over the ranks ---------------------------------------------------------------------
@@ -74,7 +95,7 @@ namespace {
 Tensor row_of(const Tensor& pair, int64_t k) { return pair.slice(k, k + 1).reshape({pair.size(1)}); }
 }  // namespace
 
-void BatchNorm::forward_sync(Context& ctx, const Tensor& x, Tensor& y) {
+void BatchNorm::forward_sync(Context& ctx, const Tensor& x, const Tensor& shortcut, Tensor& y) {
   const int64_t count = x.numel() / channels_ * sync_->world_size();  // the same rows on every rank
   Tensor moments = Tensor::empty({2, channels_}, DType::F32, x.device());
   batch_norm_moments(ctx, x, running_mean_.value, moments);
@@ -82,16 +103,18 @@ void BatchNorm::forward_sync(Context& ctx, const Tensor& x, Tensor& y) {
   Tensor mean = Tensor::empty({channels_}, DType::F32, x.device()), var = Tensor::empty({channels_}, DType::F32, x.device());
   batch_norm_stats_from_moments(ctx, moments, count, options_.momentum, running_mean_.value, running_var_.value,
                                 num_batches_tracked_.value, mean, var);
-  batch_norm_forward_eval(ctx, x, weight_.value, bias_.value, mean, var, options_.eps, options_.relu, y, mean_, invstd_);
+  batch_norm_forward_eval(ctx, x, shortcut, weight_.value, bias_.value, mean, var, options_.eps, options_.relu, y,
+                          mean_, invstd_);
 }
 
-Tensor BatchNorm::backward_sync(Context& ctx, const Tensor& dy) {
+void BatchNorm::backward_sync(Context& ctx, const Tensor& dy, Tensor& dx, Tensor& dshortcut) {
   const int64_t count = x_.numel() / channels_ * sync_->world_size();
-  // k * g and this rank's sums of g (row 0) and g * xhat (row 1), then the sums over every rank.
-  Tensor dx = Tensor::empty(x_.shape(), x_.dtype(), x_.device());
+  // k * g (and g, the shortcut's gradient) and this rank's sums of g (row 0) and g * xhat (row 1),
+  // then the sums over every rank.
   Tensor sums = Tensor::zeros({2, channels_}, DType::F32, x_.device());
   Tensor sum_g = row_of(sums, 0), sum_gxhat = row_of(sums, 1);
-  batch_norm_backward(ctx, x_, y_, dy, weight_.value, mean_, invstd_, false, options_.relu, dx, sum_gxhat, sum_g);
+  batch_norm_backward(ctx, x_, y_, dy, weight_.value, mean_, invstd_, false, options_.relu, dx, dshortcut, sum_gxhat,
+                      sum_g);
   // The parameter gradients are this rank's share; the gradient all-reduce of the trainer sums them.
   if (options_.affine && !frozen_) {
     axpy(ctx, 1.0f, sum_g, bias_.grad);
@@ -99,7 +122,6 @@ Tensor BatchNorm::backward_sync(Context& ctx, const Tensor& dy) {
   }
   sync_->all_reduce(ctx, sums, ReduceOp::Sum);
   batch_norm_sync_input_grad(ctx, x_, weight_.value, mean_, invstd_, sums, count, dx);
-  return dx;
 }
 
 void BatchNorm::sync_all(Layer& root, Communicator* comm) {

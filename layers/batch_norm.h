@@ -16,6 +16,11 @@
 //   relu      fuse max(y, 0) into forward and its mask into backward (ResNet's conv -> BN -> ReLU);
 //             the mask is read from the saved output y, so nothing extra is stored.
 //
+// The residual join (forward_join / backward_join): y = relu(bn(x) + shortcut), the end of a ResNet
+// block, in the normalising pass itself (kernels/batchnorm.h: 4 activation passes where BatchNorm
+// then a separate add + ReLU take 6, and no BatchNorm output is written). Backward returns dx and the
+// shortcut's gradient, which the block passes down its shortcut branch.
+//
 // Synchronised (set_sync, `cuface train --sync-bn`): in training the batch statistics are those of
 // the whole batch over every rank of the communicator (each rank holding its own rows, the same count
 // on every rank), and backward differentiates through them: two all-reduces per layer and step, each
@@ -53,6 +58,14 @@ class BatchNorm : public Layer {
   Tensor forward(Context& ctx, const Tensor& x) override;
   Tensor backward(Context& ctx, const Tensor& dy) override;
 
+  // y = act(bn(x) + shortcut), act = ReLU when options().relu: the residual join fused in.
+  Tensor forward_join(Context& ctx, const Tensor& x, const Tensor& shortcut);
+  struct JoinGradients {
+    Tensor dx;         // dL/dx
+    Tensor dshortcut;  // dL/dshortcut
+  };
+  JoinGradients backward_join(Context& ctx, const Tensor& dy);
+
   int64_t channels() const { return channels_; }
   const BatchNormOptions& options() const { return options_; }
   Parameter& weight() { return weight_; }
@@ -70,11 +83,13 @@ class BatchNorm : public Layer {
   BatchNormOptions options_;
   Parameter weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
   Communicator* sync_ = nullptr;
-  void forward_sync(Context& ctx, const Tensor& x, Tensor& y);
-  Tensor backward_sync(Context& ctx, const Tensor& dy);
+  void forward_sync(Context& ctx, const Tensor& x, const Tensor& shortcut, Tensor& y);
+  void backward_sync(Context& ctx, const Tensor& dy, Tensor& dx, Tensor& dshortcut);
+  JoinGradients backward_gradients(Context& ctx, const Tensor& dy, bool want_shortcut);
   // Saved by forward for backward.
   Tensor x_, y_, mean_, invstd_;
   bool used_batch_stats_ = false;
+  bool joined_ = false;  // the last forward added a shortcut
 };
 
 }  // namespace cuface

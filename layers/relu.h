@@ -1,7 +1,7 @@
 // ReLU: y = max(x, 0). Saves its output y (which the next layer holds anyway) and backward masks dy
 // with y > 0, so the gradient at x == 0 is 0, as in PyTorch. In a ResNet the ReLU after a BatchNorm
-// is better fused into it (BatchNormOptions::relu), and the one after the residual sum into
-// ResidualAdd (layers/residual.h); this layer is for the other places.
+// is better fused into it (BatchNormOptions::relu), and the one after the residual sum too
+// (BatchNorm::forward_join); this layer is for the other places.
 #pragma once
 #include "layers/layer.h"
 

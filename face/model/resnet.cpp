@@ -22,19 +22,19 @@ static BatchNormOptions bn_options(float momentum, bool relu) {
 
 ResidualBlock::ResidualBlock(bool bottleneck, int64_t in_channels, int64_t width, int64_t stride, float bn_momentum,
                              SeedSequence& seeds)
-    : bottleneck_(bottleneck), out_channels_(bottleneck ? 4 * width : width) {
+    : bottleneck_(bottleneck),
+      out_channels_(bottleneck ? 4 * width : width),
+      join_(out_channels_, bn_options(bn_momentum, true)) {
   if (bottleneck) {
     main_.emplace<Conv2d>("conv1", in_channels, width, 1, 1, 0, false, seeds.next());
     main_.emplace<BatchNorm>("bn1", width, bn_options(bn_momentum, true));
     main_.emplace<Conv2d>("conv2", width, width, 3, stride, 1, false, seeds.next());
     main_.emplace<BatchNorm>("bn2", width, bn_options(bn_momentum, true));
     main_.emplace<Conv2d>("conv3", width, out_channels_, 1, 1, 0, false, seeds.next());
-    main_.emplace<BatchNorm>("bn3", out_channels_, bn_options(bn_momentum, false));
   } else {
     main_.emplace<Conv2d>("conv1", in_channels, width, 3, stride, 1, false, seeds.next());
     main_.emplace<BatchNorm>("bn1", width, bn_options(bn_momentum, true));
     main_.emplace<Conv2d>("conv2", width, width, 3, 1, 1, false, seeds.next());
-    main_.emplace<BatchNorm>("bn2", width, bn_options(bn_momentum, false));
   }
   if (stride != 1 || in_channels != out_channels_) {
     downsample_ = std::make_unique<Sequential>();
@@ -46,19 +46,21 @@ ResidualBlock::ResidualBlock(bool bottleneck, int64_t in_channels, int64_t width
 Tensor ResidualBlock::forward(Context& ctx, const Tensor& x) {
   Tensor main = main_.forward(ctx, x);
   Tensor shortcut = downsample_ ? downsample_->forward(ctx, x) : x;
-  ProfileScope scope(ctx, "ResidualAdd", Pass::Forward, {0, 3 * tensor_bytes(main)});
-  return join_.forward(ctx, main, shortcut);
+  // Statistics (x read), then x and the shortcut read and y written.
+  ProfileScope scope(ctx, "BatchNorm+Add", Pass::Forward, {0, 4 * tensor_bytes(main)});
+  return join_.forward_join(ctx, main, shortcut);
 }
 
 Tensor ResidualBlock::backward(Context& ctx, const Tensor& dy) {
   // Both branches receive the join's gradient; at the block input their gradients add up.
-  Tensor d;
+  BatchNorm::JoinGradients join;
   {
-    ProfileScope scope(ctx, "ResidualAdd", Pass::Backward, {0, 3 * tensor_bytes(dy)});
-    d = join_.backward(ctx, dy);
+    // dy and y read, g written, then x and g read and dx written.
+    ProfileScope scope(ctx, "BatchNorm+Add", Pass::Backward, {0, 7 * tensor_bytes(dy)});
+    join = join_.backward_join(ctx, dy);
   }
-  Tensor dx = main_.backward(ctx, d);
-  Tensor shortcut_dx = downsample_ ? downsample_->backward(ctx, d) : d;
+  Tensor dx = main_.backward(ctx, join.dx);
+  Tensor shortcut_dx = downsample_ ? downsample_->backward(ctx, join.dshortcut) : join.dshortcut;
   ProfileScope scope(ctx, "ResidualAdd", Pass::Backward, {0, 3 * tensor_bytes(dx)});
   add(ctx, dx, shortcut_dx, dx);
   return dx;
@@ -66,24 +68,28 @@ Tensor ResidualBlock::backward(Context& ctx, const Tensor& dy) {
 
 void ResidualBlock::collect_parameters(const std::string& prefix, std::vector<NamedParameter>& out) {
   main_.collect_parameters(prefix, out);  // conv1, bn1, ... directly under the block's name
+  join_.collect_parameters(join_name(prefix, bottleneck_ ? "bn3" : "bn2"), out);
   if (downsample_) downsample_->collect_parameters(join_name(prefix, "downsample"), out);
 }
 
 void ResidualBlock::set_training(bool training) {
   Layer::set_training(training);
   main_.set_training(training);
+  join_.set_training(training);
   if (downsample_) downsample_->set_training(training);
 }
 
 void ResidualBlock::visit(const std::function<void(Layer&)>& f) {
   f(*this);
   main_.visit(f);
+  join_.visit(f);
   if (downsample_) downsample_->visit(f);
 }
 
 void ResidualBlock::set_frozen(bool frozen) {
   Layer::set_frozen(frozen);
   main_.set_frozen(frozen);
+  join_.set_frozen(frozen);
   if (downsample_) downsample_->set_frozen(frozen);
 }
 

@@ -19,7 +19,6 @@
 #include "layers/global_avg_pool.h"
 #include "layers/layer.h"
 #include "layers/max_pool2d.h"
-#include "layers/residual.h"
 
 namespace cuface {
 
@@ -66,9 +65,11 @@ class ResidualBlock : public Layer {
  private:
   bool bottleneck_;
   int64_t out_channels_;
-  Sequential main_;        // conv1, bn1(+relu), conv2, bn2(+relu), [conv3, bn3]: named as torchvision
+  Sequential main_;  // conv1, bn1(+relu), conv2, [bn2(+relu), conv3]: named as torchvision
+  // The main branch's last BatchNorm ("bn3", or "bn2" in a basic block) with the join fused in:
+  // relu(bn(main) + shortcut).
+  BatchNorm join_;
   std::unique_ptr<Sequential> downsample_;  // "downsample.0" conv 1x1/stride, "downsample.1" BN
-  ResidualAdd join_;
 };
 
 // conv1, bn1 (+relu), maxpool, layer1..layer4, avgpool, in order.

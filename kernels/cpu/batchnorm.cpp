@@ -3,6 +3,7 @@
 // float, split over rows, and vectorise over the contiguous channels.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/batchnorm.h"
@@ -12,23 +13,37 @@ namespace cuface::cpu {
 
 namespace {
 
-// y = x * scale[c] + shift[c] (then max(., 0)): normalisation and affine folded into one multiply-add.
-void normalize(const Tensor& x, const std::vector<float>& scale, const std::vector<float>& shift, bool relu,
-               Tensor& y) {
+// y = x * scale[c] + shift[c] [+ residual] (then max(., 0)): normalisation and affine folded into one
+// multiply-add, the residual join added in the same pass.
+template <bool kResidual, bool kRelu>
+void normalize_rows(const float* px, const float* pr, const float* s, const float* t, int64_t rows, int64_t channels,
+                    float* py) {
+#pragma omp parallel for schedule(static) if (rows * channels > 65536)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t base = row * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      float v = px[base + c] * s[c] + t[c];
+      if constexpr (kResidual) v += pr[base + c];
+      if constexpr (kRelu) v = std::max(v, 0.0f);
+      py[base + c] = v;
+    }
+  }
+}
+
+void normalize(const Tensor& x, const Tensor& residual, const std::vector<float>& scale,
+               const std::vector<float>& shift, bool relu, Tensor& y) {
   const int64_t channels = x.size(-1), rows = x.numel() / channels;
   const float* px = x.data<float>();
+  const float* pr = residual.defined() ? residual.data<float>() : nullptr;
   float* py = y.data<float>();
   const float* s = scale.data();
   const float* t = shift.data();
-#pragma omp parallel for schedule(static) if (rows * channels > 65536)
-  for (int64_t row = 0; row < rows; ++row) {
-    const float* xr = px + row * channels;
-    float* yr = py + row * channels;
-    if (relu)
-      for (int64_t c = 0; c < channels; ++c) yr[c] = std::max(xr[c] * s[c] + t[c], 0.0f);
-    else
-      for (int64_t c = 0; c < channels; ++c) yr[c] = xr[c] * s[c] + t[c];
-  }
+  if (pr)
+    relu ? normalize_rows<true, true>(px, pr, s, t, rows, channels, py)
+         : normalize_rows<true, false>(px, pr, s, t, rows, channels, py);
+  else
+    relu ? normalize_rows<false, true>(px, pr, s, t, rows, channels, py)
+         : normalize_rows<false, false>(px, pr, s, t, rows, channels, py);
 }
 
 // scale = gamma * invstd, shift = beta - mean * scale (gamma, beta undefined: 1, 0).
@@ -46,9 +61,10 @@ void fold_affine(const Tensor& gamma, const Tensor& beta, const float* mean, con
 
 }  // namespace
 
-void batch_norm_forward_train(Context&, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
-                              float momentum, bool relu, Tensor& running_mean, Tensor& running_var,
-                              Tensor& num_batches_tracked, Tensor& y, Tensor& mean, Tensor& invstd) {
+void batch_norm_forward_train(Context&, const Tensor& x, const Tensor& residual, const Tensor& gamma,
+                              const Tensor& beta, float eps, float momentum, bool relu, Tensor& running_mean,
+                              Tensor& running_var, Tensor& num_batches_tracked, Tensor& y, Tensor& mean,
+                              Tensor& invstd) {
   const int64_t channels = x.size(-1), rows = x.numel() / channels;
   const float* px = x.data<float>();
   // Per channel: sum x and sum x^2 (result: sums[c], sums[C + c]). In double the cancellation in
@@ -78,12 +94,12 @@ void batch_norm_forward_train(Context&, const Tensor& x, const Tensor& gamma, co
   if (num_batches_tracked.defined()) num_batches_tracked.data<int32_t>()[0] += 1;
   std::vector<float> scale, shift;
   fold_affine(gamma, beta, m, is, channels, scale, shift);
-  normalize(x, scale, shift, relu, y);
+  normalize(x, residual, scale, shift, relu, y);
 }
 
-void batch_norm_forward_eval(Context&, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                             const Tensor& running_mean, const Tensor& running_var, float eps, bool relu, Tensor& y,
-                             Tensor& mean, Tensor& invstd) {
+void batch_norm_forward_eval(Context&, const Tensor& x, const Tensor& residual, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& running_mean, const Tensor& running_var, float eps,
+                             bool relu, Tensor& y, Tensor& mean, Tensor& invstd) {
   const int64_t channels = x.size(-1);
   float* m = mean.data<float>();
   float* is = invstd.data<float>();
@@ -93,7 +109,7 @@ void batch_norm_forward_eval(Context&, const Tensor& x, const Tensor& gamma, con
   }
   std::vector<float> scale, shift;
   fold_affine(gamma, beta, m, is, channels, scale, shift);
-  normalize(x, scale, shift, relu, y);
+  normalize(x, residual, scale, shift, relu, y);
 }
 
 namespace {
@@ -112,21 +128,41 @@ inline float masked_gradient(const float* y, const float* dy, int64_t i) {
   }
 }
 
+// dx = k * (g - mean_g - xhat * mean_gxhat), with g = dy masked (kRelu) or g read as it is.
 template <bool kRelu>
+void input_grad(const float* px, const float* py, const float* pg, const float* m, const float* is, const float* k,
+                const float* mean_g, const float* mean_gxhat, int64_t rows, int64_t channels, float* pdx) {
+#pragma omp parallel for schedule(static) if (rows * channels > 65536)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t base = row * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float g = masked_gradient<kRelu>(py, pg, base + c);
+      const float xhat = (px[base + c] - m[c]) * is[c];
+      pdx[base + c] = k[c] * (g - mean_g[c] - xhat * mean_gxhat[c]);
+    }
+  }
+}
+
+// kStoreG: the masked g is stored in dresidual (a template parameter, not a test per element, for
+// the vectoriser's sake, as in masked_gradient).
+template <bool kRelu, bool kStoreG>
 void backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-              const Tensor& invstd, bool batch_stats, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
+              const Tensor& invstd, bool batch_stats, Tensor& dx, Tensor& dresidual, Tensor& dgamma, Tensor& dbeta) {
   const int64_t channels = x.size(-1), rows = x.numel() / channels;
   const float* px = x.data<float>();
   const float* py = kRelu ? y.data<float>() : nullptr;
   const float* pdy = dy.data<float>();
+  float* pg = kStoreG ? dresidual.data<float>() : nullptr;
   const float* m = mean.data<float>();
   const float* is = invstd.data<float>();
-  // g = dy, masked. Per channel: sum g and sum g * xhat (result: sums[c], sums[C + c]).
+  // g = dy, masked (and stored as the residual's gradient). Per channel: sum g and sum g * xhat
+  // (result: sums[c], sums[C + c]).
   const std::vector<double> sums = channel_sums<2>(rows, channels, [&](int64_t row, std::array<double*, 2>& s) {
     const int64_t base = row * channels;
     double *sum_g = s[0], *sum_gxhat = s[1];
     for (int64_t c = 0; c < channels; ++c) {
       const float g = masked_gradient<kRelu>(py, pdy, base + c);
+      if constexpr (kStoreG) pg[base + c] = g;
       const float xhat = (px[base + c] - m[c]) * is[c];
       sum_g[c] += g;
       sum_gxhat[c] += double(g) * xhat;
@@ -137,7 +173,8 @@ void backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& 
   if (dgamma.defined())
     for (int64_t c = 0; c < channels; ++c) dgamma.data<float>()[c] += float(sums[size_t(channels + c)]);
 
-  // dx = k * (g - mean_g - xhat * mean_gxhat), k = gamma * invstd; the two means vanish for running stats.
+  // The coefficients of dx = k * (g - mean_g - xhat * mean_gxhat), k = gamma * invstd; the two means
+  // vanish for running statistics.
   std::vector<float> coefficients(3 * size_t(channels), 0.0f);
   float* k = coefficients.data();
   float* mean_g = k + channels;
@@ -149,27 +186,27 @@ void backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& 
       mean_gxhat[c] = float(sums[size_t(channels + c)] / double(rows));
     }
   }
-  float* pdx = dx.data<float>();
-#pragma omp parallel for schedule(static) if (rows * channels > 65536)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t base = row * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float g = masked_gradient<kRelu>(py, pdy, base + c);
-      const float xhat = (px[base + c] - m[c]) * is[c];
-      pdx[base + c] = k[c] * (g - mean_g[c] - xhat * mean_gxhat[c]);
-    }
-  }
+  // With the masked g stored, read it back rather than masking dy again (one stream less).
+  if constexpr (kStoreG)
+    input_grad<false>(px, nullptr, pg, m, is, k, mean_g, mean_gxhat, rows, channels, dx.data<float>());
+  else
+    input_grad<kRelu>(px, py, pdy, m, is, k, mean_g, mean_gxhat, rows, channels, dx.data<float>());
 }
 
 }  // namespace
 
 void batch_norm_backward(Context&, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
                          const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx,
-                         Tensor& dgamma, Tensor& dbeta) {
+                         Tensor& dresidual, Tensor& dgamma, Tensor& dbeta) {
+  const auto run = [&](auto relu_tag, auto store_tag) {
+    backward<decltype(relu_tag)::value, decltype(store_tag)::value>(x, y, dy, gamma, mean, invstd, batch_stats, dx,
+                                                                      dresidual, dgamma, dbeta);
+  };
+  const bool store = dresidual.defined();
   if (relu)
-    backward<true>(x, y, dy, gamma, mean, invstd, batch_stats, dx, dgamma, dbeta);
+    store ? run(std::true_type{}, std::true_type{}) : run(std::true_type{}, std::false_type{});
   else
-    backward<false>(x, y, dy, gamma, mean, invstd, batch_stats, dx, dgamma, dbeta);
+    store ? run(std::false_type{}, std::true_type{}) : run(std::false_type{}, std::false_type{});
 }
 
 // ---- synchronised BatchNorm ------------------------------------------------------------------------

@@ -8,9 +8,10 @@
 //      from zero the data sit;
 //   2. forward_finalize: one thread per channel merges its slabs (in double), adds the shift back,
 //      writes mean, invstd, the running statistics and scale = gamma * invstd, shift = beta - mean * scale;
-//   3. scale_shift: y = x * scale + shift (and max(., 0)), element-wise.
-// Backward: grad_partials (sum g and sum g * xhat per slab), grad_finalize (dgamma, dbeta and the dx
-// coefficients per channel), then input_grad element-wise. Scratch lives in the context workspace.
+//   3. scale_shift: y = x * scale + shift (+ residual) (and max(., 0)), element-wise.
+// Backward: grad_partials (sum g and sum g * xhat per slab; g stored as the residual's gradient when
+// one is wanted), grad_finalize (dgamma, dbeta and the dx coefficients per channel), then input_grad
+// element-wise (reading the stored g instead of masking dy again). Scratch lives in the context workspace.
 #include "engine/cuda_context.h"
 #include "engine/cuda_launch.h"
 #include "kernels/batchnorm.h"
@@ -118,11 +119,14 @@ __global__ void eval_coefficients_kernel(const float* running_mean, const float*
   }
 }
 
+// residual may be null. Under bf16 the sum is formed in fp32 and rounded once (the unfused chain
+// rounds the BatchNorm output first).
 template <class T>
-__global__ void scale_shift_kernel(const T* x, const float* scale, const float* shift, bool relu, T* y, int64_t n,
-                                   int channels) {
+__global__ void scale_shift_kernel(const T* x, const T* residual, const float* scale, const float* shift, bool relu,
+                                   T* y, int64_t n, int channels) {
   for_each_element(n, channels, [&](int64_t i, int c) {
     float v = as_float(x[i]) * scale[c] + shift[c];
+    if (residual) v += as_float(residual[i]);
     if (relu) v = relu_value(v);
     y[i] = from_float<T>(v);
   });
@@ -134,10 +138,10 @@ __device__ inline float masked_grad(const T* y, const T* dy, int64_t i, bool rel
   return (relu && !(as_float(y[i]) > 0.0f)) ? 0.0f : as_float(dy[i]);
 }
 
-// partial: [2][slabs][C] = sum g, sum g * xhat of each slab's rows.
+// partial: [2][slabs][C] = sum g, sum g * xhat of each slab's rows; g also stored in `g_out` unless null.
 template <class T>
 __global__ void grad_partials_kernel(const T* x, const T* y, const T* dy, const float* mean, const float* invstd,
-                                     bool relu, int64_t rows, int channels, float* partial) {
+                                     bool relu, int64_t rows, int channels, float* partial, T* g_out) {
   const int c = blockIdx.x * kReduceChannels + threadIdx.x;
   float sums[2] = {0.0f, 0.0f};
   if (c < channels) {
@@ -146,6 +150,7 @@ __global__ void grad_partials_kernel(const T* x, const T* y, const T* dy, const 
          row += int64_t(gridDim.y) * kReduceRows) {
       const int64_t i = row * channels + c;
       const float g = masked_grad(y, dy, i, relu);
+      if (g_out) g_out[i] = from_float<T>(g);  // exact: g is dy or 0
       sums[0] += g;
       sums[1] += g * ((as_float(x[i]) - m) * is);
     }
@@ -197,16 +202,17 @@ float* mutable_or_null(Tensor& t) {
 }
 
 template <class T>
-void launch_scale_shift(Context& ctx, const Tensor& x, const float* scale, const float* shift, bool relu, Tensor& y) {
+void launch_scale_shift(Context& ctx, const Tensor& x, const Tensor& residual, const float* scale, const float* shift,
+                        bool relu, Tensor& y) {
   const int64_t n = x.numel();
-  launch(scale_shift_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(), scale, shift, relu,
-         y.data<T>(), n, int(x.size(-1)));
+  launch(scale_shift_kernel<T>, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), x.data<T>(),
+         residual.defined() ? residual.data<T>() : nullptr, scale, shift, relu, y.data<T>(), n, int(x.size(-1)));
 }
 
 template <class T>
-void forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, float momentum,
-                   bool relu, Tensor& running_mean, Tensor& running_var, Tensor& num_batches_tracked, Tensor& y,
-                   Tensor& mean, Tensor& invstd) {
+void forward_train(Context& ctx, const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
+                   float eps, float momentum, bool relu, Tensor& running_mean, Tensor& running_var,
+                   Tensor& num_batches_tracked, Tensor& y, Tensor& mean, Tensor& invstd) {
   const int channels = int(x.size(-1));
   const int64_t rows = x.numel() / channels;
   const ChannelReduceGrid reduce = channel_reduce_grid(ctx, rows, channels);
@@ -221,24 +227,26 @@ void forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Ten
          channels, eps, momentum, data_or_null(gamma), data_or_null(beta), running_mean.data<float>(),
          running_var.data<float>(), num_batches_tracked.defined() ? num_batches_tracked.data<int32_t>() : nullptr,
          mean.data<float>(), invstd.data<float>(), scale, shift);
-  launch_scale_shift<T>(ctx, x, scale, shift, relu, y);
+  launch_scale_shift<T>(ctx, x, residual, scale, shift, relu, y);
 }
 
 template <class T>
-void forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
-                  const Tensor& running_var, float eps, bool relu, Tensor& y, Tensor& mean, Tensor& invstd) {
+void forward_eval(Context& ctx, const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
+                  const Tensor& running_mean, const Tensor& running_var, float eps, bool relu, Tensor& y,
+                  Tensor& mean, Tensor& invstd) {
   const int channels = int(x.size(-1));
   float* scale = static_cast<float*>(ctx.cuda().workspace_bytes(sizeof(float) * 2 * size_t(channels)));
   float* shift = scale + channels;
   launch(eval_coefficients_kernel, grid_for(channels, kBlock), kBlock, 0, cuda_stream(ctx), running_mean.data<float>(),
          running_var.data<float>(), channels, eps, data_or_null(gamma), data_or_null(beta), mean.data<float>(),
          invstd.data<float>(), scale, shift);
-  launch_scale_shift<T>(ctx, x, scale, shift, relu, y);
+  launch_scale_shift<T>(ctx, x, residual, scale, shift, relu, y);
 }
 
 template <class T>
 void backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-              const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
+              const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx, Tensor& dresidual, Tensor& dgamma,
+              Tensor& dbeta) {
   const int channels = int(x.size(-1));
   const int64_t rows = x.numel() / channels, n = x.numel();
   const ChannelReduceGrid reduce = channel_reduce_grid(ctx, rows, channels);
@@ -249,44 +257,48 @@ void backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, 
   float* mean_g = k + channels;
   float* mean_gxhat = mean_g + channels;
   const T* py = relu ? y.data<T>() : nullptr;
+  T* g = dresidual.defined() ? dresidual.data<T>() : nullptr;
   cudaStream_t stream = cuda_stream(ctx);
   launch(grad_partials_kernel<T>, reduce.grid, reduce.block, 0, stream, x.data<T>(), py, dy.data<T>(),
-         mean.data<float>(), invstd.data<float>(), relu, rows, channels, partial);
+         mean.data<float>(), invstd.data<float>(), relu, rows, channels, partial, g);
   launch(grad_finalize_kernel, grid_for(channels, kBlock), kBlock, 0, stream, partial, reduce.slabs, channels, rows,
          data_or_null(gamma), invstd.data<float>(), batch_stats, mutable_or_null(dgamma), mutable_or_null(dbeta), k,
          mean_g, mean_gxhat);
-  launch(input_grad_kernel<T>, grid_for(n, kBlock), kBlock, 0, stream, x.data<T>(), py, dy.data<T>(),
-         mean.data<float>(), invstd.data<float>(), k, mean_g, mean_gxhat, relu, dx.data<T>(), n, channels);
+  // With g stored, the mask is already applied: read g in place of dy (and y).
+  launch(input_grad_kernel<T>, grid_for(n, kBlock), kBlock, 0, stream, x.data<T>(), g ? nullptr : py,
+         g ? g : dy.data<T>(), mean.data<float>(), invstd.data<float>(), k, mean_g, mean_gxhat, g ? false : relu,
+         dx.data<T>(), n, channels);
 }
 }  // namespace
 
-void batch_norm_forward_train(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps,
-                              float momentum, bool relu, Tensor& running_mean, Tensor& running_var,
-                              Tensor& num_batches_tracked, Tensor& y, Tensor& mean, Tensor& invstd) {
+void batch_norm_forward_train(Context& ctx, const Tensor& x, const Tensor& residual, const Tensor& gamma,
+                              const Tensor& beta, float eps, float momentum, bool relu, Tensor& running_mean,
+                              Tensor& running_var, Tensor& num_batches_tracked, Tensor& y, Tensor& mean,
+                              Tensor& invstd) {
   if (x.dtype() == DType::BF16)
-    forward_train<bf16>(ctx, x, gamma, beta, eps, momentum, relu, running_mean, running_var, num_batches_tracked, y,
-                        mean, invstd);
+    forward_train<bf16>(ctx, x, residual, gamma, beta, eps, momentum, relu, running_mean, running_var,
+                        num_batches_tracked, y, mean, invstd);
   else
-    forward_train<float>(ctx, x, gamma, beta, eps, momentum, relu, running_mean, running_var, num_batches_tracked, y,
-                         mean, invstd);
+    forward_train<float>(ctx, x, residual, gamma, beta, eps, momentum, relu, running_mean, running_var,
+                         num_batches_tracked, y, mean, invstd);
 }
 
-void batch_norm_forward_eval(Context& ctx, const Tensor& x, const Tensor& gamma, const Tensor& beta,
-                             const Tensor& running_mean, const Tensor& running_var, float eps, bool relu, Tensor& y,
-                             Tensor& mean, Tensor& invstd) {
+void batch_norm_forward_eval(Context& ctx, const Tensor& x, const Tensor& residual, const Tensor& gamma,
+                             const Tensor& beta, const Tensor& running_mean, const Tensor& running_var, float eps,
+                             bool relu, Tensor& y, Tensor& mean, Tensor& invstd) {
   if (x.dtype() == DType::BF16)
-    forward_eval<bf16>(ctx, x, gamma, beta, running_mean, running_var, eps, relu, y, mean, invstd);
+    forward_eval<bf16>(ctx, x, residual, gamma, beta, running_mean, running_var, eps, relu, y, mean, invstd);
   else
-    forward_eval<float>(ctx, x, gamma, beta, running_mean, running_var, eps, relu, y, mean, invstd);
+    forward_eval<float>(ctx, x, residual, gamma, beta, running_mean, running_var, eps, relu, y, mean, invstd);
 }
 
 void batch_norm_backward(Context& ctx, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma,
                          const Tensor& mean, const Tensor& invstd, bool batch_stats, bool relu, Tensor& dx,
-                         Tensor& dgamma, Tensor& dbeta) {
+                         Tensor& dresidual, Tensor& dgamma, Tensor& dbeta) {
   if (x.dtype() == DType::BF16)
-    backward<bf16>(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta);
+    backward<bf16>(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dresidual, dgamma, dbeta);
   else
-    backward<float>(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dgamma, dbeta);
+    backward<float>(ctx, x, y, dy, gamma, mean, invstd, batch_stats, relu, dx, dresidual, dgamma, dbeta);
 }
 
 // ---- synchronised BatchNorm ------------------------------------------------------------------------

@@ -13,12 +13,15 @@ struct BatchNormReference {
 };
 
 // x: rows x C. gamma/beta empty: 1 and 0. train: batch statistics (two passes) and running update.
+// residual (empty: none) is added to the normalised value before the ReLU: the unfused chain
+// BatchNorm, then add, then ReLU.
 inline BatchNormReference reference_batch_norm_forward(const std::vector<double>& x, int64_t C,
                                                        const std::vector<double>& gamma,
                                                        const std::vector<double>& beta,
                                                        std::vector<double> running_mean,
                                                        std::vector<double> running_var, double eps, double momentum,
-                                                       bool train, bool relu) {
+                                                       bool train, bool relu,
+                                                       const std::vector<double>& residual = {}) {
   const int64_t rows = int64_t(x.size()) / C;
   BatchNormReference r;
   r.y.resize(x.size());
@@ -37,7 +40,8 @@ inline BatchNormReference reference_batch_norm_forward(const std::vector<double>
     const double invstd = 1 / std::sqrt(var + eps);
     const double g = gamma.empty() ? 1 : gamma[size_t(c)], b = beta.empty() ? 0 : beta[size_t(c)];
     for (int64_t m = 0; m < rows; ++m) {
-      const double z = g * (x[size_t(m * C + c)] - mean) * invstd + b;
+      const double shortcut = residual.empty() ? 0 : residual[size_t(m * C + c)];
+      const double z = g * (x[size_t(m * C + c)] - mean) * invstd + b + shortcut;
       r.y[size_t(m * C + c)] = relu ? std::max(z, 0.0) : z;
     }
     r.mean.push_back(mean);
@@ -50,6 +54,7 @@ inline BatchNormReference reference_batch_norm_forward(const std::vector<double>
 
 struct BatchNormReferenceGrads {
   std::vector<double> dx, dgamma, dbeta;
+  std::vector<double> dz;  // dL/d(BatchNorm output) = dL/d(residual): dy through the ReLU's mask
 };
 
 // The chain rule step by step (not the compact formula the kernels use): through xhat, then var,
@@ -85,6 +90,8 @@ inline BatchNormReferenceGrads reference_batch_norm_backward(const std::vector<d
     }
     r.dgamma.push_back(dgamma);
     r.dbeta.push_back(dbeta);
+    r.dz.resize(x.size());
+    for (int64_t m = 0; m < rows; ++m) r.dz[size_t(m * C + c)] = dz[size_t(m)];
   }
   return r;
 }

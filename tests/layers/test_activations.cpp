@@ -1,5 +1,6 @@
-// ReLU and PReLU layers and the ResidualAdd helper: backward against central finite differences and
-// float64 formulas, the Layer contract, and the CUDA layers against the CPU ones.
+// ReLU and PReLU layers: backward against central finite differences and float64 formulas, the Layer
+// contract, and the CUDA layers against the CPU ones. (The residual join's ReLU is fused into
+// BatchNorm: tests/layers/test_batch_norm.cpp.)
 #include <gtest/gtest.h>
 
 #include "common/backends.h"
@@ -7,7 +8,6 @@
 #include "common/reference.h"
 #include "layers/prelu.h"
 #include "layers/relu.h"
-#include "layers/residual.h"
 
 namespace cuface {
 namespace {
@@ -84,49 +84,23 @@ TEST(PreluLayer, MatchesFloat64FormulaAccumulatesAndFreezes) {
   EXPECT_THROW(prelu.forward(ctx, Tensor::zeros({2, 6})), Error);
 }
 
-// ResidualAdd is not a Layer (two inputs), so its finite differences are taken here directly.
-TEST(ResidualAdd, BackwardMatchesFiniteDifferencesForBothInputs) {
-  Context ctx(Device::CPU);
-  for (bool relu : {true, false}) {
-    ResidualAdd join(relu);
-    // a + b stays at least 0.05 from 0: a in +-[0.05, 1.05] and b = a * u, u in [0, 1).
-    Tensor a = away_from_zero({2, 3, 4, 5}, 8), b = random_tensor(a.shape(), 9, 0.0f, 1.0f);
-    for (int64_t i = 0; i < a.numel(); ++i) b.data<float>()[i] *= a.data<float>()[i];
-    Tensor r = random_tensor(a.shape(), 10);
-    join.forward(ctx, a, b);
-    const Tensor d = join.backward(ctx, r).clone();
-    auto loss = [&] { return testing::weighted_sum(ResidualAdd(relu).forward(ctx, a, b), r); };
-    EXPECT_LT(testing::check_coordinates(a, d, loss, 1e-2, 120, 11), 1e-3) << relu;
-    EXPECT_LT(testing::check_coordinates(b, d, loss, 1e-2, 120, 12), 1e-3) << relu;
-    Tensor y = join.forward(ctx, a, b);
-    for (int64_t i = 0; i < a.numel(); ++i) {
-      const float sum = a.data<float>()[i] + b.data<float>()[i];
-      ASSERT_EQ(y.data<float>()[i], relu ? std::max(sum, 0.0f) : sum);
-    }
-  }
-  ResidualAdd join;
-  EXPECT_THROW(join.forward(ctx, Tensor::zeros({2, 3}), Tensor::zeros({3, 2})), Error);
-}
-
 // The layers on the GPU give the CPU layers' results (kernel-level f32/bf16 checks are in
 // tests/kernels/test_activation.cpp).
 TEST(ActivationLayersCuda, MatchCpuLayers) {
   CUFACE_REQUIRE_GPU();
   Context cpu(Device::CPU), gpu(Device::CUDA);
-  Tensor x = random_tensor({4, 6, 5, 17}, 20), b = random_tensor(x.shape(), 21), dy = random_tensor(x.shape(), 22);
-  Tensor d_x = x.to(Device::CUDA), d_b = b.to(Device::CUDA), d_dy = dy.to(Device::CUDA);
+  Tensor x = random_tensor({4, 6, 5, 17}, 20), dy = random_tensor(x.shape(), 22);
+  Tensor d_x = x.to(Device::CUDA), d_dy = dy.to(Device::CUDA);
   ReLU relu, d_relu;
   PReLU prelu(17), d_prelu(17);
   prelu.weight().value = random_tensor({17}, 23, -0.5f, 0.5f);
   d_prelu.weight().value = prelu.weight().value.clone();
   d_prelu.to(Device::CUDA);
-  ResidualAdd join, d_join;
-  Tensor want[] = {relu.forward(cpu, x),    relu.backward(cpu, dy),  prelu.forward(cpu, x),
-                   prelu.backward(cpu, dy), join.forward(cpu, x, b), join.backward(cpu, dy)};
-  Tensor got[] = {d_relu.forward(gpu, d_x),    d_relu.backward(gpu, d_dy),    d_prelu.forward(gpu, d_x),
-                  d_prelu.backward(gpu, d_dy), d_join.forward(gpu, d_x, d_b), d_join.backward(gpu, d_dy)};
+  Tensor want[] = {relu.forward(cpu, x), relu.backward(cpu, dy), prelu.forward(cpu, x), prelu.backward(cpu, dy)};
+  Tensor got[] = {d_relu.forward(gpu, d_x), d_relu.backward(gpu, d_dy), d_prelu.forward(gpu, d_x),
+                  d_prelu.backward(gpu, d_dy)};
   gpu.synchronize();
-  for (int k = 0; k < 6; ++k) EXPECT_LT(relative_error(got[k], want[k]), 1e-6) << k;
+  for (int k = 0; k < 4; ++k) EXPECT_LT(relative_error(got[k], want[k]), 1e-6) << k;
   EXPECT_LT(relative_error(d_prelu.weight().grad, prelu.weight().grad), 1e-5);
 }
 

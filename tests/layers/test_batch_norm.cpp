@@ -105,6 +105,71 @@ TEST(BatchNormGradients, FixedScaleAndNoAffineMatchFiniteDifferences) {
   EXPECT_TRUE(p.parameter_errors.empty());
 }
 
+// The residual join fused in: y = relu(bn(x) + shortcut). The shortcut is the normalised value times
+// u in [0, 1), so the sum keeps the sign of bn(x) and stays as far from the ReLU's kink; the finite
+// differences then check dx, dshortcut and the parameter gradients, in training and evaluation mode.
+TEST(BatchNormGradients, ResidualJoinMatchesFiniteDifferences) {
+  Context ctx(Device::CPU);
+  const Shape shape{2, 3, 5, 4};
+  for (bool training : {true, false}) {
+    BatchNorm join(4, {.relu = true}), plain(4);
+    for (BatchNorm* bn : {&join, &plain}) {
+      bn->weight().value = random_tensor({4}, 21, 0.5f, 1.5f);
+      // Evaluation normalises with running statistics (mean 0, var 1 here): no beta keeps it off the kink.
+      bn->bias().value = training ? random_tensor({4}, 22, -0.1f, 0.1f) : Tensor::zeros({4});
+      bn->set_training(training);
+    }
+    Tensor x = symmetric_away_from_zero(shape, 23);
+    Tensor shortcut = plain.forward(ctx, x);
+    const Tensor u = random_tensor(shape, 24, 0.0f, 1.0f);
+    for (int64_t i = 0; i < shortcut.numel(); ++i) shortcut.data<float>()[i] *= u.data<float>()[i];
+
+    Tensor y = join.forward_join(ctx, x, shortcut);
+    const Tensor r = random_tensor(shape, 25);
+    join.zero_grad(ctx);
+    const BatchNorm::JoinGradients grads = join.backward_join(ctx, r);
+    const Tensor dgamma = join.weight().grad.clone(), dbeta = join.bias().grad.clone();
+    auto loss = [&] { return testing::weighted_sum(join.forward_join(ctx, x, shortcut), r); };
+    EXPECT_LT(testing::check_coordinates(x, grads.dx, loss, 1e-2, 120, 26), 1e-3) << training;
+    EXPECT_LT(testing::check_coordinates(shortcut, grads.dshortcut, loss, 1e-2, 120, 27), 1e-3) << training;
+    EXPECT_LT(testing::check_coordinates(join.weight().value, dgamma, loss, 1e-2, 4, 28), 1e-3) << training;
+    EXPECT_LT(testing::check_coordinates(join.bias().value, dbeta, loss, 1e-2, 4, 29), 1e-3) << training;
+    int clamped = 0;
+    for (int64_t i = 0; i < y.numel(); ++i) clamped += y.data<float>()[i] == 0.0f;
+    EXPECT_GT(clamped, 0) << "the ReLU's mask is exercised";
+  }
+}
+
+// The fused join against the unfused chain it replaces: BatchNorm, then add, then ReLU (forward), and
+// the ReLU's mask, then BatchNorm backward (backward): the same numbers, and backward_join's pairing.
+TEST(BatchNormLayer, ResidualJoinEqualsTheUnfusedChainAndChecksItsUse) {
+  Context ctx(Device::CPU);
+  BatchNorm join(6, {.relu = true}), plain(6);
+  randomize_affine(join, 31);
+  randomize_affine(plain, 31);
+  const Shape shape{3, 4, 2, 6};
+  Tensor x = random_tensor(shape, 32, -1.0f, 2.0f), shortcut = random_tensor(shape, 33), dy = random_tensor(shape, 34);
+  Tensor y = join.forward_join(ctx, x, shortcut);
+  Tensor z = plain.forward(ctx, x);
+  Tensor mask_dy = Tensor::empty(shape), want_y = Tensor::empty(shape);
+  for (int64_t i = 0; i < z.numel(); ++i) {
+    const float sum = z.data<float>()[i] + shortcut.data<float>()[i];
+    want_y.data<float>()[i] = std::max(sum, 0.0f);
+    mask_dy.data<float>()[i] = sum > 0.0f ? dy.data<float>()[i] : 0.0f;
+  }
+  EXPECT_LT(relative_error(y, want_y), 1e-6);
+  const BatchNorm::JoinGradients grads = join.backward_join(ctx, dy);
+  EXPECT_EQ(relative_error(grads.dshortcut, mask_dy), 0.0);
+  EXPECT_LT(relative_error(grads.dx, plain.backward(ctx, mask_dy)), 1e-6);
+  EXPECT_LT(relative_error(join.weight().grad, plain.weight().grad), 1e-6);
+  EXPECT_LT(relative_error(join.bias().grad, plain.bias().grad), 1e-6);
+
+  EXPECT_THROW(join.backward(ctx, dy), Error);  // a join's backward must return dshortcut too
+  EXPECT_THROW(join.forward_join(ctx, x, Tensor::zeros({3, 4, 2, 5})), Error);
+  plain.forward(ctx, x);
+  EXPECT_THROW(plain.backward_join(ctx, dy), Error);  // no shortcut was added
+}
+
 // ---- the float64 reference, tightly --------------------------------------------------------------
 
 TEST(BatchNormLayer, MatchesFloat64ReferenceAndAccumulatesGradients) {
@@ -320,6 +385,41 @@ TEST(BatchNormLayerCuda, Bf16ActivationsKeepF32StatisticsAndGradients) {
   EXPECT_LT(relative_error(device.bias().grad, host.bias().grad), 1e-3);
   EXPECT_LT(relative_error(device.running_mean().value, host.running_mean().value), 1e-5);
   EXPECT_LT(relative_error(device.running_var().value, host.running_var().value), 1e-5);
+}
+
+// The fused residual join on the GPU (f32 and bf16 activations) follows the CPU layer, in training and
+// evaluation mode.
+TEST(BatchNormLayerCuda, ResidualJoinMatchesCpuLayer) {
+  CUFACE_REQUIRE_GPU();
+  Context cpu(Device::CPU), gpu(Device::CUDA);
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    const double bound = dtype == DType::F32 ? 1e-5 : 2e-2;
+    BatchNorm host(20, {.relu = true}), device(20, {.relu = true});
+    randomize_affine(host, 70);
+    randomize_affine(device, 70);
+    device.to(Device::CUDA);
+    const Shape shape{4, 5, 3, 20};
+    // upload rounds bf16 values in place: the CPU layer is given what the GPU sees.
+    Tensor x = random_tensor(shape, 71, -1.0f, 2.0f), shortcut = random_tensor(shape, 72);
+    Tensor dy = random_tensor(shape, 73);
+    const Tensor d_x = testing::upload(x, dtype), d_shortcut = testing::upload(shortcut, dtype);
+    const Tensor d_dy = testing::upload(dy, dtype);
+    for (bool training : {true, false}) {
+      host.set_training(training);
+      device.set_training(training);
+      Tensor y = host.forward_join(cpu, x, shortcut);
+      const BatchNorm::JoinGradients want = host.backward_join(cpu, dy);
+      Tensor d_y = device.forward_join(gpu, d_x, d_shortcut);
+      const BatchNorm::JoinGradients got = device.backward_join(gpu, d_dy);
+      gpu.synchronize();
+      EXPECT_LT(relative_error(testing::host_f32(d_y), y), bound) << dtype_name(dtype) << training;
+      EXPECT_LT(relative_error(testing::host_f32(got.dx), want.dx), bound) << dtype_name(dtype) << training;
+      EXPECT_LT(relative_error(testing::host_f32(got.dshortcut), want.dshortcut), bound)
+          << dtype_name(dtype) << training;
+    }
+    EXPECT_LT(relative_error(device.weight().grad, host.weight().grad), dtype == DType::F32 ? 1e-5 : 1e-3);
+    EXPECT_LT(relative_error(device.bias().grad, host.bias().grad), dtype == DType::F32 ? 1e-5 : 1e-3);
+  }
 }
 
 }  // namespace
