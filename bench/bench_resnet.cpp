@@ -74,8 +74,7 @@ void train_step(benchmark::State& state, Setup setup) {
   const std::vector<TaskLabels> tasks{{Task::FR, n.labels, 1.0f}};
   auto one_step = [&] {
     n.model->train_step(*n.ctx, n.images, tasks, true, false);
-    optimizer.step(*n.ctx, 0.01);
-    optimizer.zero_grad(*n.ctx);
+    optimizer.step(*n.ctx, 0.01);  // and zeroes the gradients
     n.ctx->synchronize();
   };
   one_step();  // warm-up: cuDNN algorithm search, allocator caching, first-touch of the weights

@@ -32,18 +32,21 @@ SgdOptimizer::SgdOptimizer(std::vector<NamedParameter> parameters, double moment
   }
 }
 
-void SgdOptimizer::update(Context& ctx, Entry& e, double lr) {
-  sgd_momentum_update(ctx, e.parameter.parameter->value, e.parameter.parameter->grad, e.momentum, float(lr),
-                      float(momentum_), e.weight_decay);
+SgdTensor SgdOptimizer::operands(const Entry& e) {
+  return {e.parameter.parameter->value, e.parameter.parameter->grad, e.momentum, e.weight_decay};
 }
 
 void SgdOptimizer::step(Context& ctx, double lr) {
-  for (Entry& e : entries_) update(ctx, e, lr);
+  std::vector<SgdTensor> all;
+  for (const Entry& e : entries_) all.push_back(operands(e));
+  sgd_momentum_update(ctx, all, float(lr), float(momentum_), 1.0f, true);
 }
 
 void SgdOptimizer::step(Context& ctx, double lr, const std::vector<std::string>& parts) {
-  for (Entry& e : entries_)
-    if (std::find(parts.begin(), parts.end(), e.part) != parts.end()) update(ctx, e, lr);
+  std::vector<SgdTensor> chosen;
+  for (const Entry& e : entries_)
+    if (std::find(parts.begin(), parts.end(), e.part) != parts.end()) chosen.push_back(operands(e));
+  sgd_momentum_update(ctx, chosen, float(lr), float(momentum_), 1.0f, true);
 }
 
 void SgdOptimizer::zero_grad(Context& ctx) {

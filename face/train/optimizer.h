@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/optimizer.h"
 #include "layers/layer.h"
 
 namespace cuface {
@@ -24,11 +25,12 @@ class SgdOptimizer {
   // `parameters`: the trainable parameters to update (a frozen backbone's are simply not passed).
   SgdOptimizer(std::vector<NamedParameter> parameters, double momentum, WeightDecay decay);
 
-  // One fused update per parameter: v = mu v + (g + wd w); w -= lr v. Gradients are left as they
-  // are; the caller zeroes them.
+  // v = mu v + (g + wd w); w -= lr v; g = 0, for every parameter in one fused call
+  // (kernels/optimizer.h): the step consumes the gradients, so the next backward starts from zero.
   void step(Context& ctx, double lr);
   // The same for the parameters whose part (part_of) is in `parts` only; the others keep their
-  // values and momentum, as PyTorch skips parameters that got no gradient (--multi-mode alternate).
+  // values, momentum and (zero) gradients, as PyTorch skips parameters that got no gradient
+  // (--multi-mode alternate).
   void step(Context& ctx, double lr, const std::vector<std::string>& parts);
   void zero_grad(Context& ctx);  // of the parameters this optimizer updates
   void scale_gradients(Context& ctx, float factor);  // g *= factor (--accumulate's 1/N)
@@ -47,7 +49,9 @@ class SgdOptimizer {
     float weight_decay;
     std::string part;  // part_of(name), looked up once
   };
-  void update(Context& ctx, Entry& e, double lr);
+  // The operands of one update, taken from the parameter as it is now: its value and gradient
+  // tensors may have been replaced since (moved to a device, gradients moved into GradBuckets).
+  static SgdTensor operands(const Entry& e);
   std::vector<Entry> entries_;
   double momentum_;
 };

@@ -569,8 +569,9 @@ std::vector<TaskLabels> Run::step_tasks(const DeviceBatch& input) const {
   return labels;
 }
 
-// The SGD update after a step's gradients. Alternating, only the backbone and the trained branch
-// move: the other branches got no gradient this step and keep their weights and momentum.
+// The SGD update after a step's gradients, which it zeroes in the same pass. Alternating, only the
+// backbone and the trained branch move: the other branches got no gradient this step and keep their
+// weights and momentum.
 void Run::update(const std::vector<TaskLabels>& trained, double lr) {
   // Reads weight, gradient and momentum, writes weight and momentum, zeroes the gradient.
   ProfileScope scope(ctx_, "SGD update + zero_grad", Pass::Step, {0, 6 * trained_bytes_});
@@ -582,7 +583,6 @@ void Run::update(const std::vector<TaskLabels>& trained, double lr) {
       parts.push_back(t.task == Task::FR ? "fr" : t.task == Task::Gender ? "gender" : "age");
     optimizer_->step(ctx_, lr, parts);
   }
-  optimizer_->zero_grad(ctx_);
 }
 
 void Run::log_row(const std::vector<TaskLabels>& trained, const std::vector<HeadStats>& stats, double loss, double lr,

@@ -1,21 +1,29 @@
-// CPU optimizer updates: one vectorisable loop per tensor; the CUDA twins are in
-// kernels/cuda/optimizer.cu.
+// CPU optimizer updates: one OpenMP region for the whole list, each tensor's elements split over the
+// threads by one vectorisable loop; the CUDA twins are in kernels/cuda/optimizer.cu.
 #include "kernels/optimizer.h"
 
 namespace cuface::cpu {
 
-void sgd_momentum_update(Context&, Tensor& param, const Tensor& grad, Tensor& momentum, float lr,
-                         float momentum_coef, float weight_decay, float grad_scale) {
-  float* p = param.data<float>();
-  const float* g = grad.data<float>();
-  float* v = momentum.data<float>();
-  const int64_t n = param.numel();
-#pragma omp parallel for schedule(static) if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) {
-    const float step_grad = g[i] * grad_scale + weight_decay * p[i];
-    const float velocity = momentum_coef * v[i] + step_grad;
-    v[i] = velocity;
-    p[i] -= lr * velocity;
+void sgd_momentum_update(Context&, const std::vector<SgdTensor>& tensors, float lr, float momentum_coef,
+                         float grad_scale, bool zero_grad) {
+  int64_t total = 0;
+  for (const SgdTensor& t : tensors) total += t.param.numel();
+#pragma omp parallel if (total > 65536)
+  for (const SgdTensor& t : tensors) {
+    float* p = t.param.data<float>();
+    float* g = t.grad.data<float>();
+    float* v = t.momentum.data<float>();
+    const float weight_decay = t.weight_decay;
+    const int64_t n = t.param.numel();
+    // nowait: tensors are independent, so a thread done with its share of one starts the next.
+#pragma omp for schedule(static) nowait
+    for (int64_t i = 0; i < n; ++i) {
+      const float step_grad = g[i] * grad_scale + weight_decay * p[i];
+      const float velocity = momentum_coef * v[i] + step_grad;
+      v[i] = velocity;
+      p[i] -= lr * velocity;
+      if (zero_grad) g[i] = 0.0f;
+    }
   }
 }
 

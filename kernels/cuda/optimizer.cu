@@ -1,5 +1,9 @@
-// CUDA optimizer updates: grid-stride loops on the context's stream, memory-bound by design (three
-// reads, two writes per element); the CPU twins are in kernels/cpu/optimizer.cpp.
+// CUDA optimizer updates: memory-bound by design (three reads, two or three writes per element). The
+// tensor list is cut into groups; a group's pointers travel as the kernel's arguments (about 2 KB,
+// under the 4 KB parameter limit), and block row blockIdx.y of the grid walks tensor blockIdx.y of
+// its group. The CPU twin is in kernels/cpu/optimizer.cpp.
+#include <algorithm>
+
 #include "engine/cuda_context.h"
 #include "engine/cuda_launch.h"
 #include "kernels/optimizer.h"
@@ -8,24 +12,53 @@ namespace cuface::cuda {
 
 namespace {
 constexpr int kBlock = 256;
+constexpr int kTensorsPerLaunch = 48;
+constexpr int64_t kMaxBlocksPerTensor = 1024;  // larger tensors are walked by grid-stride loops
 
-__global__ void sgd_momentum_kernel(float* __restrict__ p, const float* __restrict__ g, float* __restrict__ v,
-                                    int64_t n, float lr, float momentum_coef, float weight_decay, float grad_scale) {
-  CUFACE_KERNEL_LOOP(i, n) {
+struct SgdGroup {
+  float* param[kTensorsPerLaunch];
+  float* grad[kTensorsPerLaunch];
+  float* momentum[kTensorsPerLaunch];
+  int64_t n[kTensorsPerLaunch];
+  float weight_decay[kTensorsPerLaunch];
+};
+
+__global__ void sgd_momentum_kernel(SgdGroup group, float lr, float momentum_coef, float grad_scale, bool zero_grad) {
+  const int t = blockIdx.y;
+  float* __restrict__ p = group.param[t];
+  float* __restrict__ g = group.grad[t];
+  float* __restrict__ v = group.momentum[t];
+  const float weight_decay = group.weight_decay[t];
+  const int64_t n = group.n[t];
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const float step_grad = g[i] * grad_scale + weight_decay * p[i];
     const float velocity = momentum_coef * v[i] + step_grad;
     v[i] = velocity;
     p[i] -= lr * velocity;
+    if (zero_grad) g[i] = 0.0f;
   }
 }
 }  // namespace
 
-void sgd_momentum_update(Context& ctx, Tensor& param, const Tensor& grad, Tensor& momentum, float lr,
-                         float momentum_coef, float weight_decay, float grad_scale) {
-  const int64_t n = param.numel();
-  if (n == 0) return;
-  launch(sgd_momentum_kernel, grid_for(n, kBlock), kBlock, 0, cuda_stream(ctx), param.data<float>(), grad.data<float>(),
-         momentum.data<float>(), n, lr, momentum_coef, weight_decay, grad_scale);
+void sgd_momentum_update(Context& ctx, const std::vector<SgdTensor>& tensors, float lr, float momentum_coef,
+                         float grad_scale, bool zero_grad) {
+  for (size_t first = 0; first < tensors.size(); first += kTensorsPerLaunch) {
+    const int count = int(std::min<size_t>(kTensorsPerLaunch, tensors.size() - first));
+    SgdGroup group{};
+    int64_t largest = 0;
+    for (int k = 0; k < count; ++k) {
+      const SgdTensor& t = tensors[first + size_t(k)];
+      group.param[k] = t.param.data<float>();
+      group.grad[k] = t.grad.data<float>();
+      group.momentum[k] = t.momentum.data<float>();
+      group.n[k] = t.param.numel();
+      group.weight_decay[k] = t.weight_decay;
+      largest = std::max(largest, group.n[k]);
+    }
+    if (largest == 0) continue;
+    const dim3 grid(unsigned(std::min((largest + kBlock - 1) / kBlock, kMaxBlocksPerTensor)), unsigned(count));
+    launch(sgd_momentum_kernel, grid, kBlock, 0, cuda_stream(ctx), group, lr, momentum_coef, grad_scale, zero_grad);
+  }
 }
 
 }  // namespace cuface::cuda

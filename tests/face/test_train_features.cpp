@@ -57,8 +57,7 @@ std::map<std::string, Tensor> train_updates(FaceModel& model, const Batches& bat
     std::vector<HeadStats> stats = accumulated_train_step(ctx, model, optimizer, batches[u].first, batches[u].second,
                                                           micro_batches, train_backbone, int64_t(u));
     if (losses) losses->push_back(stats[0].loss);
-    optimizer.step(ctx, 0.05);
-    optimizer.zero_grad(ctx);
+    optimizer.step(ctx, 0.05);  // and zeroes the gradients
   }
   return trainable_values(model);
 }

@@ -1,3 +1,5 @@
+// The fused SGD update over a list of tensors: every element of every tensor against the PyTorch
+// formula in float64, on every backend (on CUDA the list crosses the per-launch group size).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,63 +13,94 @@ namespace {
 
 class SgdMomentum : public testing::BackendTest {};
 
-// Several steps with fresh gradients against the PyTorch SGD formula in float64, every element.
-TEST_P(SgdMomentum, MatchesTheFloat64ReferenceOnEveryElement) {
-  const float lr = 0.1f, momentum_coef = 0.9f, weight_decay = 5e-4f, grad_scale = 0.25f;
-  for (const Shape& shape : {Shape{1}, Shape{1031}, Shape{7, 3, 3, 5}}) {
-    Tensor host_param = testing::random_tensor(shape, 1);
-    std::vector<double> param = testing::to_doubles(host_param), velocity(param.size(), 0.0);
-    Tensor p = host_param.to(device());
-    Tensor v = Tensor::zeros(shape, DType::F32, device());
-    for (int step = 0; step < 4; ++step) {
-      Tensor host_grad = testing::random_tensor(shape, 10 + uint64_t(step), -3.0f, 3.0f);
-      const std::vector<double> grad = testing::to_doubles(host_grad);
-      sgd_momentum_update(ctx(), p, host_grad.to(device()), v, lr, momentum_coef, weight_decay, grad_scale);
-      ctx().synchronize();  // before the temporary gradient is freed and the results are copied back
-      for (size_t i = 0; i < param.size(); ++i) {
-        const double g = grad[i] * double(grad_scale) + double(weight_decay) * param[i];
-        velocity[i] = double(momentum_coef) * velocity[i] + g;
-        param[i] -= double(lr) * velocity[i];
-      }
+// Several steps with fresh gradients against the PyTorch SGD formula in float64, every element. The
+// list mixes sizes (one element, odd, a convolution's) and weight decays, and is longer than
+// one CUDA launch's group (48 tensors), so group boundaries and per-entry decay are both exercised.
+TEST_P(SgdMomentum, AListMatchesTheFloat64ReferenceOnEveryElement) {
+  const float lr = 0.1f, momentum_coef = 0.9f, grad_scale = 0.25f;
+  const Shape shapes[] = {Shape{1}, Shape{1031}, Shape{7, 3, 3, 5}, Shape{2}, Shape{3, 17}};
+  struct Expected {
+    std::vector<double> param, velocity;
+  };
+  std::vector<SgdTensor> list;
+  std::vector<Expected> expected;
+  for (int k = 0; k < 53; ++k) {
+    const Shape shape = shapes[k % 5];
+    Tensor host_param = testing::random_tensor(shape, 1 + uint64_t(k));
+    list.push_back({host_param.to(device()), Tensor::zeros(shape, DType::F32, device()),
+                    Tensor::zeros(shape, DType::F32, device()), k % 3 == 0 ? 0.0f : 5e-4f * float(k % 4)});
+    expected.push_back({testing::to_doubles(host_param), std::vector<double>(size_t(shape.numel()), 0.0)});
+  }
+  for (int step = 0; step < 3; ++step) {
+    std::vector<std::vector<double>> grads;
+    for (size_t k = 0; k < list.size(); ++k) {
+      Tensor host_grad = testing::random_tensor(list[k].param.shape(), 100 * uint64_t(step) + k, -3.0f, 3.0f);
+      list[k].grad.copy_from(host_grad.to(device()));
+      grads.push_back(testing::to_doubles(host_grad));
     }
-    const std::vector<double> got_param = testing::to_doubles(p), got_velocity = testing::to_doubles(v);
-    for (size_t i = 0; i < param.size(); ++i) {
-      ASSERT_NEAR(got_param[i], param[i], 1e-6 * (1 + std::abs(param[i]))) << shape.str() << " element " << i;
-      ASSERT_NEAR(got_velocity[i], velocity[i], 1e-6 * (1 + std::abs(velocity[i]))) << shape.str() << " element " << i;
+    sgd_momentum_update(ctx(), list, lr, momentum_coef, grad_scale, step == 2);
+    ctx().synchronize();
+    for (size_t k = 0; k < list.size(); ++k)
+      for (size_t i = 0; i < expected[k].param.size(); ++i) {
+        Expected& e = expected[k];
+        const double g = grads[k][i] * double(grad_scale) + double(list[k].weight_decay) * e.param[i];
+        e.velocity[i] = double(momentum_coef) * e.velocity[i] + g;
+        e.param[i] -= double(lr) * e.velocity[i];
+      }
+  }
+  for (size_t k = 0; k < list.size(); ++k) {
+    const std::vector<double> got_param = testing::to_doubles(list[k].param);
+    const std::vector<double> got_velocity = testing::to_doubles(list[k].momentum);
+    const std::vector<double> got_grad = testing::to_doubles(list[k].grad);
+    for (size_t i = 0; i < got_param.size(); ++i) {
+      const Expected& e = expected[k];
+      ASSERT_NEAR(got_param[i], e.param[i], 1e-6 * (1 + std::abs(e.param[i]))) << "entry " << k << " element " << i;
+      ASSERT_NEAR(got_velocity[i], e.velocity[i], 1e-6 * (1 + std::abs(e.velocity[i])))
+          << "entry " << k << " element " << i;
+      ASSERT_EQ(got_grad[i], 0.0) << "the last step zeroes the gradient: entry " << k << " element " << i;
     }
   }
 }
 
-// Zero learning rate: parameters stay, momentum still accumulates; no decay, no momentum: plain SGD.
+// Zero learning rate: parameters stay, momentum still accumulates, the gradient is kept unless asked;
+// no decay, no momentum: plain SGD.
 TEST_P(SgdMomentum, DegenerateSettings) {
   Tensor p0 = testing::random_tensor({64}, 3);
   Tensor g = testing::random_tensor({64}, 4);
-  Tensor p = p0.to(device()), v = Tensor::zeros({64}, DType::F32, device());
-  sgd_momentum_update(ctx(), p, g.to(device()), v, 0.0f, 0.9f, 0.0f);
+  std::vector<SgdTensor> one{{p0.to(device()), g.to(device()), Tensor::zeros({64}, DType::F32, device()), 0.0f}};
+  sgd_momentum_update(ctx(), one, 0.0f, 0.9f);
   ctx().synchronize();
-  Tensor host_p = p.to(Device::CPU), host_v = v.to(Device::CPU);
+  Tensor host_p = one[0].param.to(Device::CPU), host_v = one[0].momentum.to(Device::CPU);
+  Tensor host_g = one[0].grad.to(Device::CPU);
   for (int i = 0; i < 64; ++i) {
     EXPECT_EQ(host_p.data<float>()[i], p0.data<float>()[i]);
     EXPECT_EQ(host_v.data<float>()[i], g.data<float>()[i]);
+    EXPECT_EQ(host_g.data<float>()[i], g.data<float>()[i]);
   }
-  Tensor q = p0.to(device()), w = Tensor::zeros({64}, DType::F32, device());
-  sgd_momentum_update(ctx(), q, g.to(device()), w, 0.5f, 0.0f, 0.0f);
+  std::vector<SgdTensor> plain{{p0.to(device()), g.to(device()), Tensor::zeros({64}, DType::F32, device()), 0.0f}};
+  sgd_momentum_update(ctx(), plain, 0.5f, 0.0f);
   ctx().synchronize();
-  Tensor host_q = q.to(Device::CPU);
+  Tensor host_q = plain[0].param.to(Device::CPU);
   for (int i = 0; i < 64; ++i)
     EXPECT_FLOAT_EQ(host_q.data<float>()[i], p0.data<float>()[i] - 0.5f * g.data<float>()[i]);
+  sgd_momentum_update(ctx(), {}, 0.5f, 0.9f);  // nothing to update
 }
 
 TEST_P(SgdMomentum, RejectsMismatchedTensors) {
   Tensor p = Tensor::zeros({8}, DType::F32, device());
   Tensor v = Tensor::zeros({8}, DType::F32, device());
+  Tensor good_grad = Tensor::zeros({8}, DType::F32, device());
   Tensor short_grad = Tensor::zeros({7}, DType::F32, device());
   Tensor half_grad = Tensor::zeros({8}, DType::BF16, device());
-  EXPECT_THROW(sgd_momentum_update(ctx(), p, short_grad, v, 0.1f, 0.9f, 0.0f), Error);
-  EXPECT_THROW(sgd_momentum_update(ctx(), p, half_grad, v, 0.1f, 0.9f, 0.0f), Error);
+  EXPECT_THROW(sgd_momentum_update(ctx(), {{p, good_grad, v}, {p, short_grad, v}}, 0.1f, 0.9f), Error);
+  EXPECT_THROW(sgd_momentum_update(ctx(), {{p, half_grad, v}}, 0.1f, 0.9f), Error);
+  EXPECT_THROW(sgd_momentum_update(ctx(), {{p, Tensor(), v}}, 0.1f, 0.9f), Error);
   if (device() == Device::CUDA) {
     Tensor host_grad = Tensor::zeros({8});
-    EXPECT_THROW(sgd_momentum_update(ctx(), p, host_grad, v, 0.1f, 0.9f, 0.0f), Error);
+    EXPECT_THROW(sgd_momentum_update(ctx(), {{p, host_grad, v}}, 0.1f, 0.9f), Error);
+    EXPECT_THROW(sgd_momentum_update(ctx(), {{p, good_grad, v}, {Tensor::zeros({8}), host_grad, host_grad}}, 0.1f,
+                                     0.9f),
+                 Error);  // every entry on the first one's device
   }
 }
 
