@@ -6,9 +6,9 @@
 //   Tensor y    = head.forward(ctx, x);           // inference: class scores, nothing saved
 //
 // Labels are i32 [N] on x's device; -1 marks a row to ignore (no loss, no gradient; means are over
-// the labelled rows). Nothing is copied to the host until stats() is called, so a training loop that
-// logs every k steps synchronises only then. The returned loss and the statistics stay valid until
-// the next training forward.
+// the labelled rows). Nothing is copied to the host until stats() is called (or stats_tensor() is
+// copied), so a training loop that logs every k steps synchronises only then. The returned loss and
+// the statistics stay valid until the next training forward.
 #pragma once
 #include "layers/layer.h"
 
@@ -31,6 +31,10 @@ class LossHead : public Layer {
 
   // Copies the statistics of the last training forward to the host (waits for the device).
   HeadStats stats(Context& ctx) const;
+  // Those statistics where forward left them, [4] f32 on the device (FaceModel::train_step copies
+  // them asynchronously, engine/host_copy.h), and their host copy decoded.
+  const Tensor& stats_tensor() const { return stats_; }
+  static HeadStats decode_stats(const Tensor& host);
 
  protected:
   // [4] f32 = {loss, accuracy, mean target, labelled rows} (kernels/loss_stats.h), written by forward.

@@ -141,6 +141,7 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
       ProfileScope scope(ctx, b.head->type(), Pass::Forward);  // no rate: its work is mostly W, not its input
       b.head->forward(ctx, hidden, t.labels);
     }
+    if (fetch_stats) b.stats_copy.start(ctx, b.head->stats_tensor());
     {
       ProfileScope scope(ctx, b.head->type(), Pass::Backward);
       head_grad = b.head->backward(ctx);
@@ -154,11 +155,12 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
       features_grad = d;
   }
   if (train_backbone) backbone_->backward(ctx, cast_to(ctx, features_grad, images.dtype()));
-  // Read last: stats() waits for the GPU, which then runs the backward queued above without idling
-  // while the host queues it (each head keeps its statistics until its next forward).
+  // Read last, each from the copy queued right after its head's forward: the host waits for the
+  // forward only, and the GPU runs the backward queued above meanwhile, so the step never drains the
+  // stream (the caller's NaN check still comes before the update).
   std::vector<HeadStats> stats;
   if (fetch_stats)
-    for (const TaskLabels& t : tasks) stats.push_back(branch(t.task).head->stats(ctx));
+    for (const TaskLabels& t : tasks) stats.push_back(LossHead::decode_stats(branch(t.task).stats_copy.wait()));
   return stats;
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/host_copy.h"
 #include "face/model/resnet.h"
 #include "layers/margin_head.h"
 #include "layers/sharded_margin_head.h"
@@ -99,6 +100,7 @@ class FaceModel : public Layer {
     Sequential hidden;                   // dropout, [FC, BN(+ReLU)] ... (the embedding for FR)
     std::unique_ptr<LossHead> head;      // MarginHead or SoftmaxHead; null when the task is off
     std::string hidden_name, head_name;  // parameter prefixes: "embedding" and "fr", "gender.hidden" ...
+    HostCopy stats_copy;                 // the head's statistics on their way to the host
   };
   Branch& branch(Task task);
 

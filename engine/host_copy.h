@@ -1,0 +1,37 @@
+// HostCopy: a small device tensor copied to pinned host memory without draining the stream.
+//
+//   HostCopy copy;
+//   copy.start(ctx, loss_stats);        // after the forward that writes them, before the backward
+//   ... queue the backward ...
+//   const Tensor& host = copy.wait();   // waits for that copy (an event), not for the backward
+//
+// The copy is queued on the context's stream and an event recorded after it, so the host reads a
+// step's loss as soon as the forward that wrote it has run, while the backward queued meanwhile keeps
+// the GPU busy: no per-step drain of the whole stream (Context::synchronize). On a CPU context start()
+// copies at once and wait() returns that copy.
+#pragma once
+#include "engine/context.h"
+#include "engine/tensor.h"
+
+namespace cuface {
+
+class HostCopy {
+ public:
+  HostCopy() = default;
+  HostCopy(const HostCopy&) = delete;
+  HostCopy& operator=(const HostCopy&) = delete;
+  ~HostCopy();
+
+  // Queues the copy of `source` (any device); the previous copy, if still pending, is waited for first.
+  void start(Context& ctx, const Tensor& source);
+  bool started() const { return host_.defined(); }
+  // The host copy of what `source` held when start() was queued; valid until the next start().
+  const Tensor& wait();
+
+ private:
+  Tensor host_;            // pinned on CUDA contexts
+  void* event_ = nullptr;  // cudaEvent_t, created on the first CUDA start()
+  bool pending_ = false;
+};
+
+}  // namespace cuface
