@@ -199,25 +199,11 @@ IdentificationResult evaluate_identification(const Candidates& candidates, std::
   for (double& c : result.cmc) c /= double(result.mated);
 
   std::sort(non_mated_best.begin(), non_mated_best.end());
-  const int64_t n = int64_t(non_mated_best.size());
-  auto answered = [](const std::vector<double>& scores, double t) {
-    return double(std::count_if(scores.begin(), scores.end(), [t](double s) { return s > t; }));
-  };
+  std::sort(correct_best.begin(), correct_best.end());
   for (double target : fpir_targets) {
     CUFACE_CHECK(target > 0 && target <= 1, "evaluate_identification: an FPIR target must be in (0, 1]");
-    TarAtFar point;
-    point.far_target = target;
-    // The slack keeps an exact product (1e-2 * 300 = 3) from rounding down, as in tar_at_far.
-    const int64_t allowed = int64_t(std::floor(target * double(n) + 1e-9));
-    point.supported = allowed >= 1;
-    if (!point.supported) {
-      point.tar = point.far = point.threshold = std::numeric_limits<double>::quiet_NaN();
-    } else {
-      point.threshold = allowed >= n ? -std::numeric_limits<double>::infinity() : non_mated_best[size_t(n - 1 - allowed)];
-      point.tar = answered(correct_best, point.threshold) / double(result.mated);
-      point.far = answered(non_mated_best, point.threshold) / double(n);
-    }
-    result.open_set.push_back(point);
+    // TPIR counts every mated probe, answered rightly or not.
+    result.open_set.push_back(operating_point(non_mated_best, correct_best, double(result.mated), target));
   }
   return result;
 }

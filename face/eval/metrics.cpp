@@ -88,27 +88,32 @@ std::vector<TarAtFar> tar_at_far(std::span<const double> score, std::span<const 
   check_pairs(score, same, "tar_at_far");
   const SortedByLabel s = split_sorted(score, same);
   CUFACE_CHECK(!s.genuine.empty() && !s.impostor.empty(), "tar_at_far needs both same and different pairs");
-  const int64_t impostors = int64_t(s.impostor.size());
 
   std::vector<TarAtFar> out;
   for (double target : far_targets) {
     CUFACE_CHECK(target > 0 && target <= 1, "tar_at_far: FAR target must be in (0, 1]");
-    TarAtFar r;
-    r.far_target = target;
-    // The small slack keeps an exact product (1e-3 * 3000 = 3) from rounding down to 2.
-    const int64_t allowed = int64_t(std::floor(target * double(impostors) + 1e-9));
-    r.supported = allowed >= 1;
-    if (!r.supported) {
-      r.tar = r.far = r.threshold = kNaN;
-    } else {
-      // s.impostor is ascending: the (allowed+1)-th highest impostor score sits at index N-1-allowed.
-      r.threshold = allowed >= impostors ? -kInf : s.impostor[size_t(impostors - 1 - allowed)];
-      r.tar = double(count_above(s.genuine, r.threshold)) / double(s.genuine.size());
-      r.far = double(count_above(s.impostor, r.threshold)) / double(impostors);
-    }
-    out.push_back(r);
+    out.push_back(operating_point(s.impostor, s.genuine, double(s.genuine.size()), target));
   }
   return out;
+}
+
+TarAtFar operating_point(const std::vector<double>& impostor, const std::vector<double>& genuine, double genuine_total,
+                         double far_target) {
+  const int64_t impostors = int64_t(impostor.size());
+  TarAtFar r;
+  r.far_target = far_target;
+  // The small slack keeps an exact product (1e-3 * 3000 = 3) from rounding down to 2.
+  const int64_t allowed = int64_t(std::floor(far_target * double(impostors) + 1e-9));
+  r.supported = allowed >= 1;
+  if (!r.supported) {
+    r.tar = r.far = r.threshold = kNaN;
+    return r;
+  }
+  // impostor is ascending: the (allowed+1)-th highest impostor score sits at index N-1-allowed.
+  r.threshold = allowed >= impostors ? -kInf : impostor[size_t(impostors - 1 - allowed)];
+  r.tar = double(count_above(genuine, r.threshold)) / genuine_total;
+  r.far = double(count_above(impostor, r.threshold)) / double(impostors);
+  return r;
 }
 
 std::vector<double> insightface_thresholds() { return grid(0.0, 0.01, 400); }

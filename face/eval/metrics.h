@@ -44,6 +44,11 @@ struct TarAtFar {
 };
 std::vector<TarAtFar> tar_at_far(std::span<const double> score, std::span<const uint8_t> same,
                                  std::span<const double> far_targets);
+// The same rule for one target over scores already split and sorted ascending: `impostor` sets the
+// threshold, tar = genuine scores above it / `genuine_total` (open-set identification divides by all
+// mated probes, not only the ones whose best candidate was right: eval/identification.cpp).
+TarAtFar operating_point(const std::vector<double>& impostor, const std::vector<double>& genuine, double genuine_total,
+                         double far_target);
 
 // The LFW protocol as InsightFace's verification.py (calculate_roc) runs it: the pairs are split in
 // order into `folds` contiguous folds (sklearn KFold without shuffling: the first n % folds folds
