@@ -21,9 +21,10 @@
 // and for batch statistics, differentiating through mean and var (the compact formula),
 //   dx = gamma * invstd / M * (M * g - dbeta - xhat * dgamma)
 // while for running statistics (evaluation mode) mean and var are constants: dx = gamma * invstd * g.
-// With a residual, dL/dr = g: when `dresidual` is wanted the statistics pass writes g there and the
-// input-gradient pass reads it back instead of re-masking dy (7 passes instead of the unfused 8:
-// mask dy, then BatchNorm backward's two).
+// With a residual, dL/dr = g: when `dresidual` is wanted the CUDA statistics pass writes g there and
+// the input-gradient pass reads it back instead of re-masking dy (7 passes instead of the unfused 8:
+// mask dy, then BatchNorm backward's two); the CPU masks in a pass of its own first, which its
+// vectoriser handles better than a store inside the reduction.
 //
 // Tensors: x, y, dy, dx (and residual, dresidual) are f32, or bf16 on CUDA (all the same dtype);
 // gamma, beta, the running statistics, mean and invstd are f32 [C] on the same device. gamma and beta
