@@ -36,11 +36,7 @@ SgdTensor SgdOptimizer::operands(const Entry& e) {
   return {e.parameter.parameter->value, e.parameter.parameter->grad, e.momentum, e.weight_decay};
 }
 
-void SgdOptimizer::step(Context& ctx, double lr) {
-  std::vector<SgdTensor> all;
-  for (const Entry& e : entries_) all.push_back(operands(e));
-  sgd_momentum_update(ctx, all, float(lr), float(momentum_), 1.0f, true);
-}
+void SgdOptimizer::step(Context& ctx, double lr) { step(ctx, lr, {"backbone", "fr", "gender", "age"}); }
 
 void SgdOptimizer::step(Context& ctx, double lr, const std::vector<std::string>& parts) {
   std::vector<SgdTensor> chosen;

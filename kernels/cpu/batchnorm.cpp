@@ -128,21 +128,6 @@ inline float masked_gradient(const float* y, const float* dy, int64_t i) {
   }
 }
 
-// dx = k * (g - mean_g - xhat * mean_gxhat), with g = dy masked (kRelu) or g read as it is.
-template <bool kRelu>
-void input_grad(const float* px, const float* py, const float* pg, const float* m, const float* is, const float* k,
-                const float* mean_g, const float* mean_gxhat, int64_t rows, int64_t channels, float* pdx) {
-#pragma omp parallel for schedule(static) if (rows * channels > 65536)
-  for (int64_t row = 0; row < rows; ++row) {
-    const int64_t base = row * channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      const float g = masked_gradient<kRelu>(py, pg, base + c);
-      const float xhat = (px[base + c] - m[c]) * is[c];
-      pdx[base + c] = k[c] * (g - mean_g[c] - xhat * mean_gxhat[c]);
-    }
-  }
-}
-
 template <bool kRelu>
 void backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
               const Tensor& invstd, bool batch_stats, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
@@ -168,8 +153,7 @@ void backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& 
   if (dgamma.defined())
     for (int64_t c = 0; c < channels; ++c) dgamma.data<float>()[c] += float(sums[size_t(channels + c)]);
 
-  // The coefficients of dx = k * (g - mean_g - xhat * mean_gxhat), k = gamma * invstd; the two means
-  // vanish for running statistics.
+  // dx = k * (g - mean_g - xhat * mean_gxhat), k = gamma * invstd; the two means vanish for running stats.
   std::vector<float> coefficients(3 * size_t(channels), 0.0f);
   float* k = coefficients.data();
   float* mean_g = k + channels;
@@ -181,7 +165,16 @@ void backward(const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& 
       mean_gxhat[c] = float(sums[size_t(channels + c)] / double(rows));
     }
   }
-  input_grad<kRelu>(px, py, pdy, m, is, k, mean_g, mean_gxhat, rows, channels, dx.data<float>());
+  float* pdx = dx.data<float>();
+#pragma omp parallel for schedule(static) if (rows * channels > 65536)
+  for (int64_t row = 0; row < rows; ++row) {
+    const int64_t base = row * channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float g = masked_gradient<kRelu>(py, pdy, base + c);
+      const float xhat = (px[base + c] - m[c]) * is[c];
+      pdx[base + c] = k[c] * (g - mean_g[c] - xhat * mean_gxhat[c]);
+    }
+  }
 }
 
 }  // namespace
