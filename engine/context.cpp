@@ -7,6 +7,7 @@
 #include "engine/allocator.h"
 
 #if CUFACE_HAS_CUDA
+#include "engine/cublas_library.h"
 #include "engine/cuda_context.h"
 #endif
 
@@ -64,9 +65,9 @@ Context::Context(Device device, int gpu_index)
   cuda_ = std::make_unique<CudaResources>();
   // A blocking stream: the synchronous copies of Tensor::to (legacy default stream) wait for its work.
   CUDA_CHECK(cudaStreamCreate(&cuda_->stream));
-  CUBLAS_CHECK(cublasCreate(&cuda_->cublas));
-  CUBLAS_CHECK(cublasSetStream(cuda_->cublas, cuda_->stream));
-  CUBLAS_CHECK(cublasLtCreate(&cuda_->cublas_lt));
+  const CublasLibrary& cublas = cublas_library();
+  CUBLAS_CHECK(cublas.create(&cuda_->cublas));
+  CUBLAS_CHECK(cublas.set_stream(cuda_->cublas, cuda_->stream));
   CUDNN_CHECK(cudnnCreate(&cuda_->cudnn));
   CUDNN_CHECK(cudnnSetStream(cuda_->cudnn, cuda_->stream));
 #else
@@ -80,8 +81,7 @@ Context::~Context() {
     cudaStreamSynchronize(cuda_->stream);
     cuda_->workspace = Tensor();
     cudnnDestroy(cuda_->cudnn);
-    cublasLtDestroy(cuda_->cublas_lt);
-    cublasDestroy(cuda_->cublas);
+    cublas_library().destroy(cuda_->cublas);
     cudaStreamDestroy(cuda_->stream);
   }
 #endif

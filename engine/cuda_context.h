@@ -1,7 +1,5 @@
 // CUDA-side view of a Context: the stream, library handles and the shared workspace.
 #pragma once
-#include <cublasLt.h>
-
 #include "engine/context.h"
 #include "engine/cuda_check.h"
 
@@ -10,7 +8,6 @@ namespace cuface {
 struct CudaResources {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
-  cublasLtHandle_t cublas_lt = nullptr;
   cudnnHandle_t cudnn = nullptr;
   Tensor workspace;  // grows to the largest request, then stays (no allocation in a steady loop)
 

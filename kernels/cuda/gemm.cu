@@ -10,6 +10,7 @@
 // given under any precision.
 #include <climits>
 
+#include "engine/cublas_library.h"
 #include "engine/cuda_context.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
@@ -82,9 +83,9 @@ void gemm(Context& ctx, bool trans_a, bool trans_b, float alpha, const Tensor& a
   const int m = to_int(d.m, "m"), n = to_int(d.n, "n"), k = to_int(d.k, "k");
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  CUBLAS_CHECK(cublasGemmEx(ctx.cuda().cublas, op_b, op_a, n, m, k, &alpha, op.b, op.input_type, ldb, op.a,
-                            op.input_type, lda, &beta, c.raw(), cuda_type(c.dtype()), ldc, op.compute,
-                            CUBLAS_GEMM_DEFAULT));
+  CUBLAS_CHECK(cublas_library().gemm_ex(ctx.cuda().cublas, op_b, op_a, n, m, k, &alpha, op.b, op.input_type, ldb,
+                                        op.a, op.input_type, lda, &beta, c.raw(), cuda_type(c.dtype()), ldc,
+                                        op.compute, CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace cuface::cuda

@@ -103,11 +103,11 @@ inline Outcome cuface(const ScratchDir& dir, const std::string& args) {
   return run_captured(dir, cuface_binary() + " " + args);
 }
 
-// The address space cuface_bounded allows: a program linked with the CUDA libraries maps about
-// 1 GiB of it before main() and does not exit in time below that (measured: 1 GiB hangs, 2 GiB
-// starts in 1.5 s), while a reader that allocates per identity value needs far more (3.2 GB for
-// identity 419,430,400 at 8 bytes).
-constexpr int kBoundedMegabytes = 2048;
+// The address space cuface_bounded allows: a program linked with the CUDA runtime, cuDNN and NCCL
+// needs 256-512 MiB of it to start (measured: 256 MiB fails, 512 MiB starts in 0.05 s; cuBLAS, which
+// needed 2 GiB, is loaded only with a CUDA Context), while a reader that allocates per
+// identity value needs far more (3.2 GB for identity 419,430,400 at 8 bytes).
+constexpr int kBoundedMegabytes = 1024;
 
 // The program under limits, for inputs that could make it hang or allocate without bound: killed
 // after `seconds` (a status other than 0, 1 or 2), and an allocation past `megabytes` of address
