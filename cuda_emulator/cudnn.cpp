@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "library_support.h"
+#include "streams.h"
 
 struct cudnnContext {
   cudaStream_t stream = nullptr;
@@ -490,6 +491,10 @@ cudnnStatus_t search(Direction direction, cudnnHandle_t handle, const cudnnTenso
       arrays.second == nullptr || arrays.output == nullptr)
     return CUDNN_STATUS_BAD_PARAM;
   const std::string call = name + "(" + p.text() + ")";
+  if (is_capturing(handle->stream)) {  // the search times its trial runs: it synchronises
+    invalidate_capture(handle->stream, call + " during stream capture");
+    return CUDNN_STATUS_NOT_SUPPORTED;
+  }
   check_memory(direction, p, arrays, workspace, workspace_bytes, call);
 
   std::vector<Perf> ranked;

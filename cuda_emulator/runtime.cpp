@@ -20,6 +20,7 @@
 struct CUevent_st {
   unsigned flags = cudaEventDefault;
   cuda_emulator::OperationId recorded = 0;  // 0: never recorded (complete)
+  cuda_emulator::CapturePoint captured;     // recorded during a capture: a point in its graph
   bool queried_once = false;                // cudaEventQuery says "not ready" once before it runs the work
   std::shared_ptr<std::chrono::steady_clock::time_point> reached;
 };
@@ -84,6 +85,10 @@ const char* error_name(cudaError_t error) {
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
   }
   return "unknown error";
 }
@@ -214,8 +219,14 @@ cudaError_t cudaRuntimeGetVersion(int* version) {
   return cudaSuccess;
 }
 
+// A call CUDA does not allow while this thread captures: the capture is invalidated and the call fails.
+static cudaError_t refuse_during_capture(const std::string& call) {
+  return set_error(cudaErrorStreamCaptureUnsupported, call + " during stream capture");
+}
+
 cudaError_t cudaDeviceSynchronize() {
   ApiCall call;
+  if (unsafe_call_during_capture("cudaDeviceSynchronize")) return refuse_during_capture("cudaDeviceSynchronize");
   complete_all();
   return cudaSuccess;
 }
@@ -253,6 +264,7 @@ const char* cudaGetErrorString(cudaError_t error) {
 
 cudaError_t cudaMalloc(void** pointer, size_t bytes) {
   ApiCall call;
+  if (unsafe_call_during_capture("cudaMalloc")) return refuse_during_capture("cudaMalloc");
   if (device_bytes_in_use() + bytes > emulated_memory_bytes())
     return set_error(cudaErrorMemoryAllocation, "cudaMalloc of " + std::to_string(bytes) + " bytes");
   *pointer = device_allocate(bytes);
@@ -262,6 +274,7 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
 cudaError_t cudaFree(void* pointer) {
   ApiCall call;
   if (!pointer) return cudaSuccess;
+  if (unsafe_call_during_capture("cudaFree")) return refuse_during_capture("cudaFree");
   complete_all();  // cudaFree waits for the device, as CUDA's does
   return device_free(pointer) ? cudaSuccess
                               : set_error(cudaErrorInvalidValue, "cudaFree of a pointer cudaMalloc did not return");
@@ -269,6 +282,7 @@ cudaError_t cudaFree(void* pointer) {
 
 cudaError_t cudaHostAlloc(void** pointer, size_t bytes, unsigned) {
   ApiCall call;
+  if (unsafe_call_during_capture("cudaHostAlloc")) return refuse_during_capture("cudaHostAlloc");
   *pointer = pinned_allocate(bytes);
   return *pointer ? cudaSuccess : set_error(cudaErrorMemoryAllocation, "cudaHostAlloc of " + std::to_string(bytes));
 }
@@ -276,6 +290,7 @@ cudaError_t cudaMallocHost(void** pointer, size_t bytes) { return cudaHostAlloc(
 
 cudaError_t cudaFreeHost(void* pointer) {
   ApiCall call;
+  if (unsafe_call_during_capture("cudaFreeHost")) return refuse_during_capture("cudaFreeHost");
   complete_all();
   return pinned_free(pointer) ? cudaSuccess
                               : set_error(cudaErrorInvalidValue, "cudaFreeHost of a pointer cudaHostAlloc did not return");
@@ -304,6 +319,11 @@ cudaError_t copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, 
   if (!problem.empty()) return set_error(cudaErrorInvalidValue, "cudaMemcpy: " + problem);
   if (!is_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemcpyAsync on an unknown stream");
   const bool host_dst = !is_device_pointer(dst), host_src = !is_device_pointer(src);
+  if (blocking && unsafe_call_during_capture("cudaMemcpy")) return refuse_during_capture("cudaMemcpy");
+  if (is_capturing(stream) && ((host_src && !is_pinned(src, bytes)) || (host_dst && !is_pinned(dst, bytes)))) {
+    invalidate_capture(stream, "cudaMemcpyAsync with pageable host memory");
+    return refuse_during_capture("cudaMemcpyAsync with pageable host memory");
+  }
   // Pageable host memory is staged as CUDA stages it: the source is read at the call, and a copy
   // into pageable memory is finished when the call returns. Pinned memory is read and written
   // when the copy runs, in stream order.
@@ -323,6 +343,7 @@ cudaError_t fill(void* pointer, int value, size_t bytes, cudaStream_t stream, bo
     return set_error(cudaErrorInvalidValue, "cudaMemset of " + std::to_string(bytes) +
                                                 " bytes outside one device allocation");
   if (!is_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaMemsetAsync on an unknown stream");
+  if (blocking && unsafe_call_during_capture("cudaMemset")) return refuse_during_capture("cudaMemset");
   const OperationId id = enqueue_operation(stream, "cudaMemset of " + std::to_string(bytes) + " bytes",
                                            [pointer, value, bytes] { std::memset(pointer, value, bytes); });
   if (blocking) complete(id);
@@ -367,12 +388,20 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   ApiCall call;
   if (!is_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamSynchronize");
+  if (is_capturing(stream)) {
+    invalidate_capture(stream, "cudaStreamSynchronize of a capturing stream");
+    return refuse_during_capture("cudaStreamSynchronize");
+  }
   complete(last_operation(stream));
   return cudaSuccess;
 }
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   ApiCall call;
   if (!is_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamQuery");
+  if (is_capturing(stream)) {
+    invalidate_capture(stream, "cudaStreamQuery of a capturing stream");
+    return refuse_during_capture("cudaStreamQuery");
+  }
   if (is_done(last_operation(stream))) return cudaSuccess;
   complete(last_operation(stream));  // "not ready" now, done at the next query: polling loops end
   return cudaErrorNotReady;
@@ -380,6 +409,13 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {
   ApiCall call;
   if (!is_stream(stream) || !event) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamWaitEvent");
+  if (event->captured.capture) {
+    // An event recorded during a capture marks a point in its graph: the stream joins the capture there.
+    if (capture_ended(event->captured))
+      return set_error(cudaErrorStreamCaptureUnsupported, "cudaStreamWaitEvent for an event recorded in a finished capture");
+    if (!join_capture(stream, event->captured)) return refuse_during_capture("cudaStreamWaitEvent across captures");
+    return cudaSuccess;
+  }
   enqueue_operation(stream, "cudaStreamWaitEvent", {}, event->recorded);
   return cudaSuccess;
 }
@@ -399,21 +435,43 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   ApiCall call;
   if (!event || !is_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecord");
+  if (is_capturing(stream)) {  // a point of the graph, for streams that wait for it
+    event->captured = capture_point(stream);
+    return cudaSuccess;
+  }
   auto reached = std::make_shared<std::chrono::steady_clock::time_point>();
   event->reached = reached;
   event->queried_once = false;
+  event->captured = {};
   event->recorded = enqueue_operation(stream, "cudaEventRecord", [reached] { *reached = std::chrono::steady_clock::now(); });
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecordWithFlags(cudaEvent_t event, cudaStream_t stream, unsigned flags) {
+  ApiCall call;
+  if (!(flags & cudaEventRecordExternal) || !is_capturing(stream)) return cudaEventRecord(event, stream);
+  if (!event) return set_error(cudaErrorInvalidResourceHandle, "cudaEventRecordWithFlags");
+  // An external event node: each launch of the graph records the event, for the host or other streams.
+  auto reached = std::make_shared<std::chrono::steady_clock::time_point>();
+  record_operation(stream, {"cudaEventRecord (external)", [reached] { *reached = std::chrono::steady_clock::now(); },
+                            {}, [event, reached](OperationId id) {
+                              event->recorded = id;
+                              event->reached = reached;
+                              event->queried_once = false;
+                              event->captured = {};
+                            }});
   return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   ApiCall call;
   if (!event) return set_error(cudaErrorInvalidResourceHandle, "cudaEventSynchronize");
+  if (event->captured.capture) return refuse_during_capture("cudaEventSynchronize of an event recorded in a capture");
   complete(event->recorded);
   return cudaSuccess;
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   ApiCall call;
   if (!event) return set_error(cudaErrorInvalidResourceHandle, "cudaEventQuery");
+  if (event->captured.capture) return refuse_during_capture("cudaEventQuery of an event recorded in a capture");
   if (is_done(event->recorded)) return cudaSuccess;
   // The first query of unfinished work says "not ready"; the next one runs it, so that a polling
   // loop sees both answers and still ends.
@@ -430,5 +488,70 @@ cudaError_t cudaEventElapsedTime(float* milliseconds, cudaEvent_t start, cudaEve
     return set_error(cudaErrorInvalidResourceHandle, "cudaEventElapsedTime of an event without timing");
   if (!is_done(start->recorded) || !is_done(end->recorded)) return cudaErrorNotReady;
   *milliseconds = std::chrono::duration<float, std::milli>(*end->reached - *start->reached).count();
+  return cudaSuccess;
+}
+
+// ---- stream capture and graphs -------------------------------------------------------------------------
+
+struct CUgraph_st {
+  std::vector<cuda_emulator::CapturedOperation> recorded;
+};
+struct CUgraphExec_st {
+  std::vector<cuda_emulator::CapturedOperation> recorded;
+};
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  ApiCall call;
+  if (!is_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamBeginCapture");
+  return begin_capture(stream, mode);
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  ApiCall call;
+  if (!is_stream(stream) || !graph) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamEndCapture");
+  *graph = nullptr;
+  std::vector<CapturedOperation> recorded;
+  if (const cudaError_t error = end_capture(stream, &recorded); error != cudaSuccess) return error;
+  *graph = new CUgraph_st{std::move(recorded)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  ApiCall call;
+  if (!is_stream(stream) || !status) return set_error(cudaErrorInvalidResourceHandle, "cudaStreamIsCapturing");
+  *status = !is_capturing(stream)         ? cudaStreamCaptureStatusNone
+            : capture_invalidated(stream) ? cudaStreamCaptureStatusInvalidated
+                                          : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(cudaStreamCaptureMode* mode) {
+  if (!mode) return set_error(cudaErrorInvalidValue, "cudaThreadExchangeStreamCaptureMode");
+  *mode = exchange_thread_capture_mode(*mode);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  ApiCall call;
+  if (!exec || !graph) return set_error(cudaErrorInvalidValue, "cudaGraphInstantiate");
+  *exec = new CUgraphExec_st{graph->recorded};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  ApiCall call;
+  if (!exec || !is_stream(stream)) return set_error(cudaErrorInvalidResourceHandle, "cudaGraphLaunch");
+  if (is_capturing(stream)) return refuse_during_capture("cudaGraphLaunch (the emulator captures no graph launches)");
+  launch_recorded(exec->recorded, stream);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
   return cudaSuccess;
 }

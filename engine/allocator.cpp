@@ -56,34 +56,61 @@ size_t CudaCachingAllocator::round_size(size_t bytes) {
 #endif
 }
 
+void* CudaCachingAllocator::take(FreeList& list, size_t& size) {
+  auto it = list.lower_bound(size);
+  if (it == list.end() || it->first > (kEmulatedCuda ? size : 2 * size)) return nullptr;
+  size = it->first;
+  void* ptr = it->second;
+  list.erase(it);
+  return ptr;
+}
+
+void* CudaCachingAllocator::cuda_malloc(size_t size) {
+#if CUFACE_HAS_CUDA
+  // During a capture cudaMalloc is a call CUDA refuses unless this thread is relaxed: an
+  // allocation is not stream work, so it is safe here (the graph keeps the block).
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+  void* ptr = nullptr;
+  if (cudaMalloc(&ptr, size) != cudaSuccess) {
+    cudaGetLastError();
+    ptr = nullptr;
+  }
+  CUDA_CHECK(cudaThreadExchangeStreamCaptureMode(&mode));
+  return ptr;
+#else
+  (void)size;
+  return nullptr;
+#endif
+}
+
 void* CudaCachingAllocator::allocate(size_t bytes) {
 #if CUFACE_HAS_CUDA
   if (cuda_device_count() == 0) throw_no_cuda("GPU allocation");
   size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
-  void* ptr = nullptr;
-  auto it = free_blocks_.lower_bound(size);
-  if (it != free_blocks_.end() && it->first <= (kEmulatedCuda ? size : 2 * size)) {
-    size = it->first;
-    ptr = it->second;
-    free_blocks_.erase(it);
-  } else {
-    if (cudaMalloc(&ptr, size) != cudaSuccess) {
-      cudaGetLastError();
-      // Out of memory: give the cache back to the driver and try once more.
+  const PoolId pool = capturing_pool_ && std::this_thread::get_id() == capturing_thread_ ? capturing_pool_ : 0;
+  void* ptr = pool ? take(pool_free_[pool], size) : nullptr;
+  if (!ptr) ptr = take(free_blocks_, size);
+  if (!ptr) {
+    ptr = cuda_malloc(size);
+    if (!ptr && !pool) {
+      // Out of memory: give the cache back to the driver and try once more (not during a capture:
+      // cudaFree would end it).
       for (auto& [block_size, block] : free_blocks_) {
         CUDA_CHECK(cudaFree(block));
         stats_.bytes_reserved -= block_size;
       }
       free_blocks_.clear();
-      cudaError_t status = cudaMalloc(&ptr, size);
-      CUFACE_CHECK(status == cudaSuccess, "GPU out of memory allocating " + std::to_string(size) + " bytes (" +
-                                              std::to_string(stats_.bytes_in_use) + " in use)");
+      ptr = cuda_malloc(size);
     }
+    CUFACE_CHECK(ptr, "GPU out of memory allocating " + std::to_string(size) + " bytes (" +
+                          std::to_string(stats_.bytes_in_use) + " in use)");
     stats_.bytes_reserved += size;
     ++stats_.cuda_malloc_calls;
   }
   live_blocks_[ptr] = size;
+  if (pool) block_pool_[ptr] = pool;
   stats_.bytes_in_use += size;
   stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
   return ptr;
@@ -98,8 +125,38 @@ void CudaCachingAllocator::free(void* ptr) {
   auto it = live_blocks_.find(ptr);
   if (it == live_blocks_.end()) return;  // not ours (should not happen); never crash in a destructor
   stats_.bytes_in_use -= it->second;
-  free_blocks_.emplace(it->second, ptr);
+  // A block freed while its thread captures may still be read by the captured work (it was
+  // allocated before the capture): the graph keeps it too.
+  PoolId pool = capturing_pool_ && std::this_thread::get_id() == capturing_thread_ ? capturing_pool_ : 0;
+  if (auto owner = block_pool_.find(ptr); owner != block_pool_.end()) {
+    pool = owner->second;
+    block_pool_.erase(owner);
+  }
+  (pool ? pool_free_[pool] : free_blocks_).emplace(it->second, ptr);
   live_blocks_.erase(it);
+}
+
+CudaCachingAllocator::PoolId CudaCachingAllocator::begin_pool_capture() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  CUFACE_CHECK(capturing_pool_ == 0, "a CUDA graph capture is already under way");
+  capturing_pool_ = next_pool_++;
+  capturing_thread_ = std::this_thread::get_id();
+  pool_free_[capturing_pool_];
+  return capturing_pool_;
+}
+
+void CudaCachingAllocator::end_pool_capture() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  capturing_pool_ = 0;
+}
+
+void CudaCachingAllocator::release_pool(PoolId pool) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto list = pool_free_.find(pool);
+  if (list == pool_free_.end()) return;
+  free_blocks_.insert(list->second.begin(), list->second.end());
+  pool_free_.erase(list);
+  std::erase_if(block_pool_, [pool](const auto& entry) { return entry.second == pool; });
 }
 
 void CudaCachingAllocator::release_cached() {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 namespace cuface {
@@ -24,20 +25,41 @@ struct AllocatorStats {
 // Freed blocks are kept in size-ordered free lists and reused for requests of up to the same size
 // (and no smaller than half of it, so big blocks are not wasted on small tensors). All compute runs
 // on one stream, so a block freed by the host can be reused by later work on that stream safely.
+//
+// CUDA graphs (engine/cuda_graph.h): while a thread captures a graph, the blocks it allocates or
+// frees belong to that graph's private pool. Every replay writes the addresses the capture saw, so
+// those blocks must never be handed to anyone else while the graph lives; within the pool they are
+// reused in the capture's own stream order. Destroying the graph returns the pool's free blocks.
 class CudaCachingAllocator {
  public:
+  using PoolId = uint64_t;  // 0: the shared cache
+
   static CudaCachingAllocator& instance();
   void* allocate(size_t bytes);
   void free(void* ptr);
-  void release_cached();  // returns every cached block to the driver
+  void release_cached();  // returns every cached block of the shared cache to the driver
   AllocatorStats stats() const;
   void reset_peak();
 
+  // Routes the calling thread's allocations and frees into a new pool until end_pool_capture.
+  PoolId begin_pool_capture();
+  void end_pool_capture();
+  // The graph is gone: the pool's free blocks join the shared cache, its live ones will when freed.
+  void release_pool(PoolId pool);
+
  private:
+  using FreeList = std::multimap<size_t, void*>;
   static size_t round_size(size_t bytes);
+  // A block of at least `size` bytes from `list`, or null; `size` becomes the block's.
+  static void* take(FreeList& list, size_t& size);
+  void* cuda_malloc(size_t size);
   mutable std::mutex mutex_;
-  std::multimap<size_t, void*> free_blocks_;
+  FreeList free_blocks_;
   std::unordered_map<void*, size_t> live_blocks_;
+  std::unordered_map<void*, PoolId> block_pool_;  // blocks that belong to a graph's pool
+  std::map<PoolId, FreeList> pool_free_;
+  PoolId next_pool_ = 1, capturing_pool_ = 0;
+  std::thread::id capturing_thread_;
   AllocatorStats stats_;
 };
 

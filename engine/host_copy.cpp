@@ -33,7 +33,8 @@ void HostCopy::start(Context& ctx, const Tensor& source) {
     host_ = Tensor::empty_pinned(source.shape(), source.dtype());
   CUDA_CHECK(cudaMemcpyAsync(host_.raw(), source.raw(), source.bytes(), cudaMemcpyDeviceToHost,
                              cuda_stream(ctx)));
-  CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), cuda_stream(ctx)));
+  // External: in a captured CUDA graph the record is a node of its own, reached at each replay.
+  CUDA_CHECK(cudaEventRecordWithFlags(static_cast<cudaEvent_t>(event_), cuda_stream(ctx), cudaEventRecordExternal));
   pending_ = true;
 #else
   throw Error("HostCopy: this build has no CUDA backend");
@@ -43,7 +44,8 @@ void HostCopy::start(Context& ctx, const Tensor& source) {
 const Tensor& HostCopy::wait() {
   CUFACE_CHECK(host_.defined(), "HostCopy::wait: no copy started");
 #if CUFACE_HAS_CUDA
-  if (pending_) CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+  // Also when nothing is pending here: a replayed CUDA graph records the event again.
+  if (event_) CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
 #endif
   pending_ = false;
   return host_;

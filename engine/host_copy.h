@@ -8,7 +8,8 @@
 // The copy is queued on the context's stream and an event recorded after it, so the host reads a
 // step's loss as soon as the forward that wrote it has run, while the backward queued meanwhile keeps
 // the GPU busy: no per-step drain of the whole stream (Context::synchronize). On a CPU context start()
-// copies at once and wait() returns that copy.
+// copies at once and wait() returns that copy. Captured in a CUDA graph, the copy and the event's
+// record (an external event node) happen at every replay, and wait() waits for the latest.
 #pragma once
 #include "engine/context.h"
 #include "engine/tensor.h"

@@ -195,6 +195,12 @@ void add_train_command(CLI::App& app) {
                   "fp32 elsewhere; the CPU always trains in fp32")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16"}));
+  cmd->add_option("--cuda-graph", c.cuda_graph,
+                  "auto | off. auto: on a GPU, the backbone's forward and backward are captured as CUDA graphs after "
+                  "the first step and replayed every step (the task branches, whose dropout and sampling draw per "
+                  "step, and the optimizer run around them); one process, --accumulate 1 and no --profile only")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "off"}));
   cmd->add_flag("--deterministic", c.deterministic,
                 "GPU: choose only cuDNN convolution algorithms whose results are the same every run (often slower); "
                 "the CPU and our own CUDA kernels are deterministic anyway");

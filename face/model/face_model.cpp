@@ -124,13 +124,38 @@ Tensor FaceModel::classify(Context& ctx, Task task, const Tensor& images) {
 
 std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images, const std::vector<TaskLabels>& tasks,
                                              bool train_backbone, bool fetch_stats) {
-  CUFACE_CHECK(!tasks.empty(), "train_step: no task given");
+  queue_train_step(ctx, images, tasks, train_backbone, fetch_stats);
+  if (!fetch_stats) return {};
+  // Each read from the copy queued right after its head's forward: the host waits for the forward
+  // only, and the GPU runs the backward queued meanwhile, so the step never drains the stream (the
+  // caller's NaN check still comes before the update).
+  return wait_stats(tasks);
+}
+
+std::vector<HeadStats> FaceModel::wait_stats(const std::vector<TaskLabels>& tasks) {
+  std::vector<HeadStats> stats;
+  for (const TaskLabels& t : tasks) stats.push_back(LossHead::decode_stats(branch(t.task).stats_copy.wait()));
+  return stats;
+}
+
+void FaceModel::queue_train_step(Context& ctx, const Tensor& images, const std::vector<TaskLabels>& tasks,
+                                 bool train_backbone, bool copy_stats) {
+  const Tensor features = forward_backbone(ctx, images, train_backbone);
+  const Tensor features_grad = train_branches(ctx, features, tasks, train_backbone, copy_stats);
+  if (train_backbone) backward_backbone(ctx, features_grad, images.dtype());
+}
+
+Tensor FaceModel::forward_backbone(Context& ctx, const Tensor& images, bool train_backbone) {
   set_training(true);
   backbone_->set_training(train_backbone);
   // The branches and heads take f32 features (the heads' normalisation and softmax accept nothing
   // else): a bf16 backbone's pooled features are cast once here, and their gradient cast back.
-  Tensor features = cast_to(ctx, backbone_->forward(ctx, images), DType::F32);
+  return cast_to(ctx, backbone_->forward(ctx, images), DType::F32);
+}
 
+Tensor FaceModel::train_branches(Context& ctx, const Tensor& features, const std::vector<TaskLabels>& tasks,
+                                 bool train_backbone, bool copy_stats) {
+  CUFACE_CHECK(!tasks.empty(), "train_step: no task given");
   Tensor features_grad;
   for (const TaskLabels& t : tasks) {
     Branch& b = branch(t.task);
@@ -141,7 +166,7 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
       ProfileScope scope(ctx, b.head->type(), Pass::Forward);  // no rate: its work is mostly W, not its input
       b.head->forward(ctx, hidden, t.labels);
     }
-    if (fetch_stats) b.stats_copy.start(ctx, b.head->stats_tensor());
+    if (copy_stats) b.stats_copy.start(ctx, b.head->stats_tensor());
     {
       ProfileScope scope(ctx, b.head->type(), Pass::Backward);
       head_grad = b.head->backward(ctx);
@@ -154,14 +179,11 @@ std::vector<HeadStats> FaceModel::train_step(Context& ctx, const Tensor& images,
     else
       features_grad = d;
   }
-  if (train_backbone) backbone_->backward(ctx, cast_to(ctx, features_grad, images.dtype()));
-  // Read last, each from the copy queued right after its head's forward: the host waits for the
-  // forward only, and the GPU runs the backward queued above meanwhile, so the step never drains the
-  // stream (the caller's NaN check still comes before the update).
-  std::vector<HeadStats> stats;
-  if (fetch_stats)
-    for (const TaskLabels& t : tasks) stats.push_back(LossHead::decode_stats(branch(t.task).stats_copy.wait()));
-  return stats;
+  return features_grad;
+}
+
+void FaceModel::backward_backbone(Context& ctx, const Tensor& features_grad, DType images_dtype) {
+  backbone_->backward(ctx, cast_to(ctx, features_grad, images_dtype));
 }
 
 void FaceModel::set_step(uint64_t step) {

@@ -82,6 +82,20 @@ class FaceModel : public Layer {
   // Returns each task's statistics (copied to the host only when `fetch_stats`).
   std::vector<HeadStats> train_step(Context& ctx, const Tensor& images, const std::vector<TaskLabels>& tasks,
                                     bool train_backbone, bool fetch_stats);
+  // train_step in two halves, for a step captured as a CUDA graph (engine/cuda_graph.h): the first
+  // queues the work (with each head's statistics copy when `copy_stats`) and waits for nothing, so
+  // it can be captured; the second waits for the copies of the last queued (or replayed) step.
+  void queue_train_step(Context& ctx, const Tensor& images, const std::vector<TaskLabels>& tasks,
+                        bool train_backbone, bool copy_stats);
+  std::vector<HeadStats> wait_stats(const std::vector<TaskLabels>& tasks);
+  // queue_train_step's three parts, for a step whose backbone replays from CUDA graphs while the
+  // branches run eagerly (face/train/backbone_graphs.h): the backbone's forward (its pooled features
+  // as f32), the task branches and heads forward and backward (the sum of their gradients with
+  // respect to the features, undefined when the backbone is not trained), the backbone's backward.
+  Tensor forward_backbone(Context& ctx, const Tensor& images, bool train_backbone);
+  Tensor train_branches(Context& ctx, const Tensor& features, const std::vector<TaskLabels>& tasks,
+                        bool train_backbone, bool copy_stats);
+  void backward_backbone(Context& ctx, const Tensor& features_grad, DType images_dtype);
 
   // The training step the random draws of the next train_step belong to: every Dropout's mask and
   // Partial FC's sampling are pure functions of (seed, step), so a resumed run repeats them exactly.

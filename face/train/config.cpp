@@ -17,7 +17,7 @@ namespace cuface {
   X(age_edges) X(bn_momentum) X(batch) X(ids_per_batch) X(imgs_per_id) X(accumulate) X(steps) X(epochs) X(lr)      \
   X(time_budget) X(lr_fr) X(lr_gender) X(lr_age) X(momentum) X(wd_backbone) X(wd_fr) X(wd_gender) X(wd_age)        \
   X(lr_schedule) X(patience) X(lr_shrink) X(min_lr) X(lr_steps) X(warmup) X(weight_fr) X(weight_gender)            \
-  X(weight_age) X(multi_mode) X(freeze_backbone) X(device) X(deterministic) X(precision) X(workers)                \
+  X(weight_age) X(multi_mode) X(freeze_backbone) X(device) X(deterministic) X(precision) X(cuda_graph) X(workers)  \
   X(embedding_dropout) X(sync_bn) X(shard_classes) X(gradient_wire) X(seed) X(flip) X(scale_jitter)                \
   X(shift_jitter) X(colour_jitter) X(log_every) X(valid_every) X(valid_at_start) X(valid_pairs)                    \
   X(checkpoint_every) X(keep_checkpoints) X(profile)
@@ -97,6 +97,7 @@ void TrainConfig::validate() const {
   CUFACE_CHECK(sample_rate > 0 && sample_rate <= 1, "--sample-rate must be in (0, 1]");
   CUFACE_CHECK(embedding_dropout >= 0 && embedding_dropout < 1, "--embedding-dropout must be in [0, 1)");
   CUFACE_CHECK(gradient_wire == "f32" || gradient_wire == "bf16", "--gradient-wire must be f32 or bf16");
+  CUFACE_CHECK(cuda_graph == "auto" || cuda_graph == "off", "--cuda-graph must be auto or off");
   CUFACE_CHECK(lr_schedule == "plateau" || lr_schedule == "step" || lr_schedule == "cosine",
                "--lr-schedule must be plateau, step or cosine");
   CUFACE_CHECK(patience > 0, "--patience must be positive");

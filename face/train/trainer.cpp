@@ -24,6 +24,7 @@
 #include "face/model/face_model.h"
 #include "face/train/accumulate.h"
 #include "face/train/checkpoint.h"
+#include "face/train/backbone_graphs.h"
 #include "face/train/optimizer.h"
 #include "face/train/run_folder.h"
 #include "face/train/validation.h"
@@ -264,6 +265,9 @@ class Run {
   std::unique_ptr<FaceModel> model_;
   std::unique_ptr<SgdOptimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
+  std::unique_ptr<BackboneGraphs> graphs_;  // --cuda-graph auto on a GPU, where it applies
+  std::string graph_off_;                   // without graphs_ on a GPU: "off: " and why
+  bool graph_failure_said_ = false;
   int64_t step_ = 0;
   double best_score_ = NAN;
   int64_t best_step_ = 0;  // the step of the best validation: "steps without progress" count from it
@@ -364,6 +368,22 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   optimizer_ = std::make_unique<SgdOptimizer>(trained, config_.momentum, decay);
   for (const NamedParameter& np : trained) trained_bytes_ += tensor_bytes(np.parameter->value);
   schedule_ = make_schedule(config_, config_.task_lr(config_.task), total_steps_);
+  if (ctx_.is_cuda()) {
+    const char* eager_because = config_.cuda_graph == "off" ? "--cuda-graph off"
+                                : distributed()             ? "several processes (the gradient buckets' hooks)"
+                                : config_.accumulate > 1    ? "--accumulate"
+                                : config_.profile           ? "--profile times each layer"
+                                : config_.freeze_backbone   ? "--freeze-backbone"
+                                                            : nullptr;
+    if (eager_because) {
+      graph_off_ = std::string("off: ") + eager_because;
+      if (leader() && config_.cuda_graph == "auto") std::printf("CUDA graph: off (%s)\n", eager_because);
+    } else {
+      graphs_ = std::make_unique<BackboneGraphs>();
+      if (leader())
+        std::printf("CUDA graph: the backbone's forward and backward replay from CUDA graphs after the first step\n");
+    }
+  }
 
   // Taken after the model is built and --init loaded: an error there leaves no folder behind.
   if (leader()) claim_folder(resume);
@@ -819,8 +839,18 @@ TrainSummary Run::loop() {
       hooks.before_last_micro_batch = [this] { overlap_armed_ = true; };
       hooks.after_backward = [this] { average_gradients(); };
     }
-    std::vector<HeadStats> stats = accumulated_train_step(ctx_, *model_, *optimizer_, input.images, labels,
-                                                          config_.accumulate, !config_.freeze_backbone, step_, hooks);
+    std::vector<HeadStats> stats;
+    if (graphs_) {
+      model_->set_step(uint64_t(step_));
+      graphs_->queue_step(ctx_, *model_, input.images, labels);
+      stats = model_->wait_stats(labels);
+      if (!graphs_->failure().empty() && !graph_failure_said_ && leader())
+        std::printf("CUDA graph: off from step %lld: %s\n", (long long)step_, graphs_->failure().c_str());
+      graph_failure_said_ = !graphs_->failure().empty();
+    } else {
+      stats = accumulated_train_step(ctx_, *model_, *optimizer_, input.images, labels, config_.accumulate,
+                                     !config_.freeze_backbone, step_, hooks);
+    }
     if (distributed()) {
       // Every rank logs and decides (plateau LR, NaN) on the same numbers: the means over the ranks.
       std::vector<double> figures;
@@ -903,6 +933,10 @@ TrainSummary Run::loop() {
   if (interval_steps > 0) summary.final_loss = interval_loss / double(interval_steps);
   summary.steps = step_;
   summary.leader = leader();
+  summary.cuda_graph = !graphs_                ? graph_off_
+                       : graphs_->replaying()   ? "replayed"
+                       : graphs_->failure().empty() ? "off: no second step to capture"
+                                                    : "off: " + graphs_->failure();
   summary.best_score = best_score_;
   return summary;
 }

@@ -39,6 +39,9 @@ struct TrainSummary {
   std::string stopped_because; // "steps done", "learning rate below --min-lr", "interrupted by SIGINT"
   int stop_signal = 0;         // SIGINT or SIGTERM when one stopped the run, else 0
   bool leader = true;          // rank 0 (or the only process): the one that reports
+  // --cuda-graph: "replayed" when the backbone replayed from CUDA graphs, else "off: " and why
+  // ("" on the CPU).
+  std::string cuda_graph;
 };
 
 // Set by SIGINT (Ctrl-C) or SIGTERM during training: the trainer saves a checkpoint at the end of the

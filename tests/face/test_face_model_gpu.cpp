@@ -1,7 +1,8 @@
 // FaceModel on a GPU against the same model on the CPU: one multi-task training step (backbone, the
 // three branches, their heads, the weighted sum of the branches' gradients into the backbone) and the
 // evaluation outputs, in fp32 and with a bf16 backbone (bf16 images, as the trainer and the embedder
-// give it). Skips without a GPU.
+// give it); the training step captured as a CUDA graph against the same steps run eagerly. Skips
+// without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,7 +11,10 @@
 #include "common/backends.h"
 #include "common/device_compare.h"
 #include "common/reference.h"
+#include "engine/cuda_graph.h"
 #include "face/model/face_model.h"
+#include "face/train/optimizer.h"
+#include "kernels/elementwise.h"
 
 namespace cuface {
 namespace {
@@ -57,9 +61,8 @@ struct ModelCase {
 
 class FaceModelCuda : public ::testing::TestWithParam<ModelCase> {};
 
-TEST_P(FaceModelCuda, TrainStepAndOutputsMatchTheCpuModel) {
-  CUFACE_REQUIRE_GPU();
-  const ModelCase mc = GetParam();
+// The tiny backbone with all three branches, small enough for the emulator.
+FaceModelOptions three_task_options() {
   FaceModelOptions options;
   options.arch = "tiny";
   options.identities = 10;
@@ -69,6 +72,13 @@ TEST_P(FaceModelCuda, TrainStepAndOutputsMatchTheCpuModel) {
   options.age_classes = 7;
   options.age_hidden = {8, 8};
   options.seed = 5;
+  return options;
+}
+
+TEST_P(FaceModelCuda, TrainStepAndOutputsMatchTheCpuModel) {
+  CUFACE_REQUIRE_GPU();
+  const ModelCase mc = GetParam();
+  const FaceModelOptions options = three_task_options();
   FaceModel on_cpu(options), on_gpu(options);
   on_gpu.to(Device::CUDA);
   Context cpu(Device::CPU), gpu(Device::CUDA);
@@ -124,6 +134,68 @@ INSTANTIATE_TEST_SUITE_P(Precisions, FaceModelCuda,
                          [](const ::testing::TestParamInfo<ModelCase>& info) {
                            return std::string(precision_name(info.param.precision));
                          });
+
+// The training step as a CUDA graph: one model trains three steps eagerly; its twin trains the first
+// eagerly (cuDNN's searches, the first allocations), captures the second's forward and backward with
+// the batch in fixed input tensors, and replays it for the second and third (the optimizer runs
+// after each, as the trainer runs it). Losses and weights equal the eager run's.
+TEST(FaceModelGraphCuda, ACapturedStepReplaysAsEagerSteps) {
+  CUFACE_REQUIRE_GPU();
+  FaceModelOptions options = three_task_options();
+  options.embedding_dropout = 0.0f;  // a captured step would repeat the captured step's masks
+  options.head_dropout = 0.0f;
+  FaceModel eager(options), graphed(options);
+  eager.to(Device::CUDA);
+  graphed.to(Device::CUDA);
+  Context ctx(Device::CUDA);
+  ctx.set_deterministic(true);  // two GPU runs compared: no run-to-run variation of cuDNN's algorithms
+  auto trainable = [](FaceModel& model) {
+    std::vector<NamedParameter> out;
+    for (const NamedParameter& p : model.named_parameters())
+      if (p.parameter->trainable) out.push_back(p);
+    return out;
+  };
+  SgdOptimizer eager_sgd(trainable(eager), 0.9, WeightDecay{}), graphed_sgd(trainable(graphed), 0.9, WeightDecay{});
+
+  std::vector<Tensor> batches;
+  std::vector<std::vector<TaskLabels>> labels;
+  for (int step = 0; step < 3; ++step) {
+    batches.push_back(testing::random_tensor({6, 32, 32, 3}, uint64_t(20 + step)).to(Device::CUDA));
+    labels.push_back({{Task::FR, labels_of({step, 3, 7, 9, 3, 1}, Device::CUDA), 1.0f},
+                      {Task::Gender, labels_of({0, 1, step % 2, -1, 0, 1}, Device::CUDA), 0.5f}});
+  }
+  std::vector<std::vector<HeadStats>> want, got;
+  for (int step = 0; step < 3; ++step) {
+    want.push_back(eager.train_step(ctx, batches[size_t(step)], labels[size_t(step)], true, true));
+    eager_sgd.step(ctx, 0.05);
+  }
+
+  got.push_back(graphed.train_step(ctx, batches[0], labels[0], true, true));
+  graphed_sgd.step(ctx, 0.05);
+  Tensor images = Tensor::empty(batches[0].shape(), DType::F32, Device::CUDA);
+  std::vector<TaskLabels> fixed = labels[0];
+  for (TaskLabels& t : fixed) t.labels = Tensor::empty(t.labels.shape(), DType::I32, Device::CUDA);
+  CudaGraph graph;
+  std::string why;
+  ASSERT_TRUE(graph.capture(ctx, [&] { graphed.queue_train_step(ctx, images, fixed, true, true); }, &why)) << why;
+  for (int step = 1; step < 3; ++step) {
+    copy(ctx, batches[size_t(step)], images);
+    for (size_t t = 0; t < fixed.size(); ++t) fixed[t].labels.copy_from(labels[size_t(step)][t].labels);
+    graph.replay(ctx);
+    got.push_back(graphed.wait_stats(fixed));
+    graphed_sgd.step(ctx, 0.05);
+  }
+  for (size_t step = 0; step < 3; ++step)
+    for (size_t t = 0; t < 2; ++t) {
+      EXPECT_NEAR(got[step][t].loss, want[step][t].loss, 1e-5 * std::abs(want[step][t].loss)) << step << " " << t;
+      EXPECT_EQ(got[step][t].labelled, want[step][t].labelled);
+    }
+  const std::vector<NamedParameter> a = eager.named_parameters(), b = graphed.named_parameters();
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].parameter->value.dtype() != DType::F32) continue;  // num_batches_tracked
+    EXPECT_LT(testing::relative_error(b[i].parameter->value, a[i].parameter->value), 1e-5) << a[i].name;
+  }
+}
 
 }  // namespace
 }  // namespace cuface
