@@ -3,6 +3,9 @@
 //
 //   train_step: FaceModel::train_step (forward, ArcFace loss, backward of every layer) + the SGD
 //               update of all parameters + zeroing the gradients: one training step, in images/s.
+//   train_step_graph (GPU, bf16): the same step as `cuface train --cuda-graph auto` runs it, the
+//               backbone's forward and backward replayed from CUDA graphs (face/train/backbone_graphs.h);
+//               its ratio to train_step is what the graphs save.
 //   embed:      FaceModel::embed in evaluation mode (no dropout, running BN statistics): embeddings/s.
 //
 // CPU: ResNet-50 at batch 8 (112 and 224 px) and 16 (112 px), ResNet-18 at batch 64 (112 px); CUDA:
@@ -19,6 +22,7 @@
 
 #include "engine/allocator.h"
 #include "face/model/face_model.h"
+#include "face/train/backbone_graphs.h"
 #include "face/train/optimizer.h"
 #include "kernels/elementwise.h"
 #include "kernels/random.h"
@@ -83,6 +87,27 @@ void train_step(benchmark::State& state, Setup setup) {
       benchmark::Counter(double(setup.batch) * double(state.iterations()), benchmark::Counter::kIsRate);
 }
 
+void train_step_graph(benchmark::State& state, Setup setup) {
+  Network n = make_network(setup);
+  SgdOptimizer optimizer(n.model->named_parameters(), 0.9, WeightDecay{});
+  const std::vector<TaskLabels> tasks{{Task::FR, n.labels, 1.0f}};
+  BackboneGraphs graphs;
+  auto one_step = [&] {
+    graphs.queue_step(*n.ctx, *n.model, n.images, tasks);
+    optimizer.step(*n.ctx, 0.01);
+    n.ctx->synchronize();
+  };
+  one_step();  // eager: cuDNN algorithm search, allocator caching
+  one_step();  // captures the graphs and runs through them
+  if (!graphs.replaying()) {
+    state.SkipWithError(("no CUDA graph: " + graphs.failure()).c_str());
+    return;
+  }
+  for (auto _ : state) one_step();
+  state.counters["img/s"] =
+      benchmark::Counter(double(setup.batch) * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
 void embed(benchmark::State& state, Setup setup) {
   Network n = make_network(setup);
   n.model->set_training(false);
@@ -108,6 +133,10 @@ void register_all(const Setup& setup) {
       b->Iterations(gpu_iterations);
   };
   configure(benchmark::RegisterBenchmark((setup.arch + "_train_step/" + setup.tag()).c_str(), train_step, setup), 20);
+  if (setup.device == Device::CUDA && setup.precision == Precision::BF16)
+    configure(benchmark::RegisterBenchmark((setup.arch + "_train_step_graph/" + setup.tag()).c_str(), train_step_graph,
+                                           setup),
+              20);
   configure(benchmark::RegisterBenchmark((setup.arch + "_embed/" + setup.tag()).c_str(), embed, setup), 50);
 }
 

@@ -127,7 +127,7 @@ pytorch_bench() {  # pytorch_bench NAME SECONDS ARGS...: bench/NAME.py on the GP
 }
 gpu_bench bench_margin 75
 pytorch_bench pytorch_margin 75 --classes 10000 100000 200000 --dtype fp32 bf16 --seconds 0.5
-gpu_bench bench_resnet 90
+gpu_bench bench_resnet 120
 pytorch_bench pytorch_resnet 90
 if [[ -x $build/bin/bench_loader && -d $build/utkface ]]; then  # scaling over worker threads, JPEG shards
   step "bench_loader (cpu workers)" 60 "${ours[@]}" env CUFACE_LOADER_IMAGES="$(realpath $build)/utkface" \
