@@ -88,7 +88,8 @@ const char* error_name(cudaError_t error) {
     case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
-    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
+    case cudaErrorStreamCaptureWrongThread:
+      return "attempt to terminate a thread-local capture sequence from another thread";
   }
   return "unknown error";
 }
@@ -412,7 +413,8 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   if (event->captured.capture) {
     // An event recorded during a capture marks a point in its graph: the stream joins the capture there.
     if (capture_ended(event->captured))
-      return set_error(cudaErrorStreamCaptureUnsupported, "cudaStreamWaitEvent for an event recorded in a finished capture");
+      return set_error(cudaErrorStreamCaptureUnsupported,
+                       "cudaStreamWaitEvent for an event recorded in a finished capture");
     if (!join_capture(stream, event->captured)) return refuse_during_capture("cudaStreamWaitEvent across captures");
     return cudaSuccess;
   }

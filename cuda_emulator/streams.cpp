@@ -247,7 +247,8 @@ cudaError_t end_capture(cudaStream_t stream, std::vector<CapturedOperation>* rec
   if (!capture || capture->origin != stream)
     return set_error(cudaErrorIllegalState, "cudaStreamEndCapture on a stream that did not begin a capture");
   if (capture->mode != cudaStreamCaptureModeRelaxed && capture->thread != std::this_thread::get_id())
-    return set_error(cudaErrorStreamCaptureWrongThread, "cudaStreamEndCapture from another thread than the one that began it");
+    return set_error(cudaErrorStreamCaptureWrongThread,
+                     "cudaStreamEndCapture from another thread than the one that began it");
   // Every recorded operation must lead to the origin's last one: a forked stream's work is joined back.
   std::vector<bool> joined(capture->recorded.size(), false);
   std::vector<size_t> stack = target.capture.tail;
@@ -260,7 +261,8 @@ cudaError_t end_capture(cudaStream_t stream, std::vector<CapturedOperation>* rec
   }
   std::string invalid = capture->invalid;
   if (invalid.empty() && std::find(joined.begin(), joined.end(), false) != joined.end())
-    invalid = "work recorded on a stream that was not joined back into the origin stream (cudaErrorStreamCaptureUnjoined)";
+    invalid = "work recorded on a stream that was not joined back into the origin stream "
+              "(cudaErrorStreamCaptureUnjoined)";
   for (cudaStream_t member : capture->streams) resolve(member).capture = {};
   scheduler().captures.erase(capture);
   if (!invalid.empty()) return set_error(cudaErrorStreamCaptureInvalidated, invalid);

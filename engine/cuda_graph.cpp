@@ -30,7 +30,12 @@ bool CudaGraph::capture(Context& ctx, const std::function<void()>& work, std::st
   cudaStream_t stream = cuda_stream(ctx);
   CudaCachingAllocator& allocator = CudaCachingAllocator::instance();
   // Thread-local: the loader's threads may allocate and copy meanwhile; this thread may not.
-  CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const cudaError_t begun = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  if (begun != cudaSuccess) {
+    cudaGetLastError();
+    *why = std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(begun);
+    return false;
+  }
   pool_ = allocator.begin_pool_capture();
   std::string failure;
   try {

@@ -84,7 +84,8 @@ TEST_F(EmulatorGraphs, CallsCudaRefusesDuringACaptureInvalidateIt) {
       {"cudaMalloc", [&] { float* p = nullptr; return cudaMalloc(&p, 64); }},
       {"cudaStreamSynchronize", [&] { return cudaStreamSynchronize(stream); }},
       {"cudaDeviceSynchronize", [&] { return cudaDeviceSynchronize(); }},
-      {"blocking cudaMemcpy", [&] { return cudaMemcpy(pageable.data(), w, n * sizeof(float), cudaMemcpyDeviceToHost); }},
+      {"blocking cudaMemcpy",
+       [&] { return cudaMemcpy(pageable.data(), w, n * sizeof(float), cudaMemcpyDeviceToHost); }},
       {"pageable cudaMemcpyAsync",
        [&] { return cudaMemcpyAsync(x, pageable.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream); }},
   };

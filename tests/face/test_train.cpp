@@ -331,7 +331,8 @@ TEST(TrainCuda, CudaGraphRunFollowsTheEagerRun) {
   for (size_t i = 0; i < want.size(); ++i)
     EXPECT_NEAR(std::stod(got[i]), std::stod(want[i]), 1e-5 * std::abs(std::stod(want[i]))) << "step " << i + 1;
   std::string worst;
-  EXPECT_LT(model_difference(dir / "eager" / "model-3.safetensors", dir / "graph" / "model-3.safetensors", &worst), 1e-5)
+  EXPECT_LT(model_difference(dir / "eager" / "model-3.safetensors", dir / "graph" / "model-3.safetensors", &worst),
+            1e-5)
       << "largest in " << worst;
 }
 
