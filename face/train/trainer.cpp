@@ -370,7 +370,8 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
   schedule_ = make_schedule(config_, config_.task_lr(config_.task), total_steps_);
   if (ctx_.is_cuda()) {
     const char* eager_because = config_.cuda_graph == "off" ? "--cuda-graph off"
-                                : distributed()             ? "several processes (the gradient buckets' hooks)"
+                                : distributed()
+                                    ? "several processes: NCCL's watchdog polls each collective, which a capture forbids"
                                 : config_.accumulate > 1    ? "--accumulate"
                                 : config_.profile           ? "--profile times each layer"
                                 : config_.freeze_backbone   ? "--freeze-backbone"
