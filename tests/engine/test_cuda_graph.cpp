@@ -67,6 +67,16 @@ TEST(CudaGraphCuda, ItsMemoryIsNotHandedOutWhileItLives) {
     Tensor other = Tensor::empty({n}, DType::F32, Device::CUDA);
     EXPECT_NE(other.raw(), temporary) << "a replay would overwrite this tensor";
   }
+  // A tensor the capture allocated and the host kept (a layer's saved activation), freed later.
+  Tensor kept;
+  CudaGraph keeper;
+  ASSERT_TRUE(keeper.capture(ctx, [&] { kept = Tensor::empty({n + 1}, DType::F32, Device::CUDA); }, &why)) << why;
+  void* kept_address = kept.raw();
+  kept = Tensor();
+  {
+    Tensor other = Tensor::empty({n + 1}, DType::F32, Device::CUDA);
+    EXPECT_NE(other.raw(), kept_address) << "a replay of the keeper would overwrite this tensor";
+  }
   graph.reset();
   Tensor after = Tensor::empty({n}, DType::F32, Device::CUDA);
   Tensor after2 = Tensor::empty({n}, DType::F32, Device::CUDA);
