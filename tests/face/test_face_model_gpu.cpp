@@ -138,9 +138,14 @@ INSTANTIATE_TEST_SUITE_P(Precisions, FaceModelCuda,
 // The training step as a CUDA graph: one model trains three steps eagerly; its twin trains the first
 // eagerly (cuDNN's searches, the first allocations), captures the second's forward and backward with
 // the batch in fixed input tensors, and replays it for the second and third (the optimizer runs
-// after each, as the trainer runs it). Losses and weights equal the eager run's.
-TEST(FaceModelGraphCuda, ACapturedStepReplaysAsEagerSteps) {
+// after each, as the trainer runs it). Losses and weights equal the eager run's, in fp32 and in bf16
+// (bf16 images and backbone: the same kernels on the same data, so the same 1e-5 bound).
+class FaceModelGraphCuda : public ::testing::TestWithParam<Precision> {};
+
+TEST_P(FaceModelGraphCuda, ACapturedStepReplaysAsEagerSteps) {
   CUFACE_REQUIRE_GPU();
+  const Precision precision = GetParam();
+  const DType image_type = precision == Precision::BF16 ? DType::BF16 : DType::F32;
   FaceModelOptions options = three_task_options();
   options.embedding_dropout = 0.0f;  // a captured step would repeat the captured step's masks
   options.head_dropout = 0.0f;
@@ -149,6 +154,7 @@ TEST(FaceModelGraphCuda, ACapturedStepReplaysAsEagerSteps) {
   graphed.to(Device::CUDA);
   Context ctx(Device::CUDA);
   ctx.set_deterministic(true);  // two GPU runs compared: no run-to-run variation of cuDNN's algorithms
+  ctx.set_precision(precision);
   auto trainable = [](FaceModel& model) {
     std::vector<NamedParameter> out;
     for (const NamedParameter& p : model.named_parameters())
@@ -160,7 +166,8 @@ TEST(FaceModelGraphCuda, ACapturedStepReplaysAsEagerSteps) {
   std::vector<Tensor> batches;
   std::vector<std::vector<TaskLabels>> labels;
   for (int step = 0; step < 3; ++step) {
-    batches.push_back(testing::random_tensor({6, 32, 32, 3}, uint64_t(20 + step)).to(Device::CUDA));
+    batches.push_back(cast_to(ctx, testing::random_tensor({6, 32, 32, 3}, uint64_t(20 + step)).to(Device::CUDA),
+                              image_type));
     labels.push_back({{Task::FR, labels_of({step, 3, 7, 9, 3, 1}, Device::CUDA), 1.0f},
                       {Task::Gender, labels_of({0, 1, step % 2, -1, 0, 1}, Device::CUDA), 0.5f}});
   }
@@ -172,7 +179,7 @@ TEST(FaceModelGraphCuda, ACapturedStepReplaysAsEagerSteps) {
 
   got.push_back(graphed.train_step(ctx, batches[0], labels[0], true, true));
   graphed_sgd.step(ctx, 0.05);
-  Tensor images = Tensor::empty(batches[0].shape(), DType::F32, Device::CUDA);
+  Tensor images = Tensor::empty(batches[0].shape(), image_type, Device::CUDA);
   std::vector<TaskLabels> fixed = labels[0];
   for (TaskLabels& t : fixed) t.labels = Tensor::empty(t.labels.shape(), DType::I32, Device::CUDA);
   CudaGraph graph;
@@ -196,6 +203,11 @@ TEST(FaceModelGraphCuda, ACapturedStepReplaysAsEagerSteps) {
     EXPECT_LT(testing::relative_error(b[i].parameter->value, a[i].parameter->value), 1e-5) << a[i].name;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Precisions, FaceModelGraphCuda, ::testing::Values(Precision::FP32, Precision::BF16),
+                         [](const ::testing::TestParamInfo<Precision>& info) {
+                           return std::string(precision_name(info.param));
+                         });
 
 }  // namespace
 }  // namespace cuface
