@@ -57,6 +57,8 @@ double extra_megabytes(Device device, Precision precision, const Step& step) {
     ctx.synchronize();
     return double(allocator.stats().peak_bytes_in_use - before) / 1e6;
   }
+  // Blocks the host cache keeps stay resident: give them back so the step's own pages are counted.
+  HostCachingAllocator::instance().release_cached();
   const int64_t before = proc_status_bytes("VmRSS");
   std::ofstream("/proc/self/clear_refs") << "5";  // resets VmHWM to the current resident size
   step(ctx);

@@ -1,5 +1,6 @@
 #include "engine/allocator.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -38,6 +39,21 @@ constexpr bool kEmulatedCuda = true;  // exact sizes: see round_size
 constexpr bool kEmulatedCuda = false;
 #endif
 
+namespace {
+
+// A free block of `size` to `largest` bytes from `list` (the smallest such), or null; `size` becomes
+// the block's. The upper bound keeps big blocks from being spent on small tensors.
+void* take_block(std::multimap<size_t, void*>& list, size_t& size, size_t largest) {
+  auto it = list.lower_bound(size);
+  if (it == list.end() || it->first > largest) return nullptr;
+  size = it->first;
+  void* ptr = it->second;
+  list.erase(it);
+  return ptr;
+}
+
+}  // namespace
+
 CudaCachingAllocator& CudaCachingAllocator::instance() {
   static CudaCachingAllocator allocator;
   return allocator;
@@ -54,15 +70,6 @@ size_t CudaCachingAllocator::round_size(size_t bytes) {
   const size_t small = 512, large = size_t(2) << 20;
   return bytes < large ? (bytes + small - 1) / small * small : (bytes + large - 1) / large * large;
 #endif
-}
-
-void* CudaCachingAllocator::take(FreeList& list, size_t& size) {
-  auto it = list.lower_bound(size);
-  if (it == list.end() || it->first > (kEmulatedCuda ? size : 2 * size)) return nullptr;
-  size = it->first;
-  void* ptr = it->second;
-  list.erase(it);
-  return ptr;
 }
 
 void* CudaCachingAllocator::cuda_malloc(size_t size) {
@@ -90,8 +97,9 @@ void* CudaCachingAllocator::allocate(size_t bytes) {
   size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mutex_);
   const PoolId pool = capturing_pool_ && std::this_thread::get_id() == capturing_thread_ ? capturing_pool_ : 0;
-  void* ptr = pool ? take(pool_free_[pool], size) : nullptr;
-  if (!ptr) ptr = take(free_blocks_, size);
+  const size_t largest = kEmulatedCuda ? size : 2 * size;
+  void* ptr = pool ? take_block(pool_free_[pool], size, largest) : nullptr;
+  if (!ptr) ptr = take_block(free_blocks_, size, largest);
   if (!ptr) {
     ptr = cuda_malloc(size);
     if (!ptr && !pool) {
@@ -107,7 +115,7 @@ void* CudaCachingAllocator::allocate(size_t bytes) {
     CUFACE_CHECK(ptr, "GPU out of memory allocating " + std::to_string(size) + " bytes (" +
                           std::to_string(stats_.bytes_in_use) + " in use)");
     stats_.bytes_reserved += size;
-    ++stats_.cuda_malloc_calls;
+    ++stats_.system_allocations;
   }
   live_blocks_[ptr] = size;
   if (pool) block_pool_[ptr] = pool;
@@ -176,6 +184,94 @@ AllocatorStats CudaCachingAllocator::stats() const {
 }
 
 void CudaCachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.peak_bytes_in_use = stats_.bytes_in_use;
+}
+
+HostCachingAllocator& HostCachingAllocator::instance() {
+  // Never destroyed: tensors in other static objects may be freed after it would be.
+  static HostCachingAllocator* allocator = new HostCachingAllocator;
+  return *allocator;
+}
+
+void* HostCachingAllocator::allocate(size_t bytes) {
+  const size_t small = std::max<size_t>((bytes + 63) / 64 * 64, 64);
+  if (small < kMinCachedBytes) {
+    void* ptr = std::aligned_alloc(64, small);
+    CUFACE_CHECK(ptr, "out of host memory allocating " + std::to_string(bytes) + " bytes");
+    return ptr;
+  }
+  size_t size = (bytes + 4095) / 4096 * 4096;  // whole pages: a few sizes recur every step
+  std::lock_guard<std::mutex> lock(mutex_);
+  void* ptr = take_block(free_blocks_, size, 2 * size);
+  if (ptr) {
+    bytes_cached_ -= size;
+  } else {
+    ptr = std::aligned_alloc(64, size);
+    if (!ptr) {
+      release_cached_locked();
+      ptr = std::aligned_alloc(64, size);
+    }
+    CUFACE_CHECK(ptr, "out of host memory allocating " + std::to_string(bytes) + " bytes (" +
+                          std::to_string(stats_.bytes_in_use) + " in use)");
+    stats_.bytes_reserved += size;
+    ++stats_.system_allocations;
+  }
+  live_blocks_[ptr] = size;
+  stats_.bytes_in_use += size;
+  stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
+  most_in_use_ = std::max(most_in_use_, stats_.bytes_in_use);
+  return ptr;
+}
+
+void HostCachingAllocator::free(void* ptr) {
+  if (!ptr) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = live_blocks_.find(ptr);
+  if (it == live_blocks_.end()) {  // a small block: malloc's
+    std::free(ptr);
+    return;
+  }
+  const size_t size = it->second;
+  live_blocks_.erase(it);
+  stats_.bytes_in_use -= size;
+  // Over the bound, the smallest free blocks go first: sizes that stopped recurring, most likely.
+  while (bytes_cached_ + size > most_in_use_ && !free_blocks_.empty()) {
+    auto smallest = free_blocks_.begin();
+    std::free(smallest->second);
+    stats_.bytes_reserved -= smallest->first;
+    bytes_cached_ -= smallest->first;
+    free_blocks_.erase(smallest);
+  }
+  free_blocks_.emplace(size, ptr);
+  bytes_cached_ += size;
+}
+
+void HostCachingAllocator::release_cached_locked() {
+  for (auto& [size, block] : free_blocks_) {
+    std::free(block);
+    stats_.bytes_reserved -= size;
+  }
+  free_blocks_.clear();
+  bytes_cached_ = 0;
+}
+
+void HostCachingAllocator::release_cached() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  release_cached_locked();
+}
+
+size_t HostCachingAllocator::bytes_cached() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return bytes_cached_;
+}
+
+AllocatorStats HostCachingAllocator::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void HostCachingAllocator::reset_peak() {
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.peak_bytes_in_use = stats_.bytes_in_use;
 }

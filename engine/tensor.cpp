@@ -55,11 +55,8 @@ Tensor Tensor::empty(const Shape& shape, DType dtype, Device device) {
     t.storage_->data = CudaCachingAllocator::instance().allocate(t.storage_->bytes);
     t.storage_->release = [](void* p) { CudaCachingAllocator::instance().free(p); };
   } else {
-    // 64-byte alignment for vector loads; at least one byte so empty tensors have an address.
-    size_t bytes = (std::max<size_t>(t.storage_->bytes, 1) + 63) / 64 * 64;
-    t.storage_->data = std::aligned_alloc(64, bytes);
-    CUFACE_CHECK(t.storage_->data, "out of host memory allocating " + std::to_string(bytes) + " bytes");
-    t.storage_->release = [](void* p) { std::free(p); };
+    t.storage_->data = HostCachingAllocator::instance().allocate(t.storage_->bytes);
+    t.storage_->release = [](void* p) { HostCachingAllocator::instance().free(p); };
   }
   return t;
 }

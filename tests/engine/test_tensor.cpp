@@ -1,4 +1,10 @@
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <string>
 
 #include "common/backends.h"
 #include "common/reference.h"
@@ -125,14 +131,107 @@ TEST_P(TensorBackend, CastToBf16MatchesHostRounding) {
 
 CUFACE_ON_EVERY_BACKEND(TensorBackend);
 
+// ---- Host caching allocator ----------------------------------------------------------------------
+
+TEST(HostAllocator, ASteadyLoopReusesItsBlocks) {
+  HostCachingAllocator allocator;
+  const size_t big = size_t(3) << 20;
+  void* first = allocator.allocate(big);
+  allocator.free(first);
+  const AllocatorStats warm = allocator.stats();
+  for (int step = 0; step < 5; ++step) {
+    void* a = allocator.allocate(big);
+    void* b = allocator.allocate(size_t(1) << 20);  // too small for a's block: one of its own
+    EXPECT_EQ(a, first);
+    EXPECT_NE(b, a);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(b) % 64, 0u);
+    std::memset(a, 1, big);
+    std::memset(b, 2, size_t(1) << 20);
+    allocator.free(b);
+    allocator.free(a);
+  }
+  EXPECT_EQ(allocator.stats().system_allocations, warm.system_allocations + 1);  // b's, once
+  EXPECT_EQ(allocator.stats().peak_bytes_in_use, big + (size_t(1) << 20));
+  EXPECT_EQ(allocator.stats().bytes_in_use, 0u);
+  EXPECT_EQ(allocator.bytes_cached(), big + (size_t(1) << 20));
+}
+
+TEST(HostAllocator, SmallBlocksAreMallocsAndBigOnesAreNotSpentOnSmallRequests) {
+  HostCachingAllocator allocator;
+  void* small = allocator.allocate(1000);
+  allocator.free(small);
+  EXPECT_EQ(allocator.stats().system_allocations, 0u);  // malloc's own, not counted or cached
+  EXPECT_EQ(allocator.bytes_cached(), 0u);
+  void* big = allocator.allocate(size_t(8) << 20);
+  allocator.free(big);
+  void* half = allocator.allocate(size_t(3) << 20);  // under half the free block: a block of its own
+  EXPECT_NE(half, big);
+  allocator.free(half);
+  EXPECT_EQ(allocator.stats().system_allocations, 2u);
+}
+
+// Sizes that keep growing cannot reuse the smaller free blocks: the cache stops at the most ever in use.
+TEST(HostAllocator, TheCacheNeverHoldsMoreThanThePeakInUse) {
+  HostCachingAllocator allocator;
+  size_t most = 0;
+  for (size_t mib = 1; mib <= 64; mib *= 2) {
+    const size_t bytes = mib << 20;
+    allocator.free(allocator.allocate(bytes));
+    most = std::max(most, bytes);
+    EXPECT_LE(allocator.bytes_cached(), most) << mib << " MiB";
+  }
+  EXPECT_EQ(allocator.bytes_cached(), size_t(64) << 20);  // the smaller ones made room for the last
+  EXPECT_EQ(allocator.stats().bytes_reserved, allocator.bytes_cached());
+  allocator.release_cached();
+  EXPECT_EQ(allocator.bytes_cached(), 0u);
+  EXPECT_EQ(allocator.stats().bytes_reserved, 0u);
+}
+
+// This process's address space (VmSize), in bytes.
+rlim_t virtual_memory_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmSize:", 0) == 0) return rlim_t(std::stoull(line.substr(7))) * 1024;
+  return 0;
+}
+
+// Out of memory with a cache that does not fit the request: the cache is given back and the request
+// served (in a child process with its address space capped above what it uses now).
+// Exits 0 when a request that fits only without the cache is served and the cache was given back.
+[[noreturn]] void allocate_beside_a_cache_under_a_cap() {
+  HostCachingAllocator allocator;
+  const rlimit limit{virtual_memory_bytes() + (rlim_t(300) << 20), RLIM_INFINITY};
+  if (setrlimit(RLIMIT_AS, &limit) != 0) std::exit(3);
+  allocator.free(allocator.allocate(size_t(200) << 20));  // cached
+  void* bigger = allocator.allocate(size_t(250) << 20);   // 200 + 250 MiB do not fit
+  std::exit(bigger != nullptr && allocator.bytes_cached() == 0 ? 0 : 4);
+}
+
+TEST(HostAllocatorDeathTest, OutOfMemoryGivesTheCacheBackAndRetries) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(allocate_beside_a_cache_under_a_cap(), ::testing::ExitedWithCode(0), "");
+}
+
+TEST(HostAllocator, CpuTensorsUseTheCache) {
+  auto& allocator = HostCachingAllocator::instance();
+  { Tensor warm = Tensor::empty({1 << 20}, DType::F32); }
+  const size_t mallocs = allocator.stats().system_allocations;
+  for (int i = 0; i < 10; ++i) {
+    Tensor t = Tensor::zeros({1 << 20}, DType::F32);
+    EXPECT_EQ(t.data<float>()[12345], 0.0f);
+  }
+  EXPECT_EQ(allocator.stats().system_allocations, mallocs);
+}
+
 TEST(Allocator, CachesBlocksAndTracksPeak) {
   CUFACE_REQUIRE_GPU();
   auto& allocator = CudaCachingAllocator::instance();
   { Tensor warm = Tensor::empty({1 << 20}, DType::F32, Device::CUDA); }
-  size_t mallocs = allocator.stats().cuda_malloc_calls;
+  size_t mallocs = allocator.stats().system_allocations;
   allocator.reset_peak();
   for (int i = 0; i < 10; ++i) Tensor t = Tensor::empty({1 << 20}, DType::F32, Device::CUDA);
-  EXPECT_EQ(allocator.stats().cuda_malloc_calls, mallocs);  // reused, no new cudaMalloc
+  EXPECT_EQ(allocator.stats().system_allocations, mallocs);  // reused, no new cudaMalloc
   EXPECT_GE(allocator.stats().peak_bytes_in_use, size_t(4) << 20);
 }
 
