@@ -15,7 +15,9 @@
 //                     above (accumulates, like every parameter gradient)
 // The bias is not part of this family: layers add it and reduce its gradient with kernels/bias.h.
 //
-// CPU (kernels/cpu/conv.cpp): f32, forward as an implicit GEMM, backward as im2col + SGEMM. CUDA
+// CPU (kernels/cpu/conv.cpp): f32, forward as an implicit GEMM, backward as im2col + SGEMM; 3x3
+// convolutions with stride 1 and padding 1 over enough pixels by Winograd's F(2x2, 3x3) in all three
+// passes (kernels/cpu/winograd.h). CUDA
 // (kernels/cuda/conv.cu): cuDNN, f32 or bf16 tensors (x, dy, dx, y and w share one dtype; dw is
 // always an f32 accumulator). The context's precision picks the math: fp32 exact (no TF32), tf32
 // tensor cores for f32 data, bf16 tensor cores for bf16 data.

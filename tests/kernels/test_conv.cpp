@@ -8,6 +8,7 @@
 #include "common/device_compare.h"
 #include "engine/context.h"
 #include "kernels/conv.h"
+#include "kernels/cpu/winograd.h"
 
 namespace cuface {
 namespace {
@@ -45,6 +46,13 @@ const std::vector<ConvProblem> kProblems = {
     // one depth block of 3 kernel rows of 64 floats, then kernel rows of 1560 floats cut in pieces.
     {1, 5, 33, 64, 3, 3, 1, geometry(1, 16, 1, 0)},
     {1, 5, 5, 520, 4, 3, 3, Conv2dGeometry(2, 1)},
+    // 3x3, stride 1, padding 1 with at least 128 output blocks of 2x2: Winograd (kernels/cpu/winograd.h).
+    // Odd extents (the last blocks half outside), even ones, 1x1 images (3 of 4 patch rows outside),
+    // and ResNet-like channel counts. The smaller 3x3 same-size problems above stay direct.
+    {2, 15, 17, 7, 5, 3, 3, Conv2dGeometry(1, 1)},
+    {2, 16, 16, 33, 20, 3, 3, Conv2dGeometry(1, 1)},
+    {130, 1, 1, 3, 4, 3, 3, Conv2dGeometry(1, 1)},
+    {9, 8, 7, 64, 48, 3, 3, Conv2dGeometry(1, 1)},
 };
 
 // Element-wise: the Higham bound for the number of summed terms (conv_pool_reference.h). Norm-wise:
@@ -92,11 +100,15 @@ TEST(ConvCpu, BackwardFilterAccumulatesTheFloat64Reference) {
   }
 }
 
-// A batch whose buffers exceed one chunk (~16 MiB): the forward pass pads 2 images per chunk, then
-// a ragged 1; the backward passes build the column slab of one image at a time.
-TEST(ConvCpu, BatchSplitIntoSeveralChunks) {
+// A batch whose buffers exceed one chunk: padding one row only keeps it off Winograd, so the forward
+// pass pads 2 images per chunk (~16 MiB), then a ragged 1, and the backward passes build the column
+// slab of one image at a time; with padding 1 all round, Winograd transforms one image per chunk
+// (~32 MiB) and the filter gradient adds the chunks' products.
+class ConvCpuChunks : public ::testing::TestWithParam<Conv2dGeometry> {};
+
+TEST_P(ConvCpuChunks, BatchSplitIntoSeveralChunks) {
   Context ctx(Device::CPU);
-  const ConvProblem p{3, 120, 120, 100, 2, 3, 3, Conv2dGeometry(1, 1)};
+  const ConvProblem p{3, 120, 120, 100, 2, 3, 3, GetParam()};
   const Tensor x = testing::random_tensor(p.x_shape(), 8);
   const Tensor w = testing::random_tensor(p.w_shape(), 9);
   const Tensor dy = testing::random_tensor(p.y_shape(), 10);
@@ -112,6 +124,46 @@ TEST(ConvCpu, BatchSplitIntoSeveralChunks) {
                                     kNormBound, "backward data");
   testing::expect_matches_reference(dw, testing::conv2d_backward_filter_reference(p, x, dy, Tensor::zeros(p.w_shape())),
                                     p.n * p.oh() * p.ow() + 2, kNormBound, "backward filter");
+}
+INSTANTIATE_TEST_SUITE_P(Geometries, ConvCpuChunks,
+                         ::testing::Values(geometry(1, 1, 1, 0), Conv2dGeometry(1, 1)),
+                         [](const auto& info) { return info.param.pad_w == 0 ? "Im2col" : "Winograd"; });
+
+// The Winograd passes themselves, on problems too small for conv.cpp to send them there, and the rule
+// that does.
+TEST(ConvCpuWinograd, PassesMatchFloat64ReferenceAtAnySize) {
+  const std::vector<ConvProblem> problems = {
+      {1, 1, 1, 1, 1, 3, 3, Conv2dGeometry(1, 1)},
+      {1, 2, 3, 5, 2, 3, 3, Conv2dGeometry(1, 1)},
+      {3, 5, 4, 6, 7, 3, 3, Conv2dGeometry(1, 1)},
+  };
+  for (const ConvProblem& p : problems) {
+    const Tensor x = testing::random_tensor(p.x_shape(), 11), w = testing::random_tensor(p.w_shape(), 12);
+    const Tensor dy = testing::random_tensor(p.y_shape(), 13), initial = testing::random_tensor(p.w_shape(), 14);
+    Tensor y = Tensor::empty(p.y_shape()), dx = Tensor::empty(p.x_shape()), dw = initial.clone();
+    testing::poison(y);
+    testing::poison(dx);
+    cpu::winograd_forward(x, w, y);
+    cpu::winograd_backward_data(dy, w, dx);
+    cpu::winograd_backward_filter(x, dy, dw);
+    testing::expect_matches_reference(y, testing::conv2d_forward_reference(p, x, w), p.kh * p.kw * p.c + 2, kNormBound,
+                                      "forward " + p.str());
+    testing::expect_matches_reference(dx, testing::conv2d_backward_data_reference(p, dy, w), backward_data_terms(p),
+                                      kNormBound, "backward data " + p.str());
+    testing::expect_matches_reference(dw, testing::conv2d_backward_filter_reference(p, x, dy, initial),
+                                      p.n * p.oh() * p.ow() + 2, kNormBound, "backward filter " + p.str());
+  }
+}
+
+TEST(ConvCpuWinograd, TakesSameSize3x3ConvolutionsWithEnoughBlocks) {
+  const Shape w{64, 3, 3, 64};
+  EXPECT_TRUE(cpu::winograd_applies({8, 28, 28, 64}, w, Conv2dGeometry(1, 1)));   // 8 x 196 blocks
+  EXPECT_TRUE(cpu::winograd_applies({2, 15, 17, 64}, w, Conv2dGeometry(1, 1)));   // 2 x 8 x 9 = 144
+  EXPECT_FALSE(cpu::winograd_applies({8, 4, 4, 64}, w, Conv2dGeometry(1, 1)));    // 32 blocks
+  EXPECT_FALSE(cpu::winograd_applies({8, 28, 28, 64}, w, Conv2dGeometry(2, 1)));  // stride 2
+  EXPECT_FALSE(cpu::winograd_applies({8, 28, 28, 64}, w, Conv2dGeometry(1, 0)));  // no padding
+  EXPECT_FALSE(cpu::winograd_applies({8, 28, 28, 64}, {64, 1, 1, 64}, Conv2dGeometry(1, 1)));
+  EXPECT_FALSE(cpu::winograd_applies({8, 28, 28, 64}, {64, 3, 1, 64}, geometry(1, 1, 1, 1)));
 }
 
 TEST(ConvCpu, RejectsMismatchedArguments) {
