@@ -65,20 +65,6 @@ void transform_filters(const Dims& d, const float* w, float* u) {
     }
 }
 
-// out[xi] = in[xi]^T for 16 matrices [rows, cols], in blocks that keep both sides' lines in cache.
-void transpose_each(const float* in, int64_t rows, int64_t cols, float* out) {
-  constexpr int64_t kBlock = 32;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t xi = 0; xi < kTaps; ++xi)
-    for (int64_t r0 = 0; r0 < rows; r0 += kBlock) {
-      const float* src = in + xi * rows * cols;
-      float* dst = out + xi * rows * cols;
-      for (int64_t c0 = 0; c0 < cols; c0 += kBlock)
-        for (int64_t r = r0; r < std::min(rows, r0 + kBlock); ++r)
-          for (int64_t c = c0; c < std::min(cols, c0 + kBlock); ++c) dst[c * rows + r] = src[r * cols + c];
-    }
-}
-
 // dw[o][kh][kw][c] += (G^T dU G)[kh][kw]; G^T u = (u0 + (u1+u2)/2, (u1-u2)/2, (u1+u2)/2 + u3).
 void add_filter_gradients(const Dims& d, const float* du, float* dw) {
   const int64_t oc = d.o * d.c;
@@ -244,18 +230,19 @@ void transform_output_gradients(const Dims& d, const float* dy, int64_t first_im
   }
 }
 
-// out[xi] = in[xi] u[xi] for the 16 frequencies: in[xi] [tiles, depth], u[xi] [depth, cols], out[xi]
-// [tiles, cols]. The rows of `in` are read where they lie (sgemm_gathered): with a depth of only C or
-// O, packing them first cost as much as the products. One thread per frequency: 16 products of equal
-// size keep two or four threads evenly busy with one fork, where 16 products split across the threads
-// each waited at a barrier.
-void multiply_rows(int64_t tiles, int64_t cols, int64_t depth, const float* in, const float* u, float* out) {
+// out[xi] = in[xi] op(u[xi]) for the 16 frequencies: in[xi] [tiles, depth], u[xi] [cols, depth]
+// (trans_u) or [depth, cols], out[xi] [tiles, cols]. The rows of `in` are read where they lie
+// (sgemm_gathered): with a depth of only C or O, packing them first cost as much as the products.
+// One thread per frequency: 16 products of equal size keep two or four threads evenly busy with one
+// fork, where 16 products split across the threads each waited at a barrier.
+void multiply_rows(int64_t tiles, int64_t cols, int64_t depth, const float* in, bool trans_u, const float* u,
+                   float* out) {
   std::vector<const float*> rows(static_cast<size_t>(kTaps * tiles));
   for (int64_t r = 0; r < kTaps * tiles; ++r) rows[size_t(r)] = in + r * depth;
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t xi = 0; xi < kTaps; ++xi)
-    sgemm_gathered(false, tiles, cols, 1.0f, GatheredRows{rows.data() + xi * tiles, 1, depth, 0},
-                   u + xi * cols * depth, cols, 0.0f, out + xi * tiles * cols, cols);
+    sgemm_gathered(trans_u, tiles, cols, 1.0f, GatheredRows{rows.data() + xi * tiles, 1, depth, 0},
+                   u + xi * cols * depth, trans_u ? depth : cols, 0.0f, out + xi * tiles * cols, cols);
 }
 
 // The buffers of one pass: the chunk's V and M, the filters' U, and a zero / scratch row per thread.
@@ -287,15 +274,11 @@ void winograd_forward(const Tensor& x, const Tensor& w, Tensor& y) {
   const int64_t chunk = images_per_chunk(d);
   Buffers b = buffers(d, chunk);
   float *u = b.u.data<float>(), *v = b.v.data<float>(), *m = b.m.data<float>();
-  {  // the forward product reads U[xi] as [C][O]
-    Tensor by_output = Tensor::empty({kTaps, d.o, d.c});
-    transform_filters(d, w.data<float>(), by_output.data<float>());
-    transpose_each(by_output.data<float>(), d.o, d.c, u);
-  }
+  transform_filters(d, w.data<float>(), u);
   for (int64_t n0 = 0; n0 < d.n; n0 += chunk) {
     const int64_t images = std::min(chunk, d.n - n0), tiles = images * d.tiles_per_image();
     transform_patches(d, x.data<float>(), n0, images, b.zeros(), v);
-    multiply_rows(tiles, d.o, d.c, v, u, m);  // M[xi] = V[xi] U[xi]^T, U stored [16][C][O]
+    multiply_rows(tiles, d.o, d.c, v, true, u, m);  // M[xi] = V[xi] U[xi]^T
     transform_products(d, m, n0, images, b.scratch(), y.data<float>());
   }
 }
@@ -310,7 +293,7 @@ void winograd_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx) {
   for (int64_t n0 = 0; n0 < d.n; n0 += chunk) {
     const int64_t images = std::min(chunk, d.n - n0), tiles = images * d.tiles_per_image();
     transform_output_gradients(d, dy.data<float>(), n0, images, b.zeros(), dm);
-    multiply_rows(tiles, d.c, d.o, dm, u, dv);  // dV[xi] = dM[xi] U[xi], U stored [16][O][C]
+    multiply_rows(tiles, d.c, d.o, dm, false, u, dv);  // dV[xi] = dM[xi] U[xi]
     add_patch_gradients(d, dv, n0, images, b.scratch(), dx.data<float>());
   }
 }
