@@ -307,6 +307,7 @@ void winograd_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw) {
     const int64_t images = std::min(chunk, d.n - n0), tiles = images * d.tiles_per_image();
     transform_patches(d, x.data<float>(), n0, images, b.zeros(), v);
     transform_output_gradients(d, dy.data<float>(), n0, images, b.zeros(), dm);
+#pragma omp parallel for schedule(dynamic, 1)  // one thread per frequency, as multiply_rows
     for (int64_t xi = 0; xi < kTaps; ++xi)  // dU[xi] (+)= dM[xi]^T V[xi]
       sgemm(true, false, d.o, d.c, tiles, 1.0f, dm + xi * tiles * d.o, d.o, v + xi * tiles * d.c, d.c,
             n0 == 0 ? 0.0f : 1.0f, du + xi * d.o * d.c, d.c);
