@@ -340,12 +340,52 @@ void scale_c(const Problem& g) {
   }
 }
 
+// Deep products of a small C (a weight gradient: C = O x K summed over every pixel of the batch).
+// Cutting C into parts makes each part pack its whole strip of A or B over all of k, so a grid of
+// 1 x 8 parts packs A eight times; cut along k instead, into equal slices of at most kSliceDepth,
+// each operand is packed once and the slices' products are added in slice order. The slices depend
+// on k alone, not on the number of threads or on being called inside a parallel region (where the
+// slices run one after another on the caller's thread), and neither does the result.
+constexpr int64_t kSliceDepth = 2048;
+bool is_deep(const Problem& g) {
+  return !g.rows && g.k >= 2 * kSliceDepth && g.k >= 8 * std::max(g.m, g.n);
+}
+
+thread_local PackBuffer slice_products_buffer;
+
+void run_slices(const Problem& g) {
+  const int64_t slices = ceil_div(g.k, kSliceDepth), depth = ceil_div(g.k, slices), size = g.m * g.n;
+  float* products = slice_products_buffer.get(slices * size);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t s = 0; s < slices; ++s) {
+    const int64_t k0 = s * depth;
+    Problem slice = g;
+    slice.k = std::min(depth, g.k - k0);
+    slice.run_length = slice.k;
+    slice.a = g.trans_a ? g.a + k0 * g.lda : g.a + k0;
+    slice.b = g.trans_b ? g.b + k0 : g.b + k0 * g.ldb;
+    slice.alpha = 1.0f, slice.beta = 0.0f;
+    slice.c = products + s * size, slice.ldc = g.n;
+    blocked_gemm(slice, 0, g.m, 0, g.n);
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < g.m; ++i) {
+    float* row = g.c + i * g.ldc;
+    for (int64_t j = 0; j < g.n; ++j) {
+      float sum = 0.0f;
+      for (int64_t s = 0; s < slices; ++s) sum += products[s * size + i * g.n + j];
+      row[j] = g.alpha * sum + (g.beta == 0.0f ? 0.0f : g.beta * row[j]);
+    }
+  }
+}
+
 // Runs g on the OpenMP threads: C cut into parts, each part's blocked loops on one thread.
 void run_parts(const Problem& g) {
   if (g.k == 0 || g.alpha == 0.0f) {
     scale_c(g);
     return;
   }
+  if (is_deep(g)) return run_slices(g);
   // Nested inside another parallel region (e.g. one GEMM per image), stay on the caller's thread.
   const int64_t m = g.m, n = g.n;
   const int64_t useful_parts = std::max<int64_t>(1, m * n * g.k / kFlopsPerPart);

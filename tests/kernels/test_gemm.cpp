@@ -95,6 +95,9 @@ TEST_P(SgemmTranspose, LargerSizesCrossEveryBlockBoundary) {
   EXPECT_LT(sgemm_error(trans_a, trans_b, 300, 500, 129, 1.0f, 0.0f), kFp32Bound);
   EXPECT_LT(sgemm_error(trans_a, trans_b, 2100, 40, 800, 0.75f, -0.5f), kFp32Bound);
   EXPECT_LT(sgemm_error(trans_a, trans_b, 30, 700, 400, 1.0f, 1.0f), kFp32Bound);
+  // Deep products of a small C (weight gradients) are summed in slices of k: 3 of 1500, 2 of 2050.
+  EXPECT_LT(sgemm_error(trans_a, trans_b, 37, 45, 4500, 0.75f, -0.5f, /*pad=*/3), kFp32Bound);
+  EXPECT_LT(sgemm_error(trans_a, trans_b, 64, 20, 4100, 1.0f, 0.0f), kFp32Bound);
 }
 
 TEST_P(SgemmTranspose, LeadingDimensionsAddressSubMatrices) {
@@ -123,8 +126,11 @@ TEST(Sgemm, ZeroDepthScalesC) {
   EXPECT_EQ(c, (std::vector<float>{2, 4, 6, 8}));
 }
 
-TEST(Sgemm, OneThreadAndInsideAParallelRegionGiveTheSameResult) {
-  const int64_t m = 150, n = 90, k = 300;
+class SgemmThreads : public ::testing::TestWithParam<int64_t> {};
+
+// k = 300: C cut into parts; k = 5000: a deep product, summed in slices of k.
+TEST_P(SgemmThreads, OneThreadAndInsideAParallelRegionGiveTheSameResult) {
+  const int64_t m = 150, n = 90, k = GetParam();
   const std::vector<float> a = random_values(m * k, 11), b = random_values(k * n, 12);
   std::vector<float> team(size_t(m * n)), single(size_t(m * n));
   sgemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, team.data(), n);
@@ -141,6 +147,8 @@ TEST(Sgemm, OneThreadAndInsideAParallelRegionGiveTheSameResult) {
     sgemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, outputs[size_t(i)].data(), n);
   for (const auto& out : outputs) EXPECT_EQ(out, single);
 }
+
+INSTANTIATE_TEST_SUITE_P(Depths, SgemmThreads, ::testing::Values(300, 5000));
 
 TEST(Sgemm, RejectsBadArguments) {
   float x[4] = {};
