@@ -339,37 +339,6 @@ TEST(TrainCuda, CudaGraphRunFollowsTheEagerRun) {
       << "largest in " << worst;
 }
 
-// A non-finite loss in a step run through the CUDA graph (the first update sends the weights to
-// infinity; the second step, captured and replayed, has a NaN loss) stops the run with the eager run's
-// error: the same step, the same first non-finite parameter, the same last good checkpoint.
-TEST(TrainCuda, CudaGraphRunStopsOnANonFiniteLossAsTheEagerRun) {
-  CUFACE_REQUIRE_GPU();
-  ScratchDir dir;
-  const std::string pack = synthetic_pack(dir);
-  std::map<std::string, std::string> messages;
-  for (const std::string name : {"eager", "graph"}) {
-    TrainConfig config = tiny_config(pack, dir / name, 6);
-    config.lr = 1e30;
-    config.checkpoint_every = 1;
-    config.device = "cuda";
-    config.precision = "fp32";
-    config.cuda_graph = name == "graph" ? "auto" : "off";
-    try {
-      train(config, false);
-      ADD_FAILURE() << name << ": training with lr 1e30 did not stop";
-    } catch (const Error& e) {
-      std::string message = e.what();
-      const std::string folder = (dir / name).string();
-      if (const size_t at = message.find(folder); at != std::string::npos) message.replace(at, folder.size(), "FOLDER");
-      messages[name] = message;
-    }
-    EXPECT_TRUE(fs::exists(dir / name / "model-1.safetensors")) << name;
-    EXPECT_FALSE(fs::exists(dir / name / "model-2.safetensors")) << name;
-  }
-  EXPECT_NE(messages["eager"].find("at step 1; first non-finite: parameter"), std::string::npos) << messages["eager"];
-  EXPECT_EQ(messages["graph"], messages["eager"]);
-}
-
 // NCCL with one rank: the trainer's data-parallel path (gradient buckets all-reduced on the
 // communication stream, sync-BN statistics and the sharded FR head over NCCL, loader positions in the
 // checkpoint) on one GPU, as `mpirun -np K` runs it on K. Averaging over one rank changes nothing, so
