@@ -188,7 +188,8 @@ void FaceModel::backward_backbone(Context& ctx, const Tensor& features_grad, DTy
 
 void FaceModel::set_step(uint64_t step, const Tensor& counter) {
   for (Branch* b : {&fr_, &gender_, &age_}) {
-    if (b->hidden.size() > 0) static_cast<Dropout&>(b->hidden[0]).set_step(step, counter);  // each branch starts with it
+    // Each branch starts with its Dropout.
+    if (b->hidden.size() > 0) static_cast<Dropout&>(b->hidden[0]).set_step(step, counter);
     if (auto* margin = dynamic_cast<MarginHead*>(b->head.get())) margin->set_sampling_step(step, counter);
     if (auto* sharded = dynamic_cast<ShardedMarginHead*>(b->head.get())) sharded->set_sampling_step(step, counter);
   }

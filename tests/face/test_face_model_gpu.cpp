@@ -180,7 +180,8 @@ std::vector<StepInput> graph_steps(Context& ctx, DType image_type) {
     const int64_t rows = int64_t(fr.size());
     steps.push_back({cast_to(ctx, testing::random_tensor({rows, 32, 32, 3}, uint64_t(20 + step)).to(Device::CUDA),
                              image_type),
-                     {{Task::FR, labels_of(fr, Device::CUDA), 1.0f}, {Task::Gender, labels_of(gender, Device::CUDA), 0.5f}},
+                     {{Task::FR, labels_of(fr, Device::CUDA), 1.0f},
+                      {Task::Gender, labels_of(gender, Device::CUDA), 0.5f}},
                      0.05 * double(step + 1) / 5});  // a warm-up: the LR of every step differs
   }
   return steps;

@@ -414,8 +414,9 @@ TEST(PartialFcCuda, ACapturedStepCounterIsReadAtEachReplay) {
     Tensor index = Tensor::empty({sample}, DType::I32), remapped = Tensor::empty({rows}, DType::I32);
     select_classes(cpu, labels, classes, 77, 1 + uint64_t(step), index, remapped);
     const Tensor gi = gpu_index.to(Device::CPU), gr = gpu_remapped.to(Device::CPU);
-    for (int64_t k = 0; k < sample; ++k) ASSERT_EQ(gi.data<int32_t>()[k], index.data<int32_t>()[k]) << step << " " << k;
-    for (int64_t i = 0; i < rows; ++i) ASSERT_EQ(gr.data<int32_t>()[i], remapped.data<int32_t>()[i]) << step << " " << i;
+    for (int64_t k = 0; k < sample; ++k) ASSERT_EQ(gi.data<int32_t>()[k], index.data<int32_t>()[k]) << step << ' ' << k;
+    for (int64_t i = 0; i < rows; ++i)
+      ASSERT_EQ(gr.data<int32_t>()[i], remapped.data<int32_t>()[i]) << step << ' ' << i;
   }
 }
 
