@@ -3,9 +3,9 @@
 //
 //   train_step: FaceModel::train_step (forward, ArcFace loss, backward of every layer) + the SGD
 //               update of all parameters + zeroing the gradients: one training step, in images/s.
-//   train_step_graph (GPU, bf16): the same step as `cuface train --cuda-graph auto` runs it, the
-//               backbone's forward and backward replayed from CUDA graphs (face/train/backbone_graphs.h);
-//               its ratio to train_step is what the graphs save.
+//   train_step_graph (GPU, bf16): the same step as `cuface train --cuda-graph auto` runs it, forward,
+//               backward and update replayed from one CUDA graph (face/train/step_graph.h); its
+//               ratio to train_step is what the graph saves.
 //   embed:      FaceModel::embed in evaluation mode (no dropout, running BN statistics): embeddings/s.
 //
 // CPU: ResNet-50 at batch 8 (112 and 224 px) and 16 (112 px), ResNet-18 at batch 64 (112 px); CUDA:
@@ -22,7 +22,7 @@
 
 #include "engine/allocator.h"
 #include "face/model/face_model.h"
-#include "face/train/backbone_graphs.h"
+#include "face/train/step_graph.h"
 #include "face/train/optimizer.h"
 #include "kernels/elementwise.h"
 #include "kernels/random.h"
@@ -91,16 +91,16 @@ void train_step_graph(benchmark::State& state, Setup setup) {
   Network n = make_network(setup);
   SgdOptimizer optimizer(n.model->named_parameters(), 0.9, WeightDecay{});
   const std::vector<TaskLabels> tasks{{Task::FR, n.labels, 1.0f}};
-  BackboneGraphs graphs;
+  StepGraph graph(*n.ctx, *n.model, optimizer);
+  int64_t step = 0;
   auto one_step = [&] {
-    graphs.queue_step(*n.ctx, *n.model, n.images, tasks);
-    optimizer.step(*n.ctx, 0.01);
+    graph.queue_step(*n.ctx, n.images, tasks, step++, 0.01);  // the update included
     n.ctx->synchronize();
   };
   one_step();  // eager: cuDNN algorithm search, allocator caching
-  one_step();  // captures the graphs and runs through them
-  if (!graphs.replaying()) {
-    state.SkipWithError(("no CUDA graph: " + graphs.failure()).c_str());
+  one_step();  // captures the step and runs it through the graph
+  if (!graph.replaying()) {
+    state.SkipWithError(("no CUDA graph: " + graph.failure()).c_str());
     return;
   }
   for (auto _ : state) one_step();

@@ -1,5 +1,7 @@
 #include "engine/host_copy.h"
 
+#include <cstring>
+
 #include "engine/error.h"
 
 #if CUFACE_HAS_CUDA
@@ -49,6 +51,42 @@ const Tensor& HostCopy::wait() {
 #endif
   pending_ = false;
   return host_;
+}
+
+PinnedUpload::~PinnedUpload() {
+#if CUFACE_HAS_CUDA
+  if (!event_) return;
+  cudaEventSynchronize(static_cast<cudaEvent_t>(event_));  // the pinned buffer must outlive the copy
+  cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+#endif
+}
+
+void PinnedUpload::start(Context& ctx, const Tensor& values, Tensor& destination) {
+  CUFACE_CHECK(values.defined() && !values.is_cuda() && destination.defined() &&
+                   destination.device() == ctx.device() && values.dtype() == destination.dtype() &&
+                   values.numel() == destination.numel(),
+               "PinnedUpload: cannot copy " + values.str() + " into " + destination.str());
+  if (!ctx.is_cuda()) {
+    destination.copy_from(values);
+    return;
+  }
+#if CUFACE_HAS_CUDA
+  if (event_) {
+    CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));  // the last copy has read pinned_
+  } else {
+    cudaEvent_t event;
+    CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    event_ = event;
+  }
+  if (!pinned_.defined() || pinned_.bytes() != values.bytes())
+    pinned_ = Tensor::empty_pinned(values.shape(), values.dtype());
+  std::memcpy(pinned_.raw(), values.raw(), values.bytes());
+  CUDA_CHECK(cudaMemcpyAsync(destination.raw(), pinned_.raw(), values.bytes(), cudaMemcpyHostToDevice,
+                             cuda_stream(ctx)));
+  CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), cuda_stream(ctx)));
+#else
+  throw Error("PinnedUpload: this build has no CUDA backend");
+#endif
 }
 
 }  // namespace cuface

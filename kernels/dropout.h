@@ -10,24 +10,29 @@
 // same mask. Nothing is stored between forward and backward: backward is this same call on dy
 // (dx = dy * keep / (1 - p)); recomputing 10 Philox rounds per 4 elements is cheaper than writing
 // and reading a mask. f32, or bf16 on CUDA; y may alias x. 0 <= p < 1.
+//
+// `step` is a number, or a number plus a device counter read when the kernel runs (a step replayed from
+// a CUDA graph; kernels/random_step.h).
 #pragma once
 #include <cstdint>
 
 #include "kernels/dispatch.h"
+#include "kernels/random_step.h"
 
 namespace cuface {
 
 namespace cpu {
-void dropout(Context& ctx, const Tensor& x, Tensor& y, float p, uint64_t seed, uint64_t step);
+void dropout(Context& ctx, const Tensor& x, Tensor& y, float p, uint64_t seed, const RandomStep& step);
 }
 namespace cuda {
-void dropout(Context& ctx, const Tensor& x, Tensor& y, float p, uint64_t seed, uint64_t step);
+void dropout(Context& ctx, const Tensor& x, Tensor& y, float p, uint64_t seed, const RandomStep& step);
 }
 
 void check_dropout(const Tensor& x, const Tensor& y, float p);
 
-inline void dropout(Context& ctx, const Tensor& x, Tensor& y, float p, uint64_t seed, uint64_t step) {
+inline void dropout(Context& ctx, const Tensor& x, Tensor& y, float p, uint64_t seed, const RandomStep& step) {
   check_dropout(x, y, p);
+  check_random_step(step, x, "dropout");
   CUFACE_DISPATCH(y, cpu::dropout(ctx, x, y, p, seed, step), cuda::dropout(ctx, x, y, p, seed, step));
 }
 

@@ -18,8 +18,12 @@
 // selection is the rule above on the window's classes, with c counted inside the window and u_c the
 // number first + c of the stream, so every class draws the same u whoever holds it. Labels of the
 // other ranks' classes are no positives here and map to K ("not among this rank's columns").
+//
+// `step` is a number, or a number plus a device counter read when the kernel runs (a step replayed from
+// a CUDA graph; kernels/random_step.h).
 #pragma once
 #include "kernels/dispatch.h"
+#include "kernels/random_step.h"
 
 namespace cuface {
 
@@ -32,14 +36,14 @@ struct ClassWindow {
 };
 
 namespace cpu {
-void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step, Tensor& index,
-                    Tensor& sampled_labels, ClassWindow window);
+void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, const RandomStep& step,
+                    Tensor& index, Tensor& sampled_labels, ClassWindow window);
 void gather_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination);
 void scatter_add_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination);
 }  // namespace cpu
 namespace cuda {
-void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step, Tensor& index,
-                    Tensor& sampled_labels, ClassWindow window);
+void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, const RandomStep& step,
+                    Tensor& index, Tensor& sampled_labels, ClassWindow window);
 void gather_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination);
 void scatter_add_rows(Context& ctx, const Tensor& source, const Tensor& index, Tensor& destination);
 }  // namespace cuda
@@ -53,9 +57,10 @@ void check_row_index(const Tensor& rows, const Tensor& index, const Tensor& sele
 // counted from its first, ascending), sampled_labels [N] i32 (the position of each label in index; -1
 // stays -1; a label outside the window becomes K). On the GPU a label >= C cannot throw; it maps to K,
 // which the unsharded margin kernel turns into a NaN loss.
-inline void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step,
-                           Tensor& index, Tensor& sampled_labels, ClassWindow window = {}) {
+inline void select_classes(Context& ctx, const Tensor& labels, int64_t classes, uint64_t seed,
+                           const RandomStep& step, Tensor& index, Tensor& sampled_labels, ClassWindow window = {}) {
   window = check_select_classes(labels, classes, index, sampled_labels, window);
+  check_random_step(step, labels, "select_classes");
   CUFACE_DISPATCH(labels, cpu::select_classes(ctx, labels, classes, seed, step, index, sampled_labels, window),
                   cuda::select_classes(ctx, labels, classes, seed, step, index, sampled_labels, window));
 }

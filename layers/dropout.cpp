@@ -13,14 +13,14 @@ Tensor Dropout::forward(Context& ctx, const Tensor& x) {
   if (!dropped_) return x;
   mask_step_ = step_++;
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dropout(ctx, x, y, p_, seed_, mask_step_);
+  dropout(ctx, x, y, p_, seed_, {mask_step_, counter_});
   return y;
 }
 
 Tensor Dropout::backward(Context& ctx, const Tensor& dy) {
   if (!dropped_) return dy;
   Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
-  dropout(ctx, dy, dx, p_, seed_, mask_step_);
+  dropout(ctx, dy, dx, p_, seed_, {mask_step_, counter_});
   return dx;
 }
 

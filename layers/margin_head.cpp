@@ -98,7 +98,8 @@ Tensor MarginHead::forward(Context& ctx, const Tensor& x, const Tensor& labels) 
     const int64_t sample = partial_fc_sample_count(classes(), rows, options_.sample_rate);
     index_ = Tensor::empty({sample}, DType::I32, device);
     labels_ = Tensor::empty({rows}, DType::I32, device);
-    select_classes(ctx, labels, classes(), options_.seed, sampling_step_ + 1, index_, labels_);
+    select_classes(ctx, labels, classes(), options_.seed, {sampling_step_ + 1, sampling_counter_}, index_,
+                   labels_);
     ++sampling_step_;
     centres_ = Tensor::empty({sample, dim}, DType::F32, device);
     gather_rows(ctx, weight_.value, index_, centres_);

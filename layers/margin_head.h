@@ -23,6 +23,8 @@
 // rows of W, runs the same head on them with remapped labels, and scatters their gradient back: rows
 // not sampled get no gradient this step. r = 1 is the exact head.
 #pragma once
+#include <utility>
+
 #include "kernels/margin.h"
 #include "layers/loss_head.h"
 
@@ -74,7 +76,11 @@ class MarginHead : public LossHead {
   // Partial FC step t draws from the Philox stream (seed, t + 1) (stream 0 initialised W); t counts
   // training forwards. A resumed run sets it to continue the same sequence of samples.
   uint64_t sampling_step() const { return sampling_step_; }
-  void set_sampling_step(uint64_t step) { sampling_step_ = step; }
+  // With a counter (i32 [1] on the head's device), the step its kernels add when they run, as Dropout's.
+  void set_sampling_step(uint64_t step, Tensor counter = {}) {
+    sampling_step_ = step;
+    sampling_counter_ = std::move(counter);
+  }
 
  private:
   bool sampling() const { return options_.sample_rate < 1.0f; }
@@ -83,6 +89,7 @@ class MarginHead : public LossHead {
   MarginHeadOptions options_;
   Parameter weight_;
   uint64_t sampling_step_ = 0;
+  Tensor sampling_counter_;
 
   // Saved by the training forward for backward.
   Tensor x_, x_norms_, x_hat_;     // input, its row norms, x^ (fp32)

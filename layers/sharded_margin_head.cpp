@@ -65,8 +65,8 @@ Tensor ShardedMarginHead::forward(Context& ctx, const Tensor& x, const Tensor& l
     const int64_t sample = partial_fc_sample_count(local_classes(), rows, options_.sample_rate);
     index_ = Tensor::empty({sample}, DType::I32, device);
     labels_here = Tensor::empty({rows}, DType::I32, device);
-    select_classes(ctx, labels_all_, classes_, options_.seed, sampling_step_ + 1, index_, labels_here,
-                   {first_, local_classes()});
+    select_classes(ctx, labels_all_, classes_, options_.seed, {sampling_step_ + 1, sampling_counter_}, index_,
+                   labels_here, {first_, local_classes()});
     ++sampling_step_;
     centres_ = Tensor::empty({sample, dim}, DType::F32, device);
     gather_rows(ctx, weight_.value, index_, centres_);

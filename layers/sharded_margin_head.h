@@ -49,7 +49,11 @@ class ShardedMarginHead : public LossHead {
   static std::pair<int64_t, int64_t> shard_of(int64_t classes, int rank, int world_size);
   // Partial FC's step counter, as MarginHead's (the same Philox streams).
   uint64_t sampling_step() const { return sampling_step_; }
-  void set_sampling_step(uint64_t step) { sampling_step_ = step; }
+  // With a counter (i32 [1] on the head's device), the step its kernels add when they run, as Dropout's.
+  void set_sampling_step(uint64_t step, Tensor counter = {}) {
+    sampling_step_ = step;
+    sampling_counter_ = std::move(counter);
+  }
   // The last training forward's sampled rows of this rank (positions in its slice), under Partial FC.
   const Tensor& sampled_rows() const { return index_; }
 
@@ -61,6 +65,7 @@ class ShardedMarginHead : public LossHead {
   int64_t classes_, first_;
   Parameter weight_;
   uint64_t sampling_step_ = 0;
+  Tensor sampling_counter_;
   // Saved by the training forward for backward (centres_: W's slice, or its sampled rows).
   Tensor x_, x_norms_, x_hat_all_, centres_, centres_hat_, centre_norms_, cos_, labels_all_, index_;
 };

@@ -196,9 +196,10 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "tf32", "bf16"}));
   cmd->add_option("--cuda-graph", c.cuda_graph,
-                  "auto | off. auto: on a GPU, the backbone's forward and backward are captured as CUDA graphs after "
-                  "the first step and replayed every step (the task branches, whose dropout and sampling draw per "
-                  "step, and the optimizer run around them); one process, --accumulate 1 and no --profile only")
+                  "auto | off. auto: on a GPU, the whole training step (forward, backward, SGD update; the step "
+                  "number and LR read from the device) is captured as a CUDA graph at the second step and replayed "
+                  "every step; one process, --accumulate 1, no --profile, --freeze-backbone or --multi-mode "
+                  "alternate only")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "off"}));
   cmd->add_flag("--deterministic", c.deterministic,

@@ -186,11 +186,12 @@ void FaceModel::backward_backbone(Context& ctx, const Tensor& features_grad, DTy
   backbone_->backward(ctx, cast_to(ctx, features_grad, images_dtype));
 }
 
-void FaceModel::set_step(uint64_t step) {
+void FaceModel::set_step(uint64_t step, const Tensor& counter) {
   for (Branch* b : {&fr_, &gender_, &age_}) {
-    if (b->hidden.size() > 0) static_cast<Dropout&>(b->hidden[0]).set_step(step);  // each branch starts with it
-    if (auto* margin = dynamic_cast<MarginHead*>(b->head.get())) margin->set_sampling_step(step);
-    if (auto* sharded = dynamic_cast<ShardedMarginHead*>(b->head.get())) sharded->set_sampling_step(step);
+    // Each branch starts with its Dropout.
+    if (b->hidden.size() > 0) static_cast<Dropout&>(b->hidden[0]).set_step(step, counter);
+    if (auto* margin = dynamic_cast<MarginHead*>(b->head.get())) margin->set_sampling_step(step, counter);
+    if (auto* sharded = dynamic_cast<ShardedMarginHead*>(b->head.get())) sharded->set_sampling_step(step, counter);
   }
 }
 

@@ -88,18 +88,13 @@ class FaceModel : public Layer {
   void queue_train_step(Context& ctx, const Tensor& images, const std::vector<TaskLabels>& tasks,
                         bool train_backbone, bool copy_stats);
   std::vector<HeadStats> wait_stats(const std::vector<TaskLabels>& tasks);
-  // queue_train_step's three parts, for a step whose backbone replays from CUDA graphs while the
-  // branches run eagerly (face/train/backbone_graphs.h): the backbone's forward (its pooled features
-  // as f32), the task branches and heads forward and backward (the sum of their gradients with
-  // respect to the features, undefined when the backbone is not trained), the backbone's backward.
-  Tensor forward_backbone(Context& ctx, const Tensor& images, bool train_backbone);
-  Tensor train_branches(Context& ctx, const Tensor& features, const std::vector<TaskLabels>& tasks,
-                        bool train_backbone, bool copy_stats);
-  void backward_backbone(Context& ctx, const Tensor& features_grad, DType images_dtype);
 
   // The training step the random draws of the next train_step belong to: every Dropout's mask and
   // Partial FC's sampling are pure functions of (seed, step), so a resumed run repeats them exactly.
-  void set_step(uint64_t step);
+  // With a counter (i32 [1] on the model's device), the kernels add the number it holds when they run:
+  // a step captured as a CUDA graph after set_step(0, counter) draws the step written there before
+  // each replay (kernels/random_step.h).
+  void set_step(uint64_t step, const Tensor& counter = {});
 
   Tensor forward(Context& ctx, const Tensor& images) override { return embed(ctx, images); }
   Tensor backward(Context& ctx, const Tensor& dy) override;
@@ -117,6 +112,13 @@ class FaceModel : public Layer {
     HostCopy stats_copy;                 // the head's statistics on their way to the host
   };
   Branch& branch(Task task);
+  // queue_train_step's three parts: the backbone's forward (its pooled features as f32), the task
+  // branches and heads forward and backward (the sum of their gradients with respect to the features,
+  // undefined when the backbone is not trained), the backbone's backward.
+  Tensor forward_backbone(Context& ctx, const Tensor& images, bool train_backbone);
+  Tensor train_branches(Context& ctx, const Tensor& features, const std::vector<TaskLabels>& tasks,
+                        bool train_backbone, bool copy_stats);
+  void backward_backbone(Context& ctx, const Tensor& features_grad, DType images_dtype);
 
   FaceModelOptions options_;
   std::unique_ptr<ResNet> backbone_;

@@ -61,7 +61,7 @@ struct TrainConfig {
   std::string device = "auto";
   bool deterministic = false;                 // GPU: reproducible cuDNN algorithms only
   std::string precision = "auto";            // auto: bf16 on GPUs with bf16 tensor cores, else fp32 | fp32 | tf32 | bf16
-  std::string cuda_graph = "auto";           // auto: the backbone's forward and backward replay from CUDA graphs | off
+  std::string cuda_graph = "auto";           // auto: the whole training step replays from a CUDA graph | off
   int workers = 2;
   uint64_t seed = 1;
   // Augmentation of each training image (face/loader/augment.h); validation never augments.

@@ -36,13 +36,25 @@ SgdTensor SgdOptimizer::operands(const Entry& e) {
   return {e.parameter.parameter->value, e.parameter.parameter->grad, e.momentum, e.weight_decay};
 }
 
-void SgdOptimizer::step(Context& ctx, double lr) { step(ctx, lr, {"backbone", "fr", "gender", "age"}); }
+static const std::vector<std::string> kAllParts{"backbone", "fr", "gender", "age"};
+
+void SgdOptimizer::step(Context& ctx, double lr) { update(ctx, lr, kAllParts, {}); }
 
 void SgdOptimizer::step(Context& ctx, double lr, const std::vector<std::string>& parts) {
+  update(ctx, lr, parts, {});
+}
+
+void SgdOptimizer::step(Context& ctx, const SgdDeviceInputs& device) {
+  CUFACE_CHECK(device.lr.defined(), "SgdOptimizer::step: no device learning rate given");
+  update(ctx, 0.0, kAllParts, device);  // the 0 is not read
+}
+
+void SgdOptimizer::update(Context& ctx, double lr, const std::vector<std::string>& parts,
+                          const SgdDeviceInputs& device) {
   std::vector<SgdTensor> chosen;
   for (const Entry& e : entries_)
     if (std::find(parts.begin(), parts.end(), e.part) != parts.end()) chosen.push_back(operands(e));
-  sgd_momentum_update(ctx, chosen, float(lr), float(momentum_), 1.0f, true);
+  sgd_momentum_update(ctx, chosen, float(lr), float(momentum_), 1.0f, true, device);
 }
 
 void SgdOptimizer::zero_grad(Context& ctx) {

@@ -32,6 +32,9 @@ class SgdOptimizer {
   // values, momentum and (zero) gradients, as PyTorch skips parameters that got no gradient
   // (--multi-mode alternate).
   void step(Context& ctx, double lr, const std::vector<std::string>& parts);
+  // step(ctx, lr) with the LR, and a flag that skips the update, read from the device when the update
+  // runs (SgdDeviceInputs, kernels/optimizer.h; `device.lr` required): a step replayed from a CUDA graph.
+  void step(Context& ctx, const SgdDeviceInputs& device);
   void zero_grad(Context& ctx);  // of the parameters this optimizer updates
   void scale_gradients(Context& ctx, float factor);  // g *= factor (--accumulate's 1/N)
 
@@ -52,6 +55,7 @@ class SgdOptimizer {
   // The operands of one update, taken from the parameter as it is now: its value and gradient
   // tensors may have been replaced since (moved to a device, gradients moved into GradBuckets).
   static SgdTensor operands(const Entry& e);
+  void update(Context& ctx, double lr, const std::vector<std::string>& parts, const SgdDeviceInputs& device);
   std::vector<Entry> entries_;
   double momentum_;
 };

@@ -24,7 +24,7 @@
 #include "face/model/face_model.h"
 #include "face/train/accumulate.h"
 #include "face/train/checkpoint.h"
-#include "face/train/backbone_graphs.h"
+#include "face/train/step_graph.h"
 #include "face/train/optimizer.h"
 #include "face/train/run_folder.h"
 #include "face/train/validation.h"
@@ -265,8 +265,8 @@ class Run {
   std::unique_ptr<FaceModel> model_;
   std::unique_ptr<SgdOptimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
-  std::unique_ptr<BackboneGraphs> graphs_;  // --cuda-graph auto on a GPU, where it applies
-  std::string graph_off_;                   // without graphs_ on a GPU: "off: " and why
+  std::unique_ptr<StepGraph> step_graph_;  // --cuda-graph auto on a GPU, where it applies
+  std::string graph_off_;                  // without step_graph_ on a GPU: "off: " and why
   bool graph_failure_said_ = false;
   int64_t step_ = 0;
   double best_score_ = NAN;
@@ -375,14 +375,15 @@ Run::Run(const TrainConfig& config, bool resume, Communicator& comm)
                                 : config_.accumulate > 1    ? "--accumulate"
                                 : config_.profile           ? "--profile times each layer"
                                 : config_.freeze_backbone   ? "--freeze-backbone"
-                                                            : nullptr;
+                                : config_.multi_mode == "alternate" && tasks_.size() > 1
+                                    ? "--multi-mode alternate: each step updates other parameters"
+                                    : nullptr;
     if (eager_because) {
       graph_off_ = std::string("off: ") + eager_because;
       if (leader() && config_.cuda_graph == "auto") std::printf("CUDA graph: off (%s)\n", eager_because);
     } else {
-      graphs_ = std::make_unique<BackboneGraphs>();
-      if (leader())
-        std::printf("CUDA graph: the backbone's forward and backward replay from CUDA graphs after the first step\n");
+      step_graph_ = std::make_unique<StepGraph>(ctx_, *model_, *optimizer_);
+      if (leader()) std::printf("CUDA graph: the training step replays from a CUDA graph after the first step\n");
     }
   }
 
@@ -841,13 +842,12 @@ TrainSummary Run::loop() {
       hooks.after_backward = [this] { average_gradients(); };
     }
     std::vector<HeadStats> stats;
-    if (graphs_) {
-      model_->set_step(uint64_t(step_));
-      graphs_->queue_step(ctx_, *model_, input.images, labels);
+    if (step_graph_) {  // the update included, skipped on the device when the loss is not finite
+      step_graph_->queue_step(ctx_, input.images, labels, step_, lr);
       stats = model_->wait_stats(labels);
-      if (!graphs_->failure().empty() && !graph_failure_said_ && leader())
-        std::printf("CUDA graph: off from step %lld: %s\n", (long long)step_, graphs_->failure().c_str());
-      graph_failure_said_ = !graphs_->failure().empty();
+      if (!step_graph_->failure().empty() && !graph_failure_said_ && leader())
+        std::printf("CUDA graph: off from step %lld: %s\n", (long long)step_, step_graph_->failure().c_str());
+      graph_failure_said_ = !step_graph_->failure().empty();
     } else {
       stats = accumulated_train_step(ctx_, *model_, *optimizer_, input.images, labels, config_.accumulate,
                                      !config_.freeze_backbone, step_, hooks);
@@ -868,7 +868,7 @@ TrainSummary Run::loop() {
       throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step_) + "; first non-finite: " +
                   locate_nonfinite(ctx_, *model_, input.images) + ". The last good checkpoint is kept in '" +
                   folder_.dir.string() + "' (step " + std::to_string(last_checkpoint_) + ")");
-    update(labels, lr);
+    if (!step_graph_) update(labels, lr);
     if (ctx_.profiler()) {
       profiler.collect(ctx_);
       ctx_.set_profiler(nullptr);
@@ -934,10 +934,10 @@ TrainSummary Run::loop() {
   if (interval_steps > 0) summary.final_loss = interval_loss / double(interval_steps);
   summary.steps = step_;
   summary.leader = leader();
-  summary.cuda_graph = !graphs_                ? graph_off_
-                       : graphs_->replaying()   ? "replayed"
-                       : graphs_->failure().empty() ? "off: no second step to capture"
-                                                    : "off: " + graphs_->failure();
+  summary.cuda_graph = !step_graph_                ? graph_off_
+                       : step_graph_->replaying()   ? "replayed"
+                       : step_graph_->failure().empty() ? "off: no second step to capture"
+                                                        : "off: " + step_graph_->failure();
   summary.best_score = best_score_;
   return summary;
 }

@@ -39,7 +39,7 @@ struct TrainSummary {
   std::string stopped_because; // "steps done", "learning rate below --min-lr", "interrupted by SIGINT"
   int stop_signal = 0;         // SIGINT or SIGTERM when one stopped the run, else 0
   bool leader = true;          // rank 0 (or the only process): the one that reports
-  // --cuda-graph: "replayed" when the backbone replayed from CUDA graphs, else "off: " and why
+  // --cuda-graph: "replayed" when the training step replayed from a CUDA graph, else "off: " and why
   // ("" on the CPU).
   std::string cuda_graph;
 };

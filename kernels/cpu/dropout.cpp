@@ -18,7 +18,8 @@ inline void drop_block(const float* x, float* y, int count, float p, float scale
 }
 }  // namespace
 
-void dropout(Context&, const Tensor& x, Tensor& y, float p, uint64_t seed, uint64_t step) {
+void dropout(Context&, const Tensor& x, Tensor& y, float p, uint64_t seed, const RandomStep& random) {
+  const uint64_t step = random_step(random.number, random.counter_data());
   const float* px = x.data<float>();
   float* py = y.data<float>();
   const int64_t n = y.numel(), full_blocks = n / 4;

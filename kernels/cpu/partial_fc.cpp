@@ -8,8 +8,9 @@
 
 namespace cuface::cpu {
 
-void select_classes(Context&, const Tensor& labels, int64_t classes, uint64_t seed, uint64_t step, Tensor& index,
-                    Tensor& sampled_labels, ClassWindow window) {
+void select_classes(Context&, const Tensor& labels, int64_t classes, uint64_t seed, const RandomStep& random,
+                    Tensor& index, Tensor& sampled_labels, ClassWindow window) {
+  const uint64_t step = random_step(random.number, random.counter_data());
   const int64_t rows = labels.numel(), sample = index.numel(), count = window.count;
   const int32_t* y = labels.data<int32_t>();
   auto in_window = [&](int32_t label) { return label >= window.first && label < window.first + count; };

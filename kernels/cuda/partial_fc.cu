@@ -23,8 +23,9 @@ __global__ void mark_positives_kernel(const int32_t* labels, int64_t rows, int64
   }
 }
 
-__global__ void class_keys_kernel(const int32_t* positive, uint64_t seed, uint64_t step, int64_t first,
-                                  int64_t classes, uint64_t* keys) {
+__global__ void class_keys_kernel(const int32_t* positive, uint64_t seed, uint64_t number, const int32_t* counter,
+                                  int64_t first, int64_t classes, uint64_t* keys) {
+  const uint64_t step = random_step(number, counter);
   CUFACE_KERNEL_LOOP(c, classes) {
     const uint64_t number = uint64_t(first + c);  // the class's number of the stream
     const uint64_t random = philox_block(seed, step, number / 4).v[number % 4];
@@ -73,7 +74,7 @@ __global__ void scatter_add_rows_kernel(const float* source, const int32_t* inde
 size_t align_up(size_t bytes) { return (bytes + 255) / 256 * 256; }
 }  // namespace
 
-void select_classes(Context& ctx, const Tensor& labels, int64_t, uint64_t seed, uint64_t step, Tensor& index,
+void select_classes(Context& ctx, const Tensor& labels, int64_t, uint64_t seed, const RandomStep& step, Tensor& index,
                     Tensor& sampled_labels, ClassWindow window) {
   cudaStream_t stream = cuda_stream(ctx);
   const int64_t rows = labels.numel(), sample = index.numel(), first = window.first, classes = window.count;
@@ -97,7 +98,8 @@ void select_classes(Context& ctx, const Tensor& labels, int64_t, uint64_t seed, 
   CUDA_CHECK(cudaMemsetAsync(chosen, 0, size_t(classes) * sizeof(int32_t), stream));
   launch(mark_positives_kernel, grid_for(rows, kBlock), kBlock, 0, stream, labels.data<int32_t>(), rows, first, classes,
          chosen);
-  launch(class_keys_kernel, grid_for(classes, kBlock), kBlock, 0, stream, chosen, seed, step, first, classes, keys);
+  launch(class_keys_kernel, grid_for(classes, kBlock), kBlock, 0, stream, chosen, seed, step.number,
+         step.counter_data(), first, classes, keys);
   size_t bytes = sort_bytes;
   CUDA_CHECK(cub::DeviceRadixSort::SortKeys(temp, bytes, keys, sorted, n, 0, 64, stream));
   CUDA_CHECK(cudaMemsetAsync(chosen, 0, size_t(classes) * sizeof(int32_t), stream));

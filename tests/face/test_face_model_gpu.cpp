@@ -1,19 +1,20 @@
 // FaceModel on a GPU against the same model on the CPU: one multi-task training step (backbone, the
 // three branches, their heads, the weighted sum of the branches' gradients into the backbone) and the
 // evaluation outputs, in fp32 and with a bf16 backbone (bf16 images, as the trainer and the embedder
-// give it); the training step captured as a CUDA graph against the same steps run eagerly. Skips
-// without a GPU.
+// give it); the whole training step replayed from a CUDA graph against the same steps run eagerly,
+// and a replayed step with a non-finite loss. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 #include "common/backends.h"
 #include "common/device_compare.h"
 #include "common/reference.h"
-#include "engine/cuda_graph.h"
 #include "face/model/face_model.h"
 #include "face/train/optimizer.h"
+#include "face/train/step_graph.h"
 #include "kernels/elementwise.h"
 
 namespace cuface {
@@ -135,69 +136,82 @@ INSTANTIATE_TEST_SUITE_P(Precisions, FaceModelCuda,
                            return std::string(precision_name(info.param.precision));
                          });
 
-// The training step as a CUDA graph: one model trains three steps eagerly; its twin trains the first
-// eagerly (cuDNN's searches, the first allocations), captures the second's forward and backward with
-// the batch in fixed input tensors, and replays it for the second and third (the optimizer runs
-// after each, as the trainer runs it). Losses and weights equal the eager run's, in fp32 and in bf16
-// (bf16 images and backbone: the same kernels on the same data, so the same 1e-5 bound).
+// The whole training step as one CUDA graph (face/train/step_graph.h): one model trains five steps
+// eagerly, as the trainer's eager path runs them (set_step, train_step, then the SGD update); its twin
+// trains them through a StepGraph: the first eagerly, the second captured and replayed, the third
+// replayed, the fourth (a smaller batch) eagerly again, the fifth replayed. Dropout and Partial FC's
+// sampling draw per step (with the step read from the device) and the learning rate changes every
+// step (a warm-up, read from the device): losses and weights equal the eager run's, in fp32 and in
+// bf16 (bf16 images and backbone: the same kernels on the same data, so the same 1e-5 bound).
 class FaceModelGraphCuda : public ::testing::TestWithParam<Precision> {};
 
-TEST_P(FaceModelGraphCuda, ACapturedStepReplaysAsEagerSteps) {
+FaceModelOptions graph_options() {
+  FaceModelOptions options = three_task_options();
+  options.margin.sample_rate = 0.7f;  // 7 of the 10 classes per step: the positives and random others
+  return options;
+}
+
+struct GraphRun {
+  Context ctx{Device::CUDA};
+  FaceModel model{graph_options()};
+  std::unique_ptr<SgdOptimizer> sgd;
+  explicit GraphRun(Precision precision) {
+    model.to(Device::CUDA);
+    ctx.set_deterministic(true);  // two GPU runs compared: no run-to-run variation of cuDNN's algorithms
+    ctx.set_precision(precision);
+    std::vector<NamedParameter> trainable;
+    for (const NamedParameter& p : model.named_parameters())
+      if (p.parameter->trainable) trainable.push_back(p);
+    sgd = std::make_unique<SgdOptimizer>(trainable, 0.9, WeightDecay{});
+  }
+};
+
+struct StepInput {
+  Tensor images;
+  std::vector<TaskLabels> tasks;
+  double lr;
+};
+
+std::vector<StepInput> graph_steps(Context& ctx, DType image_type) {
+  std::vector<StepInput> steps;
+  for (int step = 0; step < 5; ++step) {
+    std::vector<int32_t> fr{step, 3, 7, 9, 3, 1}, gender{0, 1, step % 2, -1, 0, 1};
+    if (step == 3) fr.resize(4), gender.resize(4);  // another batch shape: an eager step between replays
+    const int64_t rows = int64_t(fr.size());
+    steps.push_back({cast_to(ctx, testing::random_tensor({rows, 32, 32, 3}, uint64_t(20 + step)).to(Device::CUDA),
+                             image_type),
+                     {{Task::FR, labels_of(fr, Device::CUDA), 1.0f},
+                      {Task::Gender, labels_of(gender, Device::CUDA), 0.5f}},
+                     0.05 * double(step + 1) / 5});  // a warm-up: the LR of every step differs
+  }
+  return steps;
+}
+
+TEST_P(FaceModelGraphCuda, TheWholeStepReplaysAsEagerSteps) {
   CUFACE_REQUIRE_GPU();
   const Precision precision = GetParam();
-  const DType image_type = precision == Precision::BF16 ? DType::BF16 : DType::F32;
-  FaceModelOptions options = three_task_options();
-  options.embedding_dropout = 0.0f;  // a captured step would repeat the captured step's masks
-  options.head_dropout = 0.0f;
-  FaceModel eager(options), graphed(options);
-  eager.to(Device::CUDA);
-  graphed.to(Device::CUDA);
-  Context ctx(Device::CUDA);
-  ctx.set_deterministic(true);  // two GPU runs compared: no run-to-run variation of cuDNN's algorithms
-  ctx.set_precision(precision);
-  auto trainable = [](FaceModel& model) {
-    std::vector<NamedParameter> out;
-    for (const NamedParameter& p : model.named_parameters())
-      if (p.parameter->trainable) out.push_back(p);
-    return out;
-  };
-  SgdOptimizer eager_sgd(trainable(eager), 0.9, WeightDecay{}), graphed_sgd(trainable(graphed), 0.9, WeightDecay{});
-
-  std::vector<Tensor> batches;
-  std::vector<std::vector<TaskLabels>> labels;
-  for (int step = 0; step < 3; ++step) {
-    batches.push_back(cast_to(ctx, testing::random_tensor({6, 32, 32, 3}, uint64_t(20 + step)).to(Device::CUDA),
-                              image_type));
-    labels.push_back({{Task::FR, labels_of({step, 3, 7, 9, 3, 1}, Device::CUDA), 1.0f},
-                      {Task::Gender, labels_of({0, 1, step % 2, -1, 0, 1}, Device::CUDA), 0.5f}});
-  }
+  GraphRun eager(precision), graphed(precision);
+  ASSERT_GT(graph_options().embedding_dropout, 0.0f) << "the masks must vary per step";
+  const std::vector<StepInput> steps = graph_steps(eager.ctx, precision == Precision::BF16 ? DType::BF16 : DType::F32);
   std::vector<std::vector<HeadStats>> want, got;
-  for (int step = 0; step < 3; ++step) {
-    want.push_back(eager.train_step(ctx, batches[size_t(step)], labels[size_t(step)], true, true));
-    eager_sgd.step(ctx, 0.05);
+  for (size_t step = 0; step < steps.size(); ++step) {
+    eager.model.set_step(step);
+    want.push_back(eager.model.train_step(eager.ctx, steps[step].images, steps[step].tasks, true, true));
+    eager.sgd->step(eager.ctx, steps[step].lr);
   }
-
-  got.push_back(graphed.train_step(ctx, batches[0], labels[0], true, true));
-  graphed_sgd.step(ctx, 0.05);
-  Tensor images = Tensor::empty(batches[0].shape(), image_type, Device::CUDA);
-  std::vector<TaskLabels> fixed = labels[0];
-  for (TaskLabels& t : fixed) t.labels = Tensor::empty(t.labels.shape(), DType::I32, Device::CUDA);
-  CudaGraph graph;
-  std::string why;
-  ASSERT_TRUE(graph.capture(ctx, [&] { graphed.queue_train_step(ctx, images, fixed, true, true); }, &why)) << why;
-  for (int step = 1; step < 3; ++step) {
-    copy(ctx, batches[size_t(step)], images);
-    for (size_t t = 0; t < fixed.size(); ++t) fixed[t].labels.copy_from(labels[size_t(step)][t].labels);
-    graph.replay(ctx);
-    got.push_back(graphed.wait_stats(fixed));
-    graphed_sgd.step(ctx, 0.05);
+  StepGraph graph(graphed.ctx, graphed.model, *graphed.sgd);
+  for (size_t step = 0; step < steps.size(); ++step) {
+    const StepInput& in = steps[step];
+    graph.queue_step(graphed.ctx, in.images, in.tasks, int64_t(step), in.lr);
+    got.push_back(graphed.model.wait_stats(in.tasks));
+    ASSERT_EQ(graph.replaying(), step >= 1) << graph.failure();  // captured at the second step
   }
-  for (size_t step = 0; step < 3; ++step)
+  for (size_t step = 0; step < steps.size(); ++step)
     for (size_t t = 0; t < 2; ++t) {
       EXPECT_NEAR(got[step][t].loss, want[step][t].loss, 1e-5 * std::abs(want[step][t].loss)) << step << " " << t;
       EXPECT_EQ(got[step][t].labelled, want[step][t].labelled);
     }
-  const std::vector<NamedParameter> a = eager.named_parameters(), b = graphed.named_parameters();
+  const std::vector<NamedParameter> a = eager.model.named_parameters(), b = graphed.model.named_parameters();
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i].parameter->value.dtype() != DType::F32) continue;  // num_batches_tracked
     EXPECT_LT(testing::relative_error(b[i].parameter->value, a[i].parameter->value), 1e-5) << a[i].name;
@@ -208,6 +222,44 @@ INSTANTIATE_TEST_SUITE_P(Precisions, FaceModelGraphCuda, ::testing::Values(Preci
                          [](const ::testing::TestParamInfo<Precision>& info) {
                            return std::string(precision_name(info.param));
                          });
+
+// A replayed step whose FR loss is not finite (a label past the last class, which the GPU's margin
+// kernel turns into a NaN loss; NaN images would not do, ReLU turns NaN into 0) leaves the weights and
+// momentum as they were before it (the update skipped on the device, as the eager trainer checks the
+// loss before it updates), and the host reads the non-finite loss; the next good step updates again
+// (the flag is each step's own, and the skipped step's gradient was cleared, as GradScaler's loop
+// clears it).
+TEST(StepGraphCuda, ANonFiniteLossLeavesTheWeightsAsTheyWere) {
+  CUFACE_REQUIRE_GPU();
+  GraphRun run(Precision::FP32);
+  std::vector<StepInput> steps = graph_steps(run.ctx, DType::F32);
+  steps[2].tasks[0].labels = labels_of({10, 3, 7, 9, 3, 1}, Device::CUDA);  // 10 classes: 0 .. 9
+  steps[3] = steps[1];  // the graph's batch shape again
+
+  StepGraph graph(run.ctx, run.model, *run.sgd);
+  auto weights = [&] {
+    std::vector<std::vector<double>> values;
+    for (const NamedParameter& p : run.model.named_parameters())
+      if (p.parameter->trainable) values.push_back(testing::to_doubles(p.parameter->value));
+    for (const auto& [name, momentum] : run.sgd->state()) values.push_back(testing::to_doubles(momentum));
+    return values;
+  };
+  std::vector<std::vector<double>> before;
+  for (size_t step = 0; step < 4; ++step) {
+    if (step == 2) before = weights();
+    graph.queue_step(run.ctx, steps[step].images, steps[step].tasks, int64_t(step), 0.05);
+    const std::vector<HeadStats> stats = run.model.wait_stats(steps[step].tasks);
+    ASSERT_TRUE(graph.replaying() || step == 0) << graph.failure();
+    EXPECT_EQ(std::isfinite(stats[0].loss), step != 2) << "step " << step;
+    if (step == 2) {
+      EXPECT_TRUE(weights() == before) << "the step with a NaN loss updated the weights";
+    }
+  }
+  const std::vector<std::vector<double>> after = weights();
+  for (const std::vector<double>& w : after)
+    EXPECT_TRUE(std::all_of(w.begin(), w.end(), [](double v) { return std::isfinite(v); }));
+  EXPECT_FALSE(after == before) << "the good step after it did not update";
+}
 
 }  // namespace
 }  // namespace cuface

@@ -301,17 +301,20 @@ TEST(TrainCuda, TinyRunFollowsTheCpuRun) {
   }
 }
 
-// --cuda-graph auto against off on the GPU: from the second step the backbone's forward and
-// backward replay from CUDA graphs, with the branches (their dropout masks drawn per step) and the
-// optimizer between and after them, a validation between the capture and the replay; the run
-// follows the eager one (deterministic cuDNN algorithms both), and the summary says the graphs replayed.
+// --cuda-graph auto against off on the GPU: from the second step the whole training step (forward,
+// dropout masks and Partial FC samples drawn per step, backward, the update at a warm-up LR that
+// changes every step) replays from one CUDA graph, with a validation and a checkpoint between the
+// replays; the run follows the eager one (deterministic cuDNN algorithms both), and the summary says
+// the graph replayed.
 TEST(TrainCuda, CudaGraphRunFollowsTheEagerRun) {
   CUFACE_REQUIRE_GPU();
   ScratchDir dir;
   const std::string pack = synthetic_pack(dir);
   auto config_for = [&](const std::string& name) {
-    TrainConfig config = tiny_config(pack, dir / name, 3);  // captured at step 2, replayed at 3
+    TrainConfig config = tiny_config(pack, dir / name, 4);  // captured at step 2, replayed at 2, 3 and 4
     config.lr = 0.001;  // why: TinyRunFollowsTheCpuRun
+    config.warmup = 4;  // the LR of each step differs: it is read from the device at each replay
+    config.sample_rate = 0.5f;
     config.device = "cuda";
     config.precision = "fp32";
     config.deterministic = true;
@@ -331,7 +334,7 @@ TEST(TrainCuda, CudaGraphRunFollowsTheEagerRun) {
   for (size_t i = 0; i < want.size(); ++i)
     EXPECT_NEAR(std::stod(got[i]), std::stod(want[i]), 1e-5 * std::abs(std::stod(want[i]))) << "step " << i + 1;
   std::string worst;
-  EXPECT_LT(model_difference(dir / "eager" / "model-3.safetensors", dir / "graph" / "model-3.safetensors", &worst),
+  EXPECT_LT(model_difference(dir / "eager" / "model-4.safetensors", dir / "graph" / "model-4.safetensors", &worst),
             1e-5)
       << "largest in " << worst;
 }
@@ -360,8 +363,8 @@ TEST(TrainCuda, NcclWithOneRankFollowsTheSingleProcessRun) {
   parallel.sync_bn = parallel.shard_classes = true;
   auto comm = make_nccl_communicator(make_single_process_communicator());
   const TrainSummary summary = train(parallel, false, *comm);
-  // Not captured with several processes (yet): the single process run replays its backbone from CUDA
-  // graphs, this one runs eagerly, and they still agree.
+  // Not captured with several processes (yet): the single process run replays its step from a CUDA
+  // graph, this one runs eagerly, and they still agree.
   EXPECT_EQ(summary.cuda_graph.rfind("off: several processes", 0), 0u) << summary.cuda_graph;
   std::string worst;
   EXPECT_LT(model_difference(dir / "single" / "model-5.safetensors", dir / "nccl" / "model-5.safetensors", &worst), 1e-4)

@@ -1,5 +1,6 @@
 // Dropout kernel: the mask against the sequential Philox reader (an independent path to the same
-// stream), its statistics and purity, and bit-identical masks on CUDA and CPU.
+// stream), its statistics and purity, and bit-identical masks on CUDA and CPU, with the step given as a
+// number or as a number plus a device counter (replayed from a CUDA graph).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,6 +8,7 @@
 #include "common/backends.h"
 #include "common/device_compare.h"
 #include "common/reference.h"
+#include "engine/cuda_graph.h"
 #include "engine/philox.h"
 #include "kernels/dropout.h"
 
@@ -38,6 +40,25 @@ TEST(DropoutCpu, MaskIsThePhiloxStreamOfSeedAndStep) {
     const bool keep = stream.next_float() >= p;
     ASSERT_EQ(y.data<float>()[i], keep ? x.data<float>()[i] * scale : 0.0f) << i;
   }
+}
+
+// Int32 [1] counter holding `value`, on `device`.
+Tensor counter_of(int32_t value, Device device) {
+  Tensor host = Tensor::empty({1}, DType::I32);
+  host.data<int32_t>()[0] = value;
+  return host.to(device);
+}
+
+// A step given as number + counter draws the mask of the sum (the counter's 32 bits added to a number
+// beyond them).
+TEST(DropoutCpu, AStepCounterAddsToTheNumber) {
+  Context ctx(Device::CPU);
+  Tensor x = random_tensor({3, 7, 5, 3}, 1), want = Tensor::empty(x.shape()), got = Tensor::empty(x.shape());
+  const uint64_t number = (uint64_t(1) << 40) + 5;
+  dropout(ctx, x, want, 0.4f, 77, number + 12);
+  dropout(ctx, x, got, 0.4f, 77, {number, counter_of(12, Device::CPU)});
+  EXPECT_EQ(relative_error(got, want), 0.0);
+  EXPECT_THROW(dropout(ctx, x, got, 0.4f, 77, {number, Tensor::zeros({1})}), Error);  // f32, not i32
 }
 
 TEST(DropoutCpu, KeepsOneMinusPAndPreservesTheMean) {
@@ -125,6 +146,29 @@ TEST(DropoutCuda, MasksAndOutputsIdenticalToCpu) {
         ASSERT_EQ(got.data<float>()[i], want) << dtype_name(dtype) << " " << shape.str() << " element " << i;
       }
     }
+  }
+}
+
+// The counter is read when the kernel runs: dropout captured in a CUDA graph with a counter, replayed
+// after the host wrote steps 3 and 8 into it, gives the CPU's masks of steps 3 and 8, bit for bit (a
+// kernel that took the counter's value at the capture would repeat step 3's mask).
+TEST(DropoutCuda, ACapturedStepCounterIsReadAtEachReplay) {
+  CUFACE_REQUIRE_GPU();
+  Context cpu(Device::CPU), gpu(Device::CUDA);
+  Tensor x = random_tensor({37, 11}, 6);
+  const Tensor d_x = x.to(Device::CUDA);
+  Tensor d_y = Tensor::empty(x.shape(), DType::F32, Device::CUDA);
+  Tensor counter = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  CudaGraph graph;
+  std::string why;
+  ASSERT_TRUE(graph.capture(gpu, [&] { dropout(gpu, d_x, d_y, 0.4f, 21, {1000, counter}); }, &why)) << why;
+  for (int32_t step : {3, 8}) {
+    counter.copy_from(counter_of(step, Device::CPU));
+    graph.replay(gpu);
+    gpu.synchronize();
+    Tensor want = Tensor::empty(x.shape());
+    dropout(cpu, x, want, 0.4f, 21, 1000 + uint64_t(step));
+    EXPECT_EQ(relative_error(d_y.to(Device::CPU), want), 0.0) << "step " << step;
   }
 }
 

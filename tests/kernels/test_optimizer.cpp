@@ -1,5 +1,6 @@
 // The fused SGD update over a list of tensors: every element of every tensor against the PyTorch
-// formula in float64, on every backend (on CUDA the list crosses the per-launch group size).
+// formula in float64, on every backend (on CUDA the list crosses the per-launch group size); the
+// learning rate and skip flag read from the device, and the non-finite flag that sets the latter.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -84,6 +85,52 @@ TEST_P(SgdMomentum, DegenerateSettings) {
   for (int i = 0; i < 64; ++i)
     EXPECT_FLOAT_EQ(host_q.data<float>()[i], p0.data<float>()[i] - 0.5f * g.data<float>()[i]);
   sgd_momentum_update(ctx(), {}, 0.5f, 0.9f);  // nothing to update
+}
+
+// What a step replayed from a CUDA graph passes on the device: the LR read there in place of the value
+// passed, and a set skip flag that leaves parameter and momentum as they were (the step whose loss was
+// not finite), its gradient kept or zeroed as asked. flag_nonfinite raises the flag for a NaN or an
+// infinity only and never lowers it.
+TEST_P(SgdMomentum, DeviceLearningRateAndSkipFlag) {
+  auto scalar = [&](float value) {
+    Tensor t = Tensor::empty({1});
+    t.data<float>()[0] = value;
+    return t.to(device());
+  };
+  const Tensor p0 = testing::random_tensor({64}, 3), g = testing::random_tensor({64}, 4);
+  std::vector<SgdTensor> one{{p0.to(device()), g.to(device()), Tensor::zeros({64}, DType::F32, device()), 0.0f}};
+  for (bool zero_grad : {false, true}) {
+    sgd_momentum_update(ctx(), one, 0.5f, 0.9f, 1.0f, zero_grad, {scalar(0.25f), scalar(1.0f)});
+    ctx().synchronize();
+    EXPECT_EQ(testing::relative_error(one[0].param, p0), 0.0);
+    EXPECT_EQ(testing::to_doubles(one[0].momentum), std::vector<double>(64, 0.0));
+    EXPECT_EQ(testing::to_doubles(one[0].grad), zero_grad ? std::vector<double>(64, 0.0) : testing::to_doubles(g));
+  }
+  one[0].grad.copy_from(g.to(device()));
+
+  sgd_momentum_update(ctx(), one, 0.5f, 0.9f, 1.0f, true, {scalar(0.25f), scalar(0.0f)});
+  ctx().synchronize();
+  const Tensor p1 = one[0].param.to(Device::CPU), g1 = one[0].grad.to(Device::CPU);
+  for (int i = 0; i < 64; ++i) {  // v = g on the first step; the device's LR 0.25, not the 0.5 passed
+    EXPECT_FLOAT_EQ(p1.data<float>()[i], p0.data<float>()[i] - 0.25f * g.data<float>()[i]) << i;
+    EXPECT_EQ(g1.data<float>()[i], 0.0f) << i;
+  }
+
+  Tensor values = testing::random_tensor({300}, 5).to(device()), flag = scalar(0.0f);
+  flag_nonfinite(ctx(), values, flag);
+  EXPECT_EQ(testing::to_doubles(flag)[0], 0.0) << "finite values";
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    Tensor host = testing::random_tensor({300}, 5);
+    host.data<float>()[299] = bad;
+    flag = scalar(0.0f);
+    flag_nonfinite(ctx(), host.to(device()), flag);
+    EXPECT_EQ(testing::to_doubles(flag)[0], 1.0) << bad;
+    flag_nonfinite(ctx(), values, flag);
+    EXPECT_EQ(testing::to_doubles(flag)[0], 1.0) << "finite values leave a raised flag raised";
+  }
+  EXPECT_THROW(flag_nonfinite(ctx(), values, values), Error);  // the flag is one element
+  const SgdDeviceInputs integer_lr{Tensor::zeros({1}, DType::I32, device()), Tensor()};
+  EXPECT_THROW(sgd_momentum_update(ctx(), one, 0.5f, 0.9f, 1.0f, true, integer_lr), Error);
 }
 
 TEST_P(SgdMomentum, RejectsMismatchedTensors) {

@@ -7,6 +7,7 @@
 #include "common/backends.h"
 #include "common/margin_reference.h"
 #include "common/reference.h"
+#include "engine/cuda_graph.h"
 #include "engine/philox.h"
 #include "kernels/partial_fc.h"
 #include "layers/margin_head.h"
@@ -227,6 +228,25 @@ TEST(PartialFc, SampledHeadIsTheExactHeadOnTheSampledClasses) {
   EXPECT_EQ(sampled.sampling_step(), 1u);
 }
 
+Tensor step_counter(int32_t value, Device device) {
+  Tensor host = Tensor::empty({1}, DType::I32);
+  host.data<int32_t>()[0] = value;
+  return host.to(device);
+}
+
+// A step given as number + device counter (kernels/random_step.h) samples as the step number + counter.
+TEST(PartialFc, AStepCounterAddsToTheNumber) {
+  Context ctx(Device::CPU);
+  const int64_t classes = 1000, rows = 4, sample = partial_fc_sample_count(classes, rows, 0.1f);
+  Tensor labels = Tensor::empty({rows}, DType::I32), remapped = Tensor::empty({rows}, DType::I32);
+  for (int64_t i = 0; i < rows; ++i) labels.data<int32_t>()[i] = int32_t(i * 7);
+  Tensor want = Tensor::empty({sample}, DType::I32), got = Tensor::empty({sample}, DType::I32);
+  select_classes(ctx, labels, classes, 5, 9, want, remapped);
+  select_classes(ctx, labels, classes, 5, {2, step_counter(7, Device::CPU)}, got, remapped);
+  EXPECT_TRUE(std::equal(want.data<int32_t>(), want.data<int32_t>() + sample, got.data<int32_t>()));
+  EXPECT_THROW(select_classes(ctx, labels, classes, 5, {2, Tensor::zeros({2}, DType::I32)}, got, remapped), Error);
+}
+
 TEST(PartialFc, SamplesChangeEveryStepAndAreUniformOverNegatives) {
   Context ctx(Device::CPU);
   const int64_t classes = 1000, rows = 4, sample = partial_fc_sample_count(classes, rows, 0.1f);
@@ -368,6 +388,36 @@ TEST(PartialFcCuda, SelectionMatchesCpu) {
   const Tensor wi = gpu_index.to(Device::CPU), wr = gpu_remapped.to(Device::CPU);
   for (int64_t k = 0; k < window_sample; ++k) ASSERT_EQ(wi.data<int32_t>()[k], index.data<int32_t>()[k]) << k;
   for (int64_t i = 0; i < rows; ++i) ASSERT_EQ(wr.data<int32_t>()[i], remapped.data<int32_t>()[i]) << i;
+}
+
+// The selection captured in a CUDA graph with a step counter, replayed after the host wrote steps 3 and 8
+// into it, is the CPU's selection of steps 1 + 3 and 1 + 8 (the counter is read when the kernels run).
+TEST(PartialFcCuda, ACapturedStepCounterIsReadAtEachReplay) {
+  CUFACE_REQUIRE_GPU();
+  Context cpu(Device::CPU), gpu(Device::CUDA);
+  const int64_t classes = 5003, rows = 64, sample = partial_fc_sample_count(classes, rows, 0.1f);
+  Tensor labels = Tensor::empty({rows}, DType::I32);
+  for (int64_t i = 0; i < rows; ++i) labels.data<int32_t>()[i] = i % 9 == 0 ? -1 : int32_t(i * 71 % classes);
+  const Tensor gpu_labels = labels.to(Device::CUDA);
+  Tensor gpu_index = Tensor::empty({sample}, DType::I32, Device::CUDA);
+  Tensor gpu_remapped = Tensor::empty({rows}, DType::I32, Device::CUDA);
+  Tensor counter = Tensor::zeros({1}, DType::I32, Device::CUDA);
+  auto select = [&] { select_classes(gpu, gpu_labels, classes, 77, {1, counter}, gpu_index, gpu_remapped); };
+  select();  // eagerly first: the context's workspace grows outside the capture
+  CudaGraph graph;
+  std::string why;
+  ASSERT_TRUE(graph.capture(gpu, select, &why)) << why;
+  for (int32_t step : {3, 8}) {
+    counter.copy_from(step_counter(step, Device::CPU));
+    graph.replay(gpu);
+    gpu.synchronize();
+    Tensor index = Tensor::empty({sample}, DType::I32), remapped = Tensor::empty({rows}, DType::I32);
+    select_classes(cpu, labels, classes, 77, 1 + uint64_t(step), index, remapped);
+    const Tensor gi = gpu_index.to(Device::CPU), gr = gpu_remapped.to(Device::CPU);
+    for (int64_t k = 0; k < sample; ++k) ASSERT_EQ(gi.data<int32_t>()[k], index.data<int32_t>()[k]) << step << ' ' << k;
+    for (int64_t i = 0; i < rows; ++i)
+      ASSERT_EQ(gr.data<int32_t>()[i], remapped.data<int32_t>()[i]) << step << ' ' << i;
+  }
 }
 
 }  // namespace
