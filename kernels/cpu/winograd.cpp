@@ -96,39 +96,45 @@ void patch_rows(const Dims& d, T* base, int64_t channels, int64_t image, int64_t
   for (int i = 0; i < size; ++i)
     for (int j = 0; j < size; ++j) {
       const int64_t ih = 2 * ty - (size == 4 ? 1 : 0) + i, iw = 2 * tx - (size == 4 ? 1 : 0) + j;
-      rows[i][j] = ih >= 0 && ih < d.h && iw >= 0 && iw < d.w ? base + ((image * d.h + ih) * d.w + iw) * channels : outside;
+      const bool inside = ih >= 0 && ih < d.h && iw >= 0 && iw < d.w;
+      rows[i][j] = inside ? base + ((image * d.h + ih) * d.w + iw) * channels : outside;
     }
+}
+
+// Calls f(image, ty, tx, tile) for every tile of the chunk's images (tile: its index in the chunk),
+// a row of tiles per task, on all threads.
+template <class F>
+void for_each_tile(const Dims& d, int64_t first_image, int64_t images, F f) {
+#pragma omp parallel for schedule(static)
+  for (int64_t tile_row = 0; tile_row < images * d.th; ++tile_row)
+    for (int64_t tx = 0; tx < d.tw; ++tx) f(first_image + tile_row / d.th, tile_row % d.th, tx, tile_row * d.tw + tx);
 }
 
 // V[xi][t][c] = (B^T d B)[a][b] for the chunk's tiles; B^T z = (z0 - z2, z1 + z2, z2 - z1, z1 - z3).
 void transform_patches(const Dims& d, const float* x, int64_t first_image, int64_t images, const float* zeros,
                        float* v) {
   const int64_t tiles = images * d.tiles_per_image(), stride = tiles * d.c;
-#pragma omp parallel for schedule(static)
-  for (int64_t tile_row = 0; tile_row < images * d.th; ++tile_row) {
-    const int64_t image = first_image + tile_row / d.th, ty = tile_row % d.th;
-    for (int64_t tx = 0; tx < d.tw; ++tx) {
-      const float* in[4][4];
-      patch_rows(d, x, d.c, image, ty, tx, 4, zeros, in);
-      float* out = v + (tile_row * d.tw + tx) * d.c;
+  for_each_tile(d, first_image, images, [&](int64_t image, int64_t ty, int64_t tx, int64_t tile) {
+    const float* in[4][4];
+    patch_rows(d, x, d.c, image, ty, tx, 4, zeros, in);
+    float* out = v + tile * d.c;
 #pragma omp simd  // channels are independent; the row pointers never alias the output
-      for (int64_t c = 0; c < d.c; ++c) {
-        float r[4][4];
-        for (int j = 0; j < 4; ++j) {
-          r[0][j] = in[0][j][c] - in[2][j][c];
-          r[1][j] = in[1][j][c] + in[2][j][c];
-          r[2][j] = in[2][j][c] - in[1][j][c];
-          r[3][j] = in[1][j][c] - in[3][j][c];
-        }
-        for (int a = 0; a < 4; ++a) {
-          out[(4 * a + 0) * stride + c] = r[a][0] - r[a][2];
-          out[(4 * a + 1) * stride + c] = r[a][1] + r[a][2];
-          out[(4 * a + 2) * stride + c] = r[a][2] - r[a][1];
-          out[(4 * a + 3) * stride + c] = r[a][1] - r[a][3];
-        }
+    for (int64_t c = 0; c < d.c; ++c) {
+      float r[4][4];
+      for (int j = 0; j < 4; ++j) {
+        r[0][j] = in[0][j][c] - in[2][j][c];
+        r[1][j] = in[1][j][c] + in[2][j][c];
+        r[2][j] = in[2][j][c] - in[1][j][c];
+        r[3][j] = in[1][j][c] - in[3][j][c];
+      }
+      for (int a = 0; a < 4; ++a) {
+        out[(4 * a + 0) * stride + c] = r[a][0] - r[a][2];
+        out[(4 * a + 1) * stride + c] = r[a][1] + r[a][2];
+        out[(4 * a + 2) * stride + c] = r[a][2] - r[a][1];
+        out[(4 * a + 3) * stride + c] = r[a][1] - r[a][3];
       }
     }
-  }
+  });
 }
 
 // dx += B dV B^T over each tile's 4 x 4 patch; B v = (v0, v1 - v2 + v3, v1 + v2 - v0, -v3). Patches of
@@ -173,29 +179,25 @@ void add_patch_gradients(const Dims& d, const float* dv, int64_t first_image, in
 void transform_products(const Dims& d, const float* m, int64_t first_image, int64_t images, float* scratch,
                         float* y) {
   const int64_t tiles = images * d.tiles_per_image(), stride = tiles * d.o;
-#pragma omp parallel for schedule(static)
-  for (int64_t tile_row = 0; tile_row < images * d.th; ++tile_row) {
-    const int64_t image = first_image + tile_row / d.th, ty = tile_row % d.th;
+  for_each_tile(d, first_image, images, [&](int64_t image, int64_t ty, int64_t tx, int64_t tile) {
     float* thread_scratch = scratch + int64_t(omp_get_thread_num()) * d.o;
-    for (int64_t tx = 0; tx < d.tw; ++tx) {
-      float* out[4][4];
-      patch_rows(d, y, d.o, image, ty, tx, 2, thread_scratch, out);
-      const float* in = m + (tile_row * d.tw + tx) * d.o;
+    float* out[4][4];
+    patch_rows(d, y, d.o, image, ty, tx, 2, thread_scratch, out);
+    const float* in = m + tile * d.o;
 #pragma omp simd  // channels are independent; the row pointers never alias the output
-      for (int64_t o = 0; o < d.o; ++o) {
-        float p[4][4], r[2][4];
-        for (int xi = 0; xi < kTaps; ++xi) p[xi / 4][xi % 4] = in[xi * stride + o];
-        for (int b = 0; b < 4; ++b) {
-          r[0][b] = p[0][b] + p[1][b] + p[2][b];
-          r[1][b] = p[1][b] - p[2][b] - p[3][b];
-        }
-        for (int i = 0; i < 2; ++i) {
-          out[i][0][o] = r[i][0] + r[i][1] + r[i][2];
-          out[i][1][o] = r[i][1] - r[i][2] - r[i][3];
-        }
+    for (int64_t o = 0; o < d.o; ++o) {
+      float p[4][4], r[2][4];
+      for (int xi = 0; xi < kTaps; ++xi) p[xi / 4][xi % 4] = in[xi * stride + o];
+      for (int b = 0; b < 4; ++b) {
+        r[0][b] = p[0][b] + p[1][b] + p[2][b];
+        r[1][b] = p[1][b] - p[2][b] - p[3][b];
+      }
+      for (int i = 0; i < 2; ++i) {
+        out[i][0][o] = r[i][0] + r[i][1] + r[i][2];
+        out[i][1][o] = r[i][1] - r[i][2] - r[i][3];
       }
     }
-  }
+  });
 }
 
 // dM[xi][t][o] = (A dy A^T)[a][b] over each tile's 2 x 2 block of dy (zero off the image);
@@ -203,31 +205,27 @@ void transform_products(const Dims& d, const float* m, int64_t first_image, int6
 void transform_output_gradients(const Dims& d, const float* dy, int64_t first_image, int64_t images,
                                 const float* zeros, float* dm) {
   const int64_t tiles = images * d.tiles_per_image(), stride = tiles * d.o;
-#pragma omp parallel for schedule(static)
-  for (int64_t tile_row = 0; tile_row < images * d.th; ++tile_row) {
-    const int64_t image = first_image + tile_row / d.th, ty = tile_row % d.th;
-    for (int64_t tx = 0; tx < d.tw; ++tx) {
-      const float* in[4][4];
-      patch_rows(d, dy, d.o, image, ty, tx, 2, zeros, in);
-      float* out = dm + (tile_row * d.tw + tx) * d.o;
+  for_each_tile(d, first_image, images, [&](int64_t image, int64_t ty, int64_t tx, int64_t tile) {
+    const float* in[4][4];
+    patch_rows(d, dy, d.o, image, ty, tx, 2, zeros, in);
+    float* out = dm + tile * d.o;
 #pragma omp simd  // channels are independent; the row pointers never alias the output
-      for (int64_t o = 0; o < d.o; ++o) {
-        float r[4][2];
-        for (int j = 0; j < 2; ++j) {
-          r[0][j] = in[0][j][o];
-          r[1][j] = in[0][j][o] + in[1][j][o];
-          r[2][j] = in[0][j][o] - in[1][j][o];
-          r[3][j] = -in[1][j][o];
-        }
-        for (int a = 0; a < 4; ++a) {
-          out[(4 * a + 0) * stride + o] = r[a][0];
-          out[(4 * a + 1) * stride + o] = r[a][0] + r[a][1];
-          out[(4 * a + 2) * stride + o] = r[a][0] - r[a][1];
-          out[(4 * a + 3) * stride + o] = -r[a][1];
-        }
+    for (int64_t o = 0; o < d.o; ++o) {
+      float r[4][2];
+      for (int j = 0; j < 2; ++j) {
+        r[0][j] = in[0][j][o];
+        r[1][j] = in[0][j][o] + in[1][j][o];
+        r[2][j] = in[0][j][o] - in[1][j][o];
+        r[3][j] = -in[1][j][o];
+      }
+      for (int a = 0; a < 4; ++a) {
+        out[(4 * a + 0) * stride + o] = r[a][0];
+        out[(4 * a + 1) * stride + o] = r[a][0] + r[a][1];
+        out[(4 * a + 2) * stride + o] = r[a][0] - r[a][1];
+        out[(4 * a + 3) * stride + o] = -r[a][1];
       }
     }
-  }
+  });
 }
 
 // out[xi] = in[xi] op(u[xi]) for the 16 frequencies: in[xi] [tiles, depth], u[xi] [cols, depth]
