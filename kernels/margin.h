@@ -66,7 +66,7 @@ CUFACE_HOST_DEVICE inline MarginTarget angular_margin(float c, float a, float b)
 }
 
 CUFACE_HOST_DEVICE inline MarginTarget margin_target(const MarginParams& p, float c) {
-  c = fminf(fmaxf(c, -1.0f), 1.0f);
+  c = c < -1.0f ? -1.0f : c > 1.0f ? 1.0f : c;  // clamped, but a NaN stays NaN (fminf/fmaxf would drop it)
   switch (p.type) {
     case MarginType::CosFace:
       return {c - p.m, 1.0f};

@@ -865,7 +865,7 @@ TrainSummary Run::loop() {
     double loss = 0;
     for (size_t t = 0; t < stats.size(); ++t) loss += labels[t].weight * stats[t].loss;
     if (!std::isfinite(loss))
-      throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step_) + "; first non-finite: " +
+      throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step_ + 1) + "; first non-finite: " +
                   locate_nonfinite(ctx_, *model_, input.images) + ". The last good checkpoint is kept in '" +
                   folder_.dir.string() + "' (step " + std::to_string(last_checkpoint_) + ")");
     if (!step_graph_) update(labels, lr);

@@ -53,10 +53,12 @@ __device__ inline void add_value(RowPartial& p, float u, float raw, int64_t j, f
 
 __device__ inline RowPartial merge(const RowPartial& a, const RowPartial& b, float s) {
   RowPartial r;
+  // A partial whose max is still -inf has a sum of 0 (no value) or NaN (NaN values, which never
+  // raise the max): adding it keeps the NaN, so that a NaN cosine makes its row's loss NaN as on the CPU.
   if (b.max == -INFINITY) {
-    r.max = a.max, r.sum = a.sum;
+    r.max = a.max, r.sum = a.sum + b.sum;
   } else if (a.max == -INFINITY) {
-    r.max = b.max, r.sum = b.sum;
+    r.max = b.max, r.sum = b.sum + a.sum;
   } else {
     r.max = fmaxf(a.max, b.max);
     r.sum = a.sum * expf(s * (a.max - r.max)) + b.sum * expf(s * (b.max - r.max));

@@ -143,7 +143,8 @@ TEST(Train, NonFiniteLossNamesTheStepAndWhereItStarted) {
     FAIL() << "training with lr 1e30 did not stop";
   } catch (const Error& e) {
     const std::string message = e.what();
-    EXPECT_NE(message.find("at step"), std::string::npos) << message;
+    // Step 2 (numbered as the logs and checkpoints number them) is the first with a non-finite loss.
+    EXPECT_NE(message.find("at step 2;"), std::string::npos) << message;
     EXPECT_NE(message.find("first non-finite: parameter"), std::string::npos) << message;
     EXPECT_NE(message.find("last good checkpoint"), std::string::npos) << message;
   }
@@ -337,6 +338,34 @@ TEST(TrainCuda, CudaGraphRunFollowsTheEagerRun) {
   EXPECT_LT(model_difference(dir / "eager" / "model-4.safetensors", dir / "graph" / "model-4.safetensors", &worst),
             1e-5)
       << "largest in " << worst;
+}
+
+// The NaN stop on the GPU, eager and graph-captured (captured at the second step, where the loss
+// turns NaN): lr 1e30 sends the weights to infinity at the first update, and the run stops at the
+// same step as on the CPU (above), keeping the last good checkpoint. The fused margin kernel once
+// turned a row of NaN cosines into the loss 0, and the GPU run trained on.
+TEST(TrainCuda, NonFiniteLossStopsTheRunAsOnTheCpu) {
+  CUFACE_REQUIRE_GPU();
+  ScratchDir dir;
+  const std::string pack = synthetic_pack(dir);
+  for (const std::string graph : {"off", "auto"}) {
+    TrainConfig config = tiny_config(pack, dir / graph, 3);
+    config.lr = 1e30;
+    config.checkpoint_every = 1;
+    config.device = "cuda";
+    config.precision = "fp32";
+    config.cuda_graph = graph;
+    try {
+      train(config, false);
+      ADD_FAILURE() << "--cuda-graph " << graph << ": training with lr 1e30 did not stop";
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find("at step 2;"), std::string::npos) << message;
+      EXPECT_NE(message.find("last good checkpoint"), std::string::npos) << message;
+    }
+    EXPECT_TRUE(fs::exists(dir / graph / "model-1.safetensors")) << graph;
+    EXPECT_EQ(losses(dir / graph / "loss_debug.csv").size(), 1u) << graph << ": only the finite step is logged";
+  }
 }
 
 // NCCL with one rank: the trainer's data-parallel path (gradient buckets all-reduced on the

@@ -225,5 +225,37 @@ TEST(MarginCuda, BadLabelsPoisonOnlyTheirRows) {
   }
 }
 
+// A non-finite cosine (diverged weights) makes its row's loss non-finite, whether it is one other
+// class, the target or the whole row, so the trainer's NaN stop sees it; the other rows stay finite.
+// The GPU's partial sums once dropped the NaN of a slice without a finite value: a row of NaN
+// cosines gave the loss 0.
+void expect_nonfinite_cosines_poison_their_rows(Device device, int64_t c) {
+  Context ctx(device);
+  CosBatch b = make_batch(5, c, 13, false);
+  float* cos = b.cos.data<float>();
+  const int32_t* labels = b.labels.data<int32_t>();
+  cos[1 * c + (labels[1] + 1) % c] = NAN;
+  for (int64_t j = 0; j < c; ++j) cos[2 * c + j] = NAN;
+  cos[3 * c + labels[3]] = NAN;
+  cos[4 * c + (labels[4] + 1) % c] = INFINITY;
+  Tensor z = b.cos.to(device), y = b.labels.to(device);
+  Tensor rows = Tensor::empty({5, kRowStatColumns}, DType::F32, device);
+  testing::poison(rows);
+  margin_softmax_ce(ctx, z, y, MarginParams{}, rows);
+  ctx.synchronize();
+  const Tensor r = rows.to(Device::CPU);
+  EXPECT_TRUE(std::isfinite(r.data<float>()[0])) << "row 0: " << r.data<float>()[0];
+  for (int64_t i = 1; i < 5; ++i)
+    EXPECT_FALSE(std::isfinite(r.data<float>()[i * kRowStatColumns])) << "row " << i << " of C " << c << " on "
+                                                                       << device_name(device);
+}
+
+TEST(MarginSoftmaxCe, NonFiniteCosinesPoisonTheirRows) { expect_nonfinite_cosines_poison_their_rows(Device::CPU, 50); }
+
+TEST(MarginCuda, NonFiniteCosinesPoisonTheirRows) {
+  CUFACE_REQUIRE_GPU();
+  for (const int64_t c : {int64_t(50), int64_t(100003)}) expect_nonfinite_cosines_poison_their_rows(Device::CUDA, c);
+}
+
 }  // namespace
 }  // namespace cuface
