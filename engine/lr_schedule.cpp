@@ -150,6 +150,11 @@ void PlateauSchedule::record(double loss) {
   if (steps_ % int64_t(check_every_) == 0) check_plateau();
 }
 
+std::optional<double> PlateauSchedule::lr_after_next_record() const {
+  if ((steps_ + 1) % int64_t(check_every_) == 0 || should_stop()) return std::nullopt;
+  return lr_;
+}
+
 void PlateauSchedule::check_plateau() {
   const std::span<const double> window = recent_losses();
   last_count_ = count_steps_without_decrease(window, threshold_);
@@ -234,6 +239,11 @@ CosineSchedule::CosineSchedule(double base_lr, int64_t total_steps, double floor
 void CosineSchedule::set_total_steps(int64_t total_steps) {
   CUFACE_CHECK(total_steps > 0, "cosine schedule: total_steps must be positive");
   total_steps_ = total_steps;
+}
+
+std::optional<double> CosineSchedule::lr_after_next_record() const {
+  if (steps_ + 1 >= total_steps_) return std::nullopt;
+  return lr_at(steps_ + 1);
 }
 
 double CosineSchedule::lr_at(int64_t step) const {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -45,6 +46,11 @@ class LrSchedule {
   virtual double lr() const = 0;                // the rate for the next step
   virtual void record(double loss) = 0;         // after each step, with that step's loss
   virtual bool should_stop() const = 0;         // the schedule has run its course
+  // lr() as it will be after the next record(), when that does not depend on the loss recorded and
+  // that record leaves should_stop() false; nullopt otherwise. A trainer that reads each step's loss
+  // one step late (face/train/step_graph.h) queues the next step with it, and waits for the loss
+  // first only where this is nullopt, so its decisions are those of a trainer that waits every step.
+  virtual std::optional<double> lr_after_next_record() const = 0;
   virtual nlohmann::json to_json() const = 0;   // configuration and state, {"type": ..., ...}
   virtual void from_json(const nlohmann::json& state) = 0;  // replaces configuration and state
   // The run's length changed: a time budget's step estimate (the trainer's --time-budget) is
@@ -74,6 +80,7 @@ class PlateauSchedule : public LrSchedule {
   double lr() const override { return lr_; }
   void record(double loss) override;
   bool should_stop() const override { return lr_ < min_lr_; }
+  std::optional<double> lr_after_next_record() const override;  // nullopt when that record checks
   nlohmann::json to_json() const override;
   void from_json(const nlohmann::json& state) override;
 
@@ -114,6 +121,7 @@ class StepSchedule : public LrSchedule {
   double lr() const override { return lr_at(steps_); }
   void record(double) override { ++steps_; }
   bool should_stop() const override { return false; }
+  std::optional<double> lr_after_next_record() const override { return lr_at(steps_ + 1); }
   nlohmann::json to_json() const override;
   void from_json(const nlohmann::json& state) override;
 
@@ -134,6 +142,7 @@ class CosineSchedule : public LrSchedule {
   double lr() const override { return lr_at(steps_); }
   void record(double) override { ++steps_; }
   bool should_stop() const override { return steps_ >= total_steps_; }
+  std::optional<double> lr_after_next_record() const override;  // nullopt when that record ends it
   nlohmann::json to_json() const override;
   void from_json(const nlohmann::json& state) override;
   void set_total_steps(int64_t total_steps) override;

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "kernels/elementwise.h"
+#include "kernels/loss_stats.h"
 #include "kernels/optimizer.h"
 
 namespace cuface {
@@ -12,7 +13,8 @@ StepGraph::StepGraph(Context& ctx, FaceModel& model, SgdOptimizer& optimizer)
       optimizer_(optimizer),
       step_counter_(Tensor::zeros({1}, DType::I32, ctx.device())),
       lr_(Tensor::zeros({1}, DType::F32, ctx.device())),
-      skip_(Tensor::zeros({1}, DType::F32, ctx.device())) {
+      skip_(Tensor::zeros({1}, DType::F32, ctx.device())),
+      stats_(Tensor::zeros({3, kStatCount}, DType::F32, ctx.device())) {
   CUFACE_CHECK(ctx.is_cuda(), "StepGraph: CUDA graphs need a GPU context");
 }
 
@@ -30,19 +32,41 @@ void StepGraph::queue_step(Context& ctx, const Tensor& images, const std::vector
   if (replaying() && matches_capture(images, tasks)) {
     copy_inputs(ctx, images, tasks);
     graph_.replay(ctx);
-    return;
+  } else {
+    // The first step runs eagerly (cuDNN's searches, the first allocations); the second is captured.
+    const bool try_capture = steps_ >= 2 && !replaying() && failure_.empty();
+    if (!(try_capture && capture(ctx, images, tasks))) queue_work(ctx, images, tasks);
   }
-  // The first step runs eagerly (cuDNN's searches, the first allocations); the second is captured.
-  const bool try_capture = steps_ >= 2 && !replaying() && failure_.empty();
-  if (!(try_capture && capture(ctx, images, tasks))) queue_work(ctx, images, tasks);
+  StatsSlot& slot = slots_[step % 2];
+  slot.step = step;
+  slot.tasks = tasks.size();
+  slot.copy.start(ctx, stats_);
+}
+
+std::vector<HeadStats> StepGraph::wait_stats(int64_t step) {
+  StatsSlot& slot = slots_[step % 2];
+  CUFACE_CHECK(step >= 0 && slot.step == step,
+               "StepGraph::wait_stats: step " + std::to_string(step) + " is not one of the last two queued");
+  const Tensor& host = slot.copy.wait();
+  std::vector<HeadStats> stats;
+  for (size_t t = 0; t < slot.tasks; ++t)
+    stats.push_back(LossHead::decode_stats(host.slice(int64_t(t), int64_t(t) + 1).reshape({kStatCount})));
+  return stats;
 }
 
 void StepGraph::queue_work(Context& ctx, const Tensor& images, const std::vector<TaskLabels>& tasks) {
+  CUFACE_CHECK(tasks.size() <= size_t(stats_.size(0)), "StepGraph: more tasks than FR, Gender and Age");
   model_.set_step(0, step_counter_);  // the step itself comes from the counter
-  model_.queue_train_step(ctx, images, tasks, true, true);
+  model_.queue_train_step(ctx, images, tasks, true, false);
   // Each head's loss finite <=> the trainer's weighted sum of them finite (the weights are finite).
-  fill(ctx, skip_, 0.0f);
-  for (const TaskLabels& t : tasks) flag_nonfinite(ctx, model_.head(t.task).stats_tensor().slice(0, 1), skip_);
+  // Never cleared: the trainer stops at the first non-finite loss, and the step it queued behind that
+  // one (it reads the losses one step late) must change nothing either.
+  for (size_t t = 0; t < tasks.size(); ++t) {
+    const Tensor& head_stats = model_.head(tasks[t].task).stats_tensor();
+    flag_nonfinite(ctx, head_stats.slice(0, 1), skip_);
+    Tensor row = stats_.slice(int64_t(t), int64_t(t) + 1).reshape({kStatCount});
+    copy(ctx, head_stats, row);
+  }
   optimizer_.step(ctx, SgdDeviceInputs{lr_, skip_});
 }
 

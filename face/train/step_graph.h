@@ -8,12 +8,15 @@
 //   host, before:  the batch and labels copied into the captured input tensors; the step number and
 //                  the learning rate (the host still runs the LR schedule) uploaded to device scalars
 //   the graph:     the backbone's forward, the task branches and heads (dropout masks and Partial FC's
-//                  sampling drawn with the step read from the device, kernels/random_step.h), each
-//                  head's statistics copied to the host, the backward;
-//                  skip = some head's loss is not finite (PyTorch GradScaler's found_inf);
-//                  the SGD update with the device LR, which changes nothing when skip is set
-//   host, after:   the caller reads the losses (FaceModel::wait_stats); on a non-finite one it stops
-//                  with the weights of before the step, as the eager path (check, then update) leaves them.
+//                  sampling drawn with the step read from the device, kernels/random_step.h), the
+//                  backward; each head's statistics copied into the step's statistics tensor;
+//                  skip |= some head's loss is not finite (PyTorch GradScaler's found_inf, but sticky);
+//                  the SGD update with the device LR, which changes nothing once skip is set
+//   host, after:   the statistics copied to one of two pinned slots (outside the graph), read with
+//                  wait_stats() one step late: the host queues step k+1 before it waits for step k's
+//                  losses, so the GPU never idles between steps. On a non-finite loss the trainer stops
+//                  with the weights of before that step: the skip flag stays set, so the step queued
+//                  behind it changes nothing either, as the eager path (check, then update) leaves them.
 //
 // A step that cannot replay runs the same work eagerly, update included: the first step, a step whose
 // batch or tasks differ from the captured ones (shape, dtype, task list, weights), and every step after
@@ -35,9 +38,11 @@ class StepGraph {
   StepGraph(Context& ctx, FaceModel& model, SgdOptimizer& optimizer);
 
   // Queues training step number `step` on `images` and `tasks` (the backbone trained) with learning
-  // rate `lr`, its update included and skipped on the device when a head's loss is not finite, and
-  // every head's statistics copy started (for FaceModel::wait_stats).
+  // rate `lr`, its update included and skipped on the device when a head's loss, of this step or an
+  // earlier one, was not finite, and its statistics' copy to the host started.
   void queue_step(Context& ctx, const Tensor& images, const std::vector<TaskLabels>& tasks, int64_t step, double lr);
+  // Each task's statistics of step `step`, one of the last two queued (waits for that step only).
+  std::vector<HeadStats> wait_stats(int64_t step);
 
   // Whether the step was captured and replays (false before the second step and after a failure).
   bool replaying() const { return graph_.captured(); }
@@ -57,8 +62,16 @@ class StepGraph {
   CudaGraph graph_;
   Tensor step_counter_;  // i32 [1]: the step number, added to the layers' (kernels/random_step.h)
   Tensor lr_;            // f32 [1]: the learning rate
-  Tensor skip_;          // f32 [1]: 1 when the step's loss is not finite (written by the step itself)
+  Tensor skip_;          // f32 [1]: 1 from the first step whose loss is not finite on
+  Tensor stats_;         // f32 [3, 4]: the step's statistics, a row per task (LossHead::stats_tensor)
   PinnedUpload step_upload_, lr_upload_;
+  // The statistics of the last two queued steps on their way to the host: a step's copy goes to the
+  // slot of its parity, so queueing step k+1 leaves step k's copy alone.
+  struct StatsSlot {
+    int64_t step = -1;
+    size_t tasks = 0;
+    HostCopy copy;
+  } slots_[2];
   Tensor images_;                  // the graph's inputs
   std::vector<TaskLabels> tasks_;
   std::string failure_;

@@ -249,8 +249,8 @@ class Run {
   void validate_now();
   std::vector<TaskLabels> step_tasks(const DeviceBatch& input) const;
   void update(const std::vector<TaskLabels>& trained, double lr);
-  void log_row(const std::vector<TaskLabels>& trained, const std::vector<HeadStats>& stats, double loss, double lr,
-               int64_t epoch, double images_per_second);
+  void log_row(int64_t step, const std::vector<TaskLabels>& trained, const std::vector<HeadStats>& stats,
+               double loss, double lr, int64_t epoch, double images_per_second);
 
   TrainConfig config_;
   Communicator& comm_;
@@ -607,8 +607,8 @@ void Run::update(const std::vector<TaskLabels>& trained, double lr) {
   }
 }
 
-void Run::log_row(const std::vector<TaskLabels>& trained, const std::vector<HeadStats>& stats, double loss, double lr,
-                  int64_t epoch, double images_per_second) {
+void Run::log_row(int64_t step, const std::vector<TaskLabels>& trained, const std::vector<HeadStats>& stats,
+                  double loss, double lr, int64_t epoch, double images_per_second) {
   if (!leader()) return;
   double task_loss[3] = {NAN, NAN, NAN}, task_accuracy[3] = {NAN, NAN, NAN};
   for (size_t t = 0; t < trained.size(); ++t) {
@@ -617,7 +617,7 @@ void Run::log_row(const std::vector<TaskLabels>& trained, const std::vector<Head
   }
   auto cell = [](double v) { return std::isnan(v) ? std::string() : std::to_string(v); };
   std::ostringstream row;
-  row << step_ << "," << epoch << "," << lr << "," << loss;
+  row << step << "," << epoch << "," << lr << "," << loss;
   for (double v : task_loss) row << "," << cell(v);
   for (double v : task_accuracy) row << "," << cell(v);
   row << "," << images_per_second << "\n";
@@ -821,6 +821,75 @@ TrainSummary Run::loop() {
   double profiled_seconds = 0;
   int64_t profiled_steps = 0;
 
+  // A step's numbers once the host has them: the NaN check (naming the step and where the first
+  // non-finite value sits), the schedule's record, the logged row and the printed line.
+  struct QueuedStep {
+    int64_t number = 0;  // as the logs number it: step_ after the step
+    std::vector<TaskLabels> labels;
+    double lr = 0;
+    int64_t epoch = 0;
+    Tensor images;  // for the NaN report
+  };
+  auto check_finite = [&](const QueuedStep& queued, const std::vector<HeadStats>& stats) {
+    double loss = 0;
+    for (size_t t = 0; t < stats.size(); ++t) loss += queued.labels[t].weight * stats[t].loss;
+    if (!std::isfinite(loss))
+      throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(queued.number) +
+                  "; first non-finite: " + locate_nonfinite(ctx_, *model_, queued.images) +
+                  ". The last good checkpoint is kept in '" + folder_.dir.string() + "' (step " +
+                  std::to_string(last_checkpoint_) + ")");
+    return loss;
+  };
+  auto account = [&](const QueuedStep& queued, const std::vector<HeadStats>& stats, double loss) {
+    schedule_->record(loss);
+    interval_loss += loss;
+    ++interval_steps;
+    for (size_t t = 0; t < stats.size(); ++t) {
+      TaskFigures& figures = interval_tasks[int(queued.labels[t].task)];
+      figures.loss += stats[t].loss;
+      figures.accuracy += stats[t].accuracy;
+      ++figures.steps;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
+    const double images_per_step = double(config_.batch) * double(comm_.world_size());
+    log_row(queued.number, queued.labels, stats, loss, queued.lr, queued.epoch,
+            images_per_step * double(interval_steps) / std::max(interval_seconds, 1e-9));
+    const bool at_end = queued.number >= total_steps_;
+    if ((queued.number % config_.log_every == 0 || at_end) && leader()) {
+      const double elapsed = std::chrono::duration<double>(now - start).count();
+      const double per_step = elapsed / double(queued.number - first_step);
+      std::printf("step %lld/%lld epoch %lld lr %.3g loss %.4f", (long long)queued.number, (long long)total_steps_,
+                  (long long)queued.epoch, queued.lr, interval_loss / double(interval_steps));
+      for (int task = 0; task < 3; ++task)
+        if (const TaskFigures& f = interval_tasks[task]; f.steps > 0)
+          std::printf(" | %s loss %.4f acc %.3f", task_name(Task(task)), f.loss / double(f.steps),
+                      f.accuracy / double(f.steps));
+      std::printf(" | %.1f img/s, ETA %s\n", images_per_step * double(interval_steps) / interval_seconds,
+                  format_duration(per_step * double(total_steps_ - queued.number)).c_str());
+      std::fflush(stdout);
+      losses_.flush();  // what `tail -f` shows; durable at each checkpoint
+    }
+    if (queued.number % config_.log_every == 0 || at_end) {
+      summary.final_loss = interval_loss / double(interval_steps);
+      interval_loss = 0;
+      interval_steps = 0;
+      for (TaskFigures& f : interval_tasks) f = {};
+      interval_start = now;
+    }
+  };
+  // The graph path reads a step's losses one step late: it queues step k+1 before it waits for step
+  // k's, so the GPU never waits for the host between steps. `unread` is the step whose losses the
+  // host has not read yet (number 0: none); everything that must see them (the schedule's next
+  // decision, a validation, a checkpoint, the end) reads them first.
+  QueuedStep unread{};
+  auto read_unread = [&] {
+    if (unread.number == 0) return;
+    const std::vector<HeadStats> stats = step_graph_->wait_stats(unread.number - 1);
+    account(unread, stats, check_finite(unread, stats));
+    unread = {};
+  };
+
   while (step_ < total_steps_) {
     const auto step_start = std::chrono::steady_clock::now();
     if (config_.profile && step_ > first_step) ctx_.set_profiler(&profiler);
@@ -832,95 +901,67 @@ TrainSummary Run::loop() {
     if (next.step == loader_.steps_per_epoch()) next = {input.epoch + 1, 0};
     if (step_ + 1 < total_steps_ || budget) stage_next();  // a budget's estimate may still grow
 
-    const std::vector<TaskLabels> labels = step_tasks(input);
-    const double lr = schedule_->lr() * warmup_factor(step_, config_.warmup);
-    // Several ranks: the gradient buckets start during the last micro-batch's backward (earlier ones
-    // still add into them) and are averaged before the optimizer runs.
-    AccumulateHooks hooks;
-    if (distributed()) {
-      hooks.before_last_micro_batch = [this] { overlap_armed_ = true; };
-      hooks.after_backward = [this] { average_gradients(); };
-    }
-    std::vector<HeadStats> stats;
-    if (step_graph_) {  // the update included, skipped on the device when the loss is not finite
-      step_graph_->queue_step(ctx_, input.images, labels, step_, lr);
-      stats = model_->wait_stats(labels);
+    QueuedStep queued{step_ + 1, step_tasks(input), 0.0, input.epoch, input.images};
+    // With a step unread, the schedule has promised its rate whatever that step's loss (else the
+    // unread step was read at the end of the last iteration).
+    const double scheduled = unread.number > 0 ? *schedule_->lr_after_next_record() : schedule_->lr();
+    queued.lr = scheduled * warmup_factor(step_, config_.warmup);
+    if (step_graph_) {  // the update included, skipped on the device once a loss is not finite
+      step_graph_->queue_step(ctx_, input.images, queued.labels, step_, queued.lr);
       if (!step_graph_->failure().empty() && !graph_failure_said_ && leader())
         std::printf("CUDA graph: off from step %lld: %s\n", (long long)step_, step_graph_->failure().c_str());
       graph_failure_said_ = !step_graph_->failure().empty();
+      read_unread();
+      unread = std::move(queued);
     } else {
-      stats = accumulated_train_step(ctx_, *model_, *optimizer_, input.images, labels, config_.accumulate,
-                                     !config_.freeze_backbone, step_, hooks);
-    }
-    if (distributed()) {
-      // Every rank logs and decides (plateau LR, NaN) on the same numbers: the means over the ranks.
-      std::vector<double> figures;
-      for (const HeadStats& s : stats) figures.insert(figures.end(), {s.loss, s.accuracy});
-      figures = agree_on(figures);
-      for (size_t t = 0; t < stats.size(); ++t) {
-        stats[t].loss = float(figures[2 * t]);
-        stats[t].accuracy = float(figures[2 * t + 1]);
+      // Several ranks: the gradient buckets start during the last micro-batch's backward (earlier ones
+      // still add into them) and are averaged before the optimizer runs.
+      AccumulateHooks hooks;
+      if (distributed()) {
+        hooks.before_last_micro_batch = [this] { overlap_armed_ = true; };
+        hooks.after_backward = [this] { average_gradients(); };
       }
+      std::vector<HeadStats> stats =
+          accumulated_train_step(ctx_, *model_, *optimizer_, input.images, queued.labels, config_.accumulate,
+                                 !config_.freeze_backbone, step_, hooks);
+      if (distributed()) {
+        // Every rank logs and decides (plateau LR, NaN) on the same numbers: the means over the ranks.
+        std::vector<double> figures;
+        for (const HeadStats& s : stats) figures.insert(figures.end(), {s.loss, s.accuracy});
+        figures = agree_on(figures);
+        for (size_t t = 0; t < stats.size(); ++t) {
+          stats[t].loss = float(figures[2 * t]);
+          stats[t].accuracy = float(figures[2 * t + 1]);
+        }
+      }
+      const double loss = check_finite(queued, stats);
+      update(queued.labels, queued.lr);
+      if (ctx_.profiler()) {
+        profiler.collect(ctx_);
+        ctx_.set_profiler(nullptr);
+        profiled_seconds += seconds_since(step_start);
+        ++profiled_steps;
+      }
+      account(queued, stats, loss);
     }
-    double loss = 0;
-    for (size_t t = 0; t < stats.size(); ++t) loss += labels[t].weight * stats[t].loss;
-    if (!std::isfinite(loss))
-      throw Error("loss is " + std::to_string(loss) + " at step " + std::to_string(step_ + 1) + "; first non-finite: " +
-                  locate_nonfinite(ctx_, *model_, input.images) + ". The last good checkpoint is kept in '" +
-                  folder_.dir.string() + "' (step " + std::to_string(last_checkpoint_) + ")");
-    if (!step_graph_) update(labels, lr);
-    if (ctx_.profiler()) {
-      profiler.collect(ctx_);
-      ctx_.set_profiler(nullptr);
-      profiled_seconds += seconds_since(step_start);
-      ++profiled_steps;
-    }
-    schedule_->record(loss);
     ++step_;
     if (budget) refine_budget_steps(first_step);
 
-    interval_loss += loss;
-    ++interval_steps;
-    for (size_t t = 0; t < stats.size(); ++t) {
-      TaskFigures& figures = interval_tasks[int(labels[t].task)];
-      figures.loss += stats[t].loss;
-      figures.accuracy += stats[t].accuracy;
-      ++figures.steps;
-    }
-    const auto now = std::chrono::steady_clock::now();
-    const double interval_seconds = std::chrono::duration<double>(now - interval_start).count();
-    const double images_per_step = double(config_.batch) * double(comm_.world_size());
-    log_row(labels, stats, loss, lr, input.epoch, images_per_step * double(interval_steps) / std::max(interval_seconds, 1e-9));
-    if ((step_ % config_.log_every == 0 || step_ >= total_steps_) && leader()) {
-      const double elapsed = std::chrono::duration<double>(now - start).count();
-      const double per_step = elapsed / double(step_ - first_step);
-      std::printf("step %lld/%lld epoch %lld lr %.3g loss %.4f", (long long)step_, (long long)total_steps_,
-                  (long long)input.epoch, lr, interval_loss / double(interval_steps));
-      for (int task = 0; task < 3; ++task)
-        if (const TaskFigures& f = interval_tasks[task]; f.steps > 0)
-          std::printf(" | %s loss %.4f acc %.3f", task_name(Task(task)), f.loss / double(f.steps),
-                      f.accuracy / double(f.steps));
-      std::printf(" | %.1f img/s, ETA %s\n", images_per_step * double(interval_steps) / interval_seconds,
-                  format_duration(per_step * double(total_steps_ - step_)).c_str());
-      std::fflush(stdout);
-      losses_.flush();  // what `tail -f` shows; durable at each checkpoint
-    }
-    if (step_ % config_.log_every == 0 || step_ >= total_steps_) {
-      summary.final_loss = interval_loss / double(interval_steps);
-      interval_loss = 0;
-      interval_steps = 0;
-      for (TaskFigures& f : interval_tasks) f = {};
-      interval_start = now;
-    }
     // The run's last step validates and saves like a checkpoint step, validation first, so that the
     // checkpoint records every row of the logs.
     const bool done = step_ >= total_steps_;
+    const int signal = done ? 0 : int(max_over_ranks(stop_signal()));
+    const bool validation_step = config_.valid_every > 0 && step_ % config_.valid_every == 0;
+    const bool checkpoint_step = config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0;
+    // With the unread step's rate promised, its record cannot stop the schedule either: lr_spent below
+    // is what it would be after reading it.
+    if (done || signal != 0 || validation_step || checkpoint_step || !schedule_->lr_after_next_record())
+      read_unread();
     if (done && budget) summary.stopped_because = "time budget spent";
     const bool lr_spent = !done && schedule_->should_stop();
-    const int signal = done ? 0 : int(max_over_ranks(stop_signal()));
     const bool last = done || lr_spent || signal != 0;
-    if ((config_.valid_every > 0 && step_ % config_.valid_every == 0) || (last && signal == 0)) validate_now();
-    if ((config_.checkpoint_every > 0 && step_ % config_.checkpoint_every == 0) || last) save_checkpoint(next);
+    if (validation_step || (last && signal == 0)) validate_now();
+    if (checkpoint_step || last) save_checkpoint(next);
     if (lr_spent) summary.stopped_because = "learning rate below --min-lr";
     if (signal != 0) {
       summary.stopped_because = std::string("interrupted by ") + (signal == SIGINT ? "SIGINT (Ctrl-C)" : "SIGTERM");

@@ -268,6 +268,40 @@ TEST(CosineSchedule, FollowsARefinedLength) {
   EXPECT_EQ(steps.lr_at(10), 0.1 * 0.1);
 }
 
+// lr_after_next_record() promises the rate after the next record(), whatever loss it records, and a
+// schedule that has not stopped; nullopt wherever that record may decide otherwise. Checked step by
+// step against the schedule itself, fed two different losses from copies, through plateau shrinks
+// (at check steps only), step milestones and the cosine's end.
+void expect_lr_after_next_record_keeps_its_promise(LrSchedule& schedule, const std::vector<double>& losses,
+                                                   int64_t expected_unknown) {
+  int64_t unknown = 0;
+  for (size_t i = 0; i < losses.size() && !schedule.should_stop(); ++i) {
+    const std::optional<double> promised = schedule.lr_after_next_record();
+    if (promised) {
+      for (const double loss : {losses[i], 1e3 * losses[i]}) {
+        std::unique_ptr<LrSchedule> copy = lr_schedule_from_json(schedule.to_json());
+        copy->record(loss);
+        EXPECT_EQ(copy->lr(), *promised) << "step " << i;
+        EXPECT_FALSE(copy->should_stop()) << "step " << i;
+      }
+    } else {
+      ++unknown;
+    }
+    schedule.record(losses[i]);
+  }
+  EXPECT_EQ(unknown, expected_unknown);
+}
+
+TEST(LrSchedule, TheRateAfterTheNextRecordIsKnownWhereTheLossCannotChangeIt) {
+  const std::vector<double> losses = curve(1000, 1.0, 1e-4, 1e-3, 12);  // flat: a plateau every 200 steps
+  PlateauSchedule plateau(0.1, 200, 0.1, 1e-4, 10);                     // checks every 10th record
+  expect_lr_after_next_record_keeps_its_promise(plateau, losses, 80);  // 800 records to the 4th shrink
+  StepSchedule step(0.1, {3, 7}, 0.5);
+  expect_lr_after_next_record_keeps_its_promise(step, losses, 0);
+  CosineSchedule cosine(0.1, 50, 0.001);
+  expect_lr_after_next_record_keeps_its_promise(cosine, losses, 1);  // the 50th record ends it
+}
+
 TEST(Warmup, RampsLinearlyFromTheFirstStep) {
   EXPECT_EQ(warmup_factor(0, 4), 0.25);
   EXPECT_EQ(warmup_factor(1, 4), 0.5);
