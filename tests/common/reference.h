@@ -18,6 +18,14 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, float lo = -1.0f,
   return t;
 }
 
+// An i32 [1] CPU tensor holding `value`: a step counter (kernels/random_step.h) for copying into the
+// device counter a captured step reads.
+inline Tensor step_counter(int32_t value) {
+  Tensor t = Tensor::empty({1}, DType::I32, Device::CPU);
+  t.data<int32_t>()[0] = value;
+  return t;
+}
+
 // Copies any f32 tensor (CPU or CUDA) into doubles.
 inline std::vector<double> to_doubles(const Tensor& t) {
   Tensor host = t.device() == Device::CPU ? t : t.to(Device::CPU);

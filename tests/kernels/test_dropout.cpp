@@ -42,13 +42,6 @@ TEST(DropoutCpu, MaskIsThePhiloxStreamOfSeedAndStep) {
   }
 }
 
-// Int32 [1] counter holding `value`, on `device`.
-Tensor counter_of(int32_t value, Device device) {
-  Tensor host = Tensor::empty({1}, DType::I32);
-  host.data<int32_t>()[0] = value;
-  return host.to(device);
-}
-
 // A step given as number + counter draws the mask of the sum (the counter's 32 bits added to a number
 // beyond them).
 TEST(DropoutCpu, AStepCounterAddsToTheNumber) {
@@ -56,7 +49,7 @@ TEST(DropoutCpu, AStepCounterAddsToTheNumber) {
   Tensor x = random_tensor({3, 7, 5, 3}, 1), want = Tensor::empty(x.shape()), got = Tensor::empty(x.shape());
   const uint64_t number = (uint64_t(1) << 40) + 5;
   dropout(ctx, x, want, 0.4f, 77, number + 12);
-  dropout(ctx, x, got, 0.4f, 77, {number, counter_of(12, Device::CPU)});
+  dropout(ctx, x, got, 0.4f, 77, {number, testing::step_counter(12)});
   EXPECT_EQ(relative_error(got, want), 0.0);
   EXPECT_THROW(dropout(ctx, x, got, 0.4f, 77, {number, Tensor::zeros({1})}), Error);  // f32, not i32
 }
@@ -163,7 +156,7 @@ TEST(DropoutCuda, ACapturedStepCounterIsReadAtEachReplay) {
   std::string why;
   ASSERT_TRUE(graph.capture(gpu, [&] { dropout(gpu, d_x, d_y, 0.4f, 21, {1000, counter}); }, &why)) << why;
   for (int32_t step : {3, 8}) {
-    counter.copy_from(counter_of(step, Device::CPU));
+    counter.copy_from(testing::step_counter(step));
     graph.replay(gpu);
     gpu.synchronize();
     Tensor want = Tensor::empty(x.shape());

@@ -228,30 +228,33 @@ TEST(PartialFc, SampledHeadIsTheExactHeadOnTheSampledClasses) {
   EXPECT_EQ(sampled.sampling_step(), 1u);
 }
 
-Tensor step_counter(int32_t value, Device device) {
-  Tensor host = Tensor::empty({1}, DType::I32);
-  host.data<int32_t>()[0] = value;
-  return host.to(device);
-}
+// Partial FC's sampling among 1000 classes at rate 0.1 for 4 rows labelled 0, 7, 14, 21.
+struct SamplingCase {
+  int64_t classes = 1000, rows = 4, sample = partial_fc_sample_count(classes, rows, 0.1f);
+  Tensor labels = Tensor::empty({rows}, DType::I32), remapped = Tensor::empty({rows}, DType::I32);
+  SamplingCase() {
+    for (int64_t i = 0; i < rows; ++i) labels.data<int32_t>()[i] = int32_t(i * 7);
+  }
+};
 
 // A step given as number + device counter (kernels/random_step.h) samples as the step number + counter.
 TEST(PartialFc, AStepCounterAddsToTheNumber) {
   Context ctx(Device::CPU);
-  const int64_t classes = 1000, rows = 4, sample = partial_fc_sample_count(classes, rows, 0.1f);
-  Tensor labels = Tensor::empty({rows}, DType::I32), remapped = Tensor::empty({rows}, DType::I32);
-  for (int64_t i = 0; i < rows; ++i) labels.data<int32_t>()[i] = int32_t(i * 7);
+  SamplingCase c;
+  const int64_t classes = c.classes, sample = c.sample;
+  Tensor &labels = c.labels, &remapped = c.remapped;
   Tensor want = Tensor::empty({sample}, DType::I32), got = Tensor::empty({sample}, DType::I32);
   select_classes(ctx, labels, classes, 5, 9, want, remapped);
-  select_classes(ctx, labels, classes, 5, {2, step_counter(7, Device::CPU)}, got, remapped);
+  select_classes(ctx, labels, classes, 5, {2, testing::step_counter(7)}, got, remapped);
   EXPECT_TRUE(std::equal(want.data<int32_t>(), want.data<int32_t>() + sample, got.data<int32_t>()));
   EXPECT_THROW(select_classes(ctx, labels, classes, 5, {2, Tensor::zeros({2}, DType::I32)}, got, remapped), Error);
 }
 
 TEST(PartialFc, SamplesChangeEveryStepAndAreUniformOverNegatives) {
   Context ctx(Device::CPU);
-  const int64_t classes = 1000, rows = 4, sample = partial_fc_sample_count(classes, rows, 0.1f);
-  Tensor labels = Tensor::empty({rows}, DType::I32), remapped = Tensor::empty({rows}, DType::I32);
-  for (int64_t i = 0; i < rows; ++i) labels.data<int32_t>()[i] = int32_t(i * 7);
+  SamplingCase c;
+  const int64_t classes = c.classes, rows = c.rows, sample = c.sample;
+  Tensor &labels = c.labels, &remapped = c.remapped;
   Tensor a = Tensor::empty({sample}, DType::I32), b = Tensor::empty({sample}, DType::I32);
   select_classes(ctx, labels, classes, 5, 1, a, remapped);
   select_classes(ctx, labels, classes, 5, 1, b, remapped);
@@ -408,7 +411,7 @@ TEST(PartialFcCuda, ACapturedStepCounterIsReadAtEachReplay) {
   std::string why;
   ASSERT_TRUE(graph.capture(gpu, select, &why)) << why;
   for (int32_t step : {3, 8}) {
-    counter.copy_from(step_counter(step, Device::CPU));
+    counter.copy_from(testing::step_counter(step));
     graph.replay(gpu);
     gpu.synchronize();
     Tensor index = Tensor::empty({sample}, DType::I32), remapped = Tensor::empty({rows}, DType::I32);
