@@ -1,6 +1,6 @@
 // CPU GEMM: a packed, cache-blocked, multi-threaded SGEMM in the style of GotoBLAS and BLIS
 // (Goto & van de Geijn, "Anatomy of High-Performance Matrix Multiplication", TOMS 2008), in plain
-// C++ loops that GCC turns into vector FMAs (no intrinsics).
+// C++ loops and, in the micro-kernel, GCC's portable vector types (no intrinsics).
 //
 //   C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C      (row-major, with leading dimensions)
 //
@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <utility>
 
@@ -50,14 +51,14 @@ namespace {
 // vectors and one broadcast must fit the register file (32 registers with AVX-512, 16 otherwise).
 // KC keeps an A~ strip (KC x MR) in a 32 KiB L1; KC x NC (one B~ block) fits half a 1-2 MiB L2.
 #if defined(__AVX512F__)
-constexpr int64_t MR = 14, NR = 32, KC = 384, NC = 320;  // 28 zmm accumulators
+constexpr int64_t MR = 14, NR = 32, KC = 384, NC = 320, kVectorLanes = 16;  // 28 zmm accumulators
 // GCC prefers 256-bit vectors on some AVX-512 CPUs; this tile is laid out for 512-bit ones.
 #define CUFACE_GEMM_VECTOR_WIDTH __attribute__((target("prefer-vector-width=512")))
 #elif defined(__AVX__)
-constexpr int64_t MR = 6, NR = 16, KC = 256, NC = 192;  // 12 ymm accumulators
+constexpr int64_t MR = 6, NR = 16, KC = 256, NC = 192, kVectorLanes = 8;  // 12 ymm accumulators
 #define CUFACE_GEMM_VECTOR_WIDTH
 #else
-constexpr int64_t MR = 6, NR = 8, KC = 256, NC = 128;  // 12 accumulators of 4 floats (SSE, NEON)
+constexpr int64_t MR = 6, NR = 8, KC = 256, NC = 128, kVectorLanes = 4;  // 12 accumulators of 4 floats (SSE, NEON)
 #define CUFACE_GEMM_VECTOR_WIDTH
 #endif
 constexpr int64_t MC = 768;  // rows of A~ (MC x KC floats, ~1 MiB per thread: L3)
@@ -204,39 +205,80 @@ GatheredStrip gathered_strip(const Problem& g, int64_t i0, int64_t rows, const D
   return strip;
 }
 
-// C[0:rows, 0:cols] = alpha * (A strip * B~ strip) + beta * C, for rows <= Rows, cols <= Cols, over
-// `runs` runs of `length` depths. The accumulator loops have compile-time bounds, so GCC keeps `acc`
-// in registers: each depth is Rows broadcasts of A and Cols / width vector loads of B feeding
-// Rows * Cols / width FMAs. Strips are MR and NR wide; a smaller Rows x Cols tile reads only their
-// leading part. beta == 0 never reads C, which may hold NaN (as BLAS specifies). Kept out of line:
-// inlined into the blocked loops, it left their counters short of registers (5-10% slower with short
-// depths, e.g. a 1x1 convolution over 64 channels).
+// A vector of `Lanes` floats, in GCC's vector extension (the compiler picks the registers: zmm, ymm,
+// xmm or NEON). An alias template would drop the attribute, hence the struct.
+template <int64_t Lanes>
+struct VectorOf {
+  typedef float type __attribute__((vector_size(Lanes * sizeof(float))));
+};
+
+// f(0), f(1), ..., f(N - 1), each index a compile-time constant, unrolled in the source: an array
+// indexed only by constants is split into registers before the optimiser's loop passes run.
+template <int64_t N, class F>
+__attribute__((always_inline)) inline void unrolled(F f) {
+  [&]<int64_t... I>(std::integer_sequence<int64_t, I...>) {
+    (f(std::integral_constant<int64_t, I>{}), ...);
+  }(std::make_integer_sequence<int64_t, N>{});
+}
+
+// C[0:Rows, 0:Cols] = alpha * (A strip * B~ strip) + beta * C, over `runs` runs of `length` depths:
+// each depth is Rows broadcasts of A and Cols / width vector loads of B feeding Rows * Cols / width
+// FMAs into `acc`, which lives in registers for the whole call. Written with loops and plain arrays,
+// GCC kept a copy of `acc` in memory, zeroing it with a memset and spilling it at every call (~8% of
+// a product 64 deep). Strips are MR and NR wide; a smaller Rows x Cols tile reads only their leading
+// part. beta == 0 never reads C, which may hold NaN (as BLAS specifies). Only whole tiles are stored
+// here (edge_tile below handles the ragged edges of C). Kept out of line: inlined into the blocked
+// loops, it left their counters short of registers (5-10% slower with short depths, e.g. a 1x1
+// convolution over 64 channels).
 template <int64_t Rows, int64_t Cols, class Strip>
 __attribute__((noinline)) CUFACE_GEMM_VECTOR_WIDTH void micro_kernel(Strip a, int64_t runs, int64_t length,
                                                                      const float* __restrict b, float alpha,
-                                                                     float beta, float* __restrict c, int64_t ldc,
-                                                                     int64_t rows, int64_t cols) {
-  float acc[Rows][Cols] = {};
+                                                                     float beta, float* __restrict c, int64_t ldc) {
+  constexpr int64_t width = std::min(Cols, kVectorLanes), vectors = Cols / width;
+  using Vector = typename VectorOf<width>::type;
+  const auto load = [](const float* p) {
+    Vector v;
+    std::memcpy(&v, p, sizeof v);  // an unaligned vector load
+    return v;
+  };
+  Vector acc[Rows][vectors] = {};
   for (int64_t run = 0; run < runs; ++run, a.next_run())
-    for (int64_t q = 0; q < length; ++q, b += NR)
-      for (int64_t i = 0; i < Rows; ++i)
-#pragma omp simd  // without it GCC fully unrolls a one-vector row and vectorises it badly (10x slower)
-        for (int64_t j = 0; j < Cols; ++j) acc[i][j] += a.at(i, q) * b[j];
-
-  if (rows == Rows && cols == Cols) {  // a whole tile: fixed trip counts, vector stores
-    for (int64_t i = 0; i < Rows; ++i) {
-      float* row = c + i * ldc;
-      if (beta == 0.0f)
-        for (int64_t j = 0; j < Cols; ++j) row[j] = alpha * acc[i][j];
-      else
-        for (int64_t j = 0; j < Cols; ++j) row[j] = alpha * acc[i][j] + beta * row[j];
+    for (int64_t q = 0; q < length; ++q, b += NR) {
+      Vector bq[vectors];
+      unrolled<vectors>([&](auto v) { bq[v] = load(b + v * width); });
+      unrolled<Rows>([&](auto i) {
+        const float ai = a.at(i, q);
+        unrolled<vectors>([&](auto v) { acc[i][v] += ai * bq[v]; });
+      });
     }
-    return;
-  }
+  unrolled<Rows>([&](auto i) {
+    unrolled<vectors>([&](auto v) {
+      float* out = c + i * ldc + v * width;
+      const Vector result = beta == 0.0f ? alpha * acc[i][v] : alpha * acc[i][v] + beta * load(out);
+      std::memcpy(out, &result, sizeof result);
+    });
+  });
+}
+
+// A tile at the edge of C (rows < Rows or cols < Cols): the whole tile into a local buffer, then
+// its valid part into C.
+template <int64_t Rows, int64_t Cols, class Strip>
+void edge_tile(const Strip& a, int64_t runs, int64_t length, const float* b, float alpha, float beta, float* c,
+               int64_t ldc, int64_t rows, int64_t cols) {
+  alignas(64) float products[Rows * Cols];
+  micro_kernel<Rows, Cols>(a, runs, length, b, 1.0f, 0.0f, products, Cols);
   for (int64_t i = 0; i < rows; ++i) {
     float* row = c + i * ldc;
-    for (int64_t j = 0; j < cols; ++j) row[j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * row[j]);
+    for (int64_t j = 0; j < cols; ++j)
+      row[j] = alpha * products[i * Cols + j] + (beta == 0.0f ? 0.0f : beta * row[j]);
   }
+}
+
+template <int64_t Rows, int64_t Cols, class Strip>
+void multiply_tile(const Strip& a, int64_t runs, int64_t length, const float* b, float alpha, float beta, float* c,
+          int64_t ldc, int64_t rows, int64_t cols) {
+  if (rows == Rows && cols == Cols) micro_kernel<Rows, Cols>(a, runs, length, b, alpha, beta, c, ldc);
+  else edge_tile<Rows, Cols>(a, runs, length, b, alpha, beta, c, ldc, rows, cols);
 }
 
 // The smallest tile that covers rows x cols: MR or about MR / 2 rows, by NR, NR / 2 or NR / 4
@@ -245,9 +287,9 @@ template <int64_t Rows, class Strip>
 void micro_kernel_for_columns(const Strip& a, const DepthBlock& block, const float* b, float alpha, float beta,
                               float* c, int64_t ldc, int64_t rows, int64_t cols) {
   const int64_t runs = block.runs, length = block.length;
-  if (cols <= NR / 4) micro_kernel<Rows, NR / 4>(a, runs, length, b, alpha, beta, c, ldc, rows, cols);
-  else if (cols <= NR / 2) micro_kernel<Rows, NR / 2>(a, runs, length, b, alpha, beta, c, ldc, rows, cols);
-  else micro_kernel<Rows, NR>(a, runs, length, b, alpha, beta, c, ldc, rows, cols);
+  if (cols <= NR / 4) multiply_tile<Rows, NR / 4>(a, runs, length, b, alpha, beta, c, ldc, rows, cols);
+  else if (cols <= NR / 2) multiply_tile<Rows, NR / 2>(a, runs, length, b, alpha, beta, c, ldc, rows, cols);
+  else multiply_tile<Rows, NR>(a, runs, length, b, alpha, beta, c, ldc, rows, cols);
 }
 template <class Strip>
 void run_micro_kernel(const Strip& a, const DepthBlock& block, const float* b, float alpha, float beta, float* c,
