@@ -274,7 +274,7 @@ GatheredStrip gathered_strip(const Problem& g, int64_t i0, int64_t rows, const D
 // C[0:Rows, 0:Cols] = alpha * (A strip * B~ strip) + beta * C, over `runs` runs of `length` depths:
 // each depth is Rows broadcasts of A and Cols / width vector loads of B feeding Rows * Cols / width
 // FMAs into `acc`, which lives in registers for the whole call. Written with loops and plain arrays,
-// GCC kept a copy of `acc` in memory, zeroing it with a memset and spilling it at every call (~8% of
+// GCC kept a copy of `acc` in memory, zeroing it with a memset and spilling it at every call (~7% of
 // a product 64 deep). Strips are MR and NR wide; a smaller Rows x Cols tile reads only their leading
 // part. beta == 0 never reads C, which may hold NaN (as BLAS specifies). Only whole tiles are stored
 // here (edge_tile below handles the ragged edges of C). Kept out of line: inlined into the blocked
@@ -285,16 +285,16 @@ __attribute__((noinline)) CUFACE_GEMM_VECTOR_WIDTH void micro_kernel(Strip a, in
                                                                      const float* __restrict b, float alpha,
                                                                      float beta, float* __restrict c, int64_t ldc) {
   constexpr int64_t width = std::min(Cols, kVectorLanes), vectors = Cols / width;
-  using Vector = typename VectorOf<width>::type;
+  using TileVector = typename VectorOf<width>::type;  // narrower than Vector in a tile NR / 4 wide
   const auto load = [](const float* p) {
-    Vector v;
+    TileVector v;
     std::memcpy(&v, p, sizeof v);  // an unaligned vector load
     return v;
   };
-  Vector acc[Rows][vectors] = {};
+  TileVector acc[Rows][vectors] = {};
   for (int64_t run = 0; run < runs; ++run, a.next_run())
     for (int64_t q = 0; q < length; ++q, b += NR) {
-      Vector bq[vectors];
+      TileVector bq[vectors];
       unrolled<vectors>([&](auto v) { bq[v] = load(b + v * width); });
       unrolled<Rows>([&](auto i) {
         const float ai = a.at(i, q);
@@ -304,7 +304,7 @@ __attribute__((noinline)) CUFACE_GEMM_VECTOR_WIDTH void micro_kernel(Strip a, in
   unrolled<Rows>([&](auto i) {
     unrolled<vectors>([&](auto v) {
       float* out = c + i * ldc + v * width;
-      const Vector result = beta == 0.0f ? alpha * acc[i][v] : alpha * acc[i][v] + beta * load(out);
+      const TileVector result = beta == 0.0f ? alpha * acc[i][v] : alpha * acc[i][v] + beta * load(out);
       std::memcpy(out, &result, sizeof result);
     });
   });
@@ -326,7 +326,7 @@ void edge_tile(const Strip& a, int64_t runs, int64_t length, const float* b, flo
 
 template <int64_t Rows, int64_t Cols, class Strip>
 void multiply_tile(const Strip& a, int64_t runs, int64_t length, const float* b, float alpha, float beta, float* c,
-          int64_t ldc, int64_t rows, int64_t cols) {
+                   int64_t ldc, int64_t rows, int64_t cols) {
   if (rows == Rows && cols == Cols) micro_kernel<Rows, Cols>(a, runs, length, b, alpha, beta, c, ldc);
   else edge_tile<Rows, Cols>(a, runs, length, b, alpha, beta, c, ldc, rows, cols);
 }
@@ -353,23 +353,21 @@ void run_micro_kernel(const Strip& a, const DepthBlock& block, const float* b, f
 thread_local PackBuffer packed_a_buffer;
 thread_local PackBuffer packed_b_buffer;
 
-// Rows of A (gathered, or a matrix's rows when A is not transposed) are read in place, not packed,
-// unless consecutive rows lie 4 KiB or more apart: L1 maps addresses 4 KiB apart to the same set, so
-// MR such rows read together would evict each other (measured on ResNet-50's stride-2 convolutions
-// with 512 and 1024 input channels). Skipping the copy pays most in thin products (64 or 128 output
-// channels, or 64-256 deep), where each value of A meets only a few B~ strips: the 1x1 convolutions
-// of ResNet-50's first two stages ran 10-30% faster forward and 10-15% backward on a Zen 5 than with
-// A packed as GotoBLAS does (bench_layers, 2 threads, minimum of 3 alternated rounds). A transposed
-// A is always packed (its rows are strided).
+// Gathered rows are read in place, not packed, unless consecutive rows lie 4 KiB or more apart: L1
+// maps addresses 4 KiB apart to the same set, so MR such rows read together would evict each other
+// (measured on ResNet-50's stride-2 convolutions with 512 and 1024 input channels). Skipping the
+// copy pays most in thin products (64 or 128 output channels), where each value of A meets only a
+// few B~ strips. A matrix is always packed, as GotoBLAS does: reading a matrix's rows in place too
+// (commit ebdba49, reverted) was 10-30% faster on the 1x1 layers, but UTKFace's gender run then ended
+// at 0.640 held-out accuracy against 0.815 (TrainEndToEnd.UtkfaceGenderBeatsTheMajorityClass), a
+// change not yet explained.
 bool reads_rows_in_place(const Problem& g) {
   constexpr int64_t kSetAliasFloats = 4096 / sizeof(float);
-  if (g.trans_a) return false;
-  if (!g.rows) return g.m == 1 || g.lda < kSetAliasFloats;
-  return g.m == 1 || std::abs(g.rows[1] - g.rows[0]) < kSetAliasFloats;
+  return g.rows && (g.m == 1 || std::abs(g.rows[1] - g.rows[0]) < kSetAliasFloats);
 }
 
 // The blocked loops over the sub-matrix C[row0:+rows, col0:+cols] (rows a multiple of MR and cols
-// of NR unless they reach the edge of C). Rows read in place take depth blocks half as deep, so that a
+// of NR unless they reach the edge of C). Gathered rows take depth blocks half as deep, so that a
 // B~ strip (KC / 2 x NR: 24 KiB with AVX-512) fits L1 beside the rows: the late stages'
 // convolutions, whose weights are the larger operand, ran 10-20% faster so (3x3 with 512 channels,
 // 1x1 with stride 2).
@@ -379,7 +377,7 @@ void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, in
   const int64_t nc_max = balanced_block(cols, NC, NR);
   for (int64_t ic = row0; ic < row0 + rows; ic += mc_max) {
     const int64_t mc = std::min(mc_max, row0 + rows - ic);
-    for_each_depth_block(g, in_place ? KC / 2 : KC, [&](const DepthBlock& block) {
+    for_each_depth_block(g, g.rows ? KC / 2 : KC, [&](const DepthBlock& block) {
       const int64_t kc = block.depth();
       const float beta = block.run == 0 && block.offset == 0 ? g.beta : 1.0f;  // later blocks add
       float* packed_a = in_place ? nullptr : packed_a_buffer.get(mc_max * kc);
