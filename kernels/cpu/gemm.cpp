@@ -25,7 +25,8 @@
 // Implicit GEMM (sgemm_gathered): A's rows may also be gathered, each a few runs of contiguous memory
 // anywhere (a convolution's receptive fields in its input), so a column matrix is never written.
 // Depth blocks then hold whole runs, or pieces of a long one, and the micro-kernel reads the rows in
-// place rather than from a packed A~ strip, unless they alias in L1 (reads_rows_in_place).
+// place rather than from a packed A~ strip, unless they alias in L1 (reads_rows_in_place); so are a
+// matrix A's rows when A is not transposed.
 //
 // Threads: C is cut into a grid of rectangles ("parts", as square as the shape allows, a few per
 // thread) and each thread takes parts from a shared counter and runs the loops above on each, with
@@ -257,15 +258,16 @@ struct PackedStrip {
   float at(int64_t i, int64_t q) const { return a[q * MR + i]; }
   void next_run() { a += length * MR; }
 };
-// Gathered rows, read in place; rows past the edge of A repeat the last one (their sums are not stored).
-struct GatheredStrip {
+// Rows of A read in place (gathered rows, or a matrix's); rows past the edge of A repeat the last
+// one (their sums are not stored).
+struct InPlaceStrip {
   const float* row[MR];
   int64_t run_stride, run_offset = 0;
   float at(int64_t i, int64_t q) const { return row[i][run_offset + q]; }
   void next_run() { run_offset += run_stride; }
 };
-GatheredStrip gathered_strip(const Problem& g, int64_t i0, int64_t rows, const DepthBlock& block) {
-  GatheredStrip strip{{}, g.run_stride};
+InPlaceStrip in_place_strip(const Problem& g, int64_t i0, int64_t rows, const DepthBlock& block) {
+  InPlaceStrip strip{{}, g.run_stride};
   for (int64_t i = 0; i < MR; ++i)
     strip.row[i] = row_start(g, i0 + std::min(i, rows - 1)) + block.run * g.run_stride + block.offset;
   return strip;
@@ -353,21 +355,24 @@ void run_micro_kernel(const Strip& a, const DepthBlock& block, const float* b, f
 thread_local PackBuffer packed_a_buffer;
 thread_local PackBuffer packed_b_buffer;
 
-// Gathered rows are read in place, not packed, unless consecutive rows lie 4 KiB or more apart: L1
-// maps addresses 4 KiB apart to the same set, so MR such rows read together would evict each other
-// (measured on ResNet-50's stride-2 convolutions with 512 and 1024 input channels). Skipping the
-// copy pays most in thin products (64 or 128 output channels), where each value of A meets only a
-// few B~ strips. A matrix is always packed, as GotoBLAS does: reading a matrix's rows in place too
-// (commit ebdba49, reverted) was 10-30% faster on the 1x1 layers, but UTKFace's gender run then ended
-// at 0.640 held-out accuracy against 0.815 (TrainEndToEnd.UtkfaceGenderBeatsTheMajorityClass), a
-// change not yet explained.
+// Rows of A (gathered, or a matrix's rows when A is not transposed) are read in place, not packed,
+// unless consecutive rows lie 4 KiB or more apart: L1 maps addresses 4 KiB apart to the same set, so
+// MR such rows read together would evict each other (measured on ResNet-50's stride-2 convolutions
+// with 512 and 1024 input channels). Skipping the copy pays most in thin products (64 or 128 output
+// channels, or 64-256 deep), where each value of A meets only a few B~ strips: the 1x1 convolutions
+// of ResNet-50's first two stages ran 10-30% faster forward and 10-15% backward on a Zen 5 than with
+// A packed as GotoBLAS does (bench_layers, 2 threads, minimum of 3 alternated rounds). A transposed
+// A is always packed (its rows are strided). The products equal a packed A's with the same depth
+// blocks bit for bit; only the blocks' depth (below) changes the order of the sums.
 bool reads_rows_in_place(const Problem& g) {
   constexpr int64_t kSetAliasFloats = 4096 / sizeof(float);
-  return g.rows && (g.m == 1 || std::abs(g.rows[1] - g.rows[0]) < kSetAliasFloats);
+  if (g.trans_a) return false;
+  if (!g.rows) return g.m == 1 || g.lda < kSetAliasFloats;
+  return g.m == 1 || std::abs(g.rows[1] - g.rows[0]) < kSetAliasFloats;
 }
 
 // The blocked loops over the sub-matrix C[row0:+rows, col0:+cols] (rows a multiple of MR and cols
-// of NR unless they reach the edge of C). Gathered rows take depth blocks half as deep, so that a
+// of NR unless they reach the edge of C). Rows read in place take depth blocks half as deep, so that a
 // B~ strip (KC / 2 x NR: 24 KiB with AVX-512) fits L1 beside the rows: the late stages'
 // convolutions, whose weights are the larger operand, ran 10-20% faster so (3x3 with 512 channels,
 // 1x1 with stride 2).
@@ -377,7 +382,7 @@ void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, in
   const int64_t nc_max = balanced_block(cols, NC, NR);
   for (int64_t ic = row0; ic < row0 + rows; ic += mc_max) {
     const int64_t mc = std::min(mc_max, row0 + rows - ic);
-    for_each_depth_block(g, g.rows ? KC / 2 : KC, [&](const DepthBlock& block) {
+    for_each_depth_block(g, in_place ? KC / 2 : KC, [&](const DepthBlock& block) {
       const int64_t kc = block.depth();
       const float beta = block.run == 0 && block.offset == 0 ? g.beta : 1.0f;  // later blocks add
       float* packed_a = in_place ? nullptr : packed_a_buffer.get(mc_max * kc);
@@ -395,7 +400,7 @@ void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, in
               run_micro_kernel(a, block, packed_b + jr * kc, g.alpha, beta, g.c + (ic + ir) * g.ldc + jc + jr, g.ldc,
                                std::min(MR, mc - ir), std::min(NR, nc - jr));
           };
-          if (in_place) multiply_strip(gathered_strip(g, ic + ir, std::min(MR, mc - ir), block));
+          if (in_place) multiply_strip(in_place_strip(g, ic + ir, std::min(MR, mc - ir), block));
           else multiply_strip(PackedStrip{packed_a + ir * kc, block.length});
         }
       }
