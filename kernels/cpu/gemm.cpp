@@ -12,7 +12,7 @@
 //
 //   for ic over the rows of C, MC at a time
 //     for pc over k, KC at a time                 (beta applies on the first pc only)
-//       pack A~ = op(A)[ic:+MC, pc:+KC]           MR-row strips                              (L3)
+//       pack A~ = op(A)[ic:+MC, pc:+KC]           MR-row strips (transposed A only)          (L3)
 //       for jc over the columns of C, NC at a time
 //         pack B~ = op(B)[pc:+KC, jc:+NC]         NR-column strips                           (L2)
 //         for ir over the MC rows, MR at a time   A~ strip [KC x MR] stays in L1
@@ -25,8 +25,8 @@
 // Implicit GEMM (sgemm_gathered): A's rows may also be gathered, each a few runs of contiguous memory
 // anywhere (a convolution's receptive fields in its input), so a column matrix is never written.
 // Depth blocks then hold whole runs, or pieces of a long one, and the micro-kernel reads the rows in
-// place rather than from a packed A~ strip, unless they alias in L1 (reads_rows_in_place); so are a
-// matrix A's rows when A is not transposed.
+// place rather than from a packed A~ strip; so are a matrix A's rows when A is not transposed
+// (rows_per_in_place_strip).
 //
 // Threads: C is cut into a grid of rectangles ("parts", as square as the shape allows, a few per
 // thread) and each thread takes parts from a shared counter and runs the loops above on each, with
@@ -189,27 +189,13 @@ __attribute__((always_inline)) inline void transpose(Vector (&v)[kVectorLanes]) 
   });
 }
 
-// A~ strip: rows [i0, i0 + rows) of op(A) over a depth block, stored depth-major as dst[p * MR + r],
-// rows past the edge zero.
+// A~ strip of a transposed A (the only kind packed; rows_per_in_place_strip): rows [i0, i0 + rows)
+// of op(A) over a depth block, op(A)(i, p) = a[p * lda + i], stored depth-major as dst[p * MR + r],
+// rows past the edge zero. A matrix row is one run, so the block's depths are contiguous.
 void pack_a_strip(const Problem& g, int64_t i0, int64_t rows, const DepthBlock& block, float* dst) {
-  const int64_t kc = block.depth();
-  if (g.trans_a) {  // op(A)(i, p) = a[p * lda + i]: each depth is a contiguous run of rows (one run)
-    for (int64_t p = 0; p < kc; ++p) {
-      const float* src = g.a + (block.offset + p) * g.lda + i0;
-      for (int64_t r = 0; r < MR; ++r) dst[p * MR + r] = r < rows ? src[r] : 0.0f;
-    }
-  } else {  // each row is one run (a matrix row) or several (gathered rows) of contiguous depths
-    for (int64_t r = 0; r < MR; ++r) {
-      if (r >= rows) {
-        for (int64_t p = 0; p < kc; ++p) dst[p * MR + r] = 0.0f;
-        continue;
-      }
-      const float* src = row_start(g, i0 + r) + block.run * g.run_stride + block.offset;
-      for (int64_t run = 0; run < block.runs; ++run, src += g.run_stride) {
-        float* out = dst + run * block.length * MR + r;
-        for (int64_t q = 0; q < block.length; ++q) out[q * MR] = src[q];
-      }
-    }
+  for (int64_t p = 0; p < block.depth(); ++p) {
+    const float* src = g.a + (block.offset + p) * g.lda + i0;
+    for (int64_t r = 0; r < MR; ++r) dst[p * MR + r] = r < rows ? src[r] : 0.0f;
   }
 }
 
@@ -355,20 +341,21 @@ void run_micro_kernel(const Strip& a, const DepthBlock& block, const float* b, f
 thread_local PackBuffer packed_a_buffer;
 thread_local PackBuffer packed_b_buffer;
 
-// Rows of A (gathered, or a matrix's rows when A is not transposed) are read in place, not packed,
-// unless consecutive rows lie 4 KiB or more apart: L1 maps addresses 4 KiB apart to the same set, so
-// MR such rows read together would evict each other (measured on ResNet-50's stride-2 convolutions
-// with 512 and 1024 input channels). Skipping the copy pays most in thin products (64 or 128 output
-// channels, or 64-256 deep), where each value of A meets only a few B~ strips: the 1x1 convolutions
-// of ResNet-50's first two stages ran 10-30% faster forward and 10-15% backward on a Zen 5 than with
-// A packed as GotoBLAS does (bench_layers, 2 threads, minimum of 3 alternated rounds). A transposed
-// A is always packed (its rows are strided). The products equal a packed A's with the same depth
-// blocks bit for bit; only the blocks' depth (below) changes the order of the sums.
-bool reads_rows_in_place(const Problem& g) {
+// A is packed only when transposed (its rows are strided). Otherwise its rows (gathered, or a
+// matrix's) are read in place: skipping the copy pays most in thin products (64 or 128 output
+// channels, or 64-256 deep), where each value of A meets only a few B~ strips (ResNet-50's stage 1-2
+// 1x1 convolutions ran 10-30% faster forward and 10-15% backward on a Zen 5 than with A packed as
+// GotoBLAS does). The products equal a packed A's with the same depth blocks bit for bit.
+//
+// Where consecutive rows lie a multiple of 4 KiB apart (the 1x1 convolutions over 1024 and 2048
+// channels, the stride-2 ones over 512 and 1024), L1 maps the same depth of every row to one set, and
+// MR = 14 rows would evict each other from its 12 ways: such rows are read half a strip at a time.
+// Those layers ran 6-15% faster so than with A packed (bench_layers, 2 threads, minimum of 3
+// alternated rounds).
+int64_t rows_per_in_place_strip(const Problem& g) {
   constexpr int64_t kSetAliasFloats = 4096 / sizeof(float);
-  if (g.trans_a) return false;
-  if (!g.rows) return g.m == 1 || g.lda < kSetAliasFloats;
-  return g.m == 1 || std::abs(g.rows[1] - g.rows[0]) < kSetAliasFloats;
+  const int64_t distance = g.m == 1 ? 0 : g.rows ? std::abs(g.rows[1] - g.rows[0]) : g.lda;
+  return distance > 0 && distance % kSetAliasFloats == 0 ? (MR + 1) / 2 : MR;
 }
 
 // The blocked loops over the sub-matrix C[row0:+rows, col0:+cols] (rows a multiple of MR and cols
@@ -377,7 +364,8 @@ bool reads_rows_in_place(const Problem& g) {
 // convolutions, whose weights are the larger operand, ran 10-20% faster so (3x3 with 512 channels,
 // 1x1 with stride 2).
 void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
-  const bool in_place = reads_rows_in_place(g);
+  const bool in_place = !g.trans_a;
+  const int64_t strip_rows = in_place ? rows_per_in_place_strip(g) : MR;
   const int64_t mc_max = balanced_block(rows, MC, MR);
   const int64_t nc_max = balanced_block(cols, NC, NR);
   for (int64_t ic = row0; ic < row0 + rows; ic += mc_max) {
@@ -394,13 +382,14 @@ void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, in
         const int64_t nc = std::min(nc_max, col0 + cols - jc);
         for (int64_t jr = 0; jr < nc; jr += NR)
           pack_b_block(g, block, jc + jr, std::min(NR, nc - jr), packed_b + jr * kc);
-        for (int64_t ir = 0; ir < mc; ir += MR) {
+        for (int64_t ir = 0; ir < mc; ir += strip_rows) {
+          const int64_t strip_height = std::min(strip_rows, mc - ir);
           auto multiply_strip = [&](const auto& a) {
             for (int64_t jr = 0; jr < nc; jr += NR)
               run_micro_kernel(a, block, packed_b + jr * kc, g.alpha, beta, g.c + (ic + ir) * g.ldc + jc + jr, g.ldc,
-                               std::min(MR, mc - ir), std::min(NR, nc - jr));
+                               strip_height, std::min(NR, nc - jr));
           };
-          if (in_place) multiply_strip(in_place_strip(g, ic + ir, std::min(MR, mc - ir), block));
+          if (in_place) multiply_strip(in_place_strip(g, ic + ir, strip_height, block));
           else multiply_strip(PackedStrip{packed_a + ir * kc, block.length});
         }
       }

@@ -104,6 +104,9 @@ TEST_P(SgemmTranspose, LeadingDimensionsAddressSubMatrices) {
   const auto [trans_a, trans_b] = GetParam();
   EXPECT_LT(sgemm_error(trans_a, trans_b, 37, 45, 29, 1.0f, 0.0f, /*pad=*/5), kFp32Bound);
   EXPECT_LT(sgemm_error(trans_a, trans_b, 130, 67, 400, -1.0f, 0.5f, /*pad=*/3), kFp32Bound);
+  // A's rows exactly 4 KiB apart (lda 1024 when A is not transposed): read half a strip at a time,
+  // the last of 47 rows a ragged half strip.
+  EXPECT_LT(sgemm_error(trans_a, trans_b, 47, 70, 1000, 1.0f, 0.5f, /*pad=*/24), kFp32Bound);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllTransposes, SgemmTranspose, ::testing::Combine(::testing::Bool(), ::testing::Bool()),
@@ -189,7 +192,8 @@ TEST(SgemmGathered, MatchesDoubleReference) {
     // cut in pieces; several row and column strips, ragged at both edges, beta adding to C.
     EXPECT_LT(sgemm_gathered_error(trans_b, 157, 70, 5, 60, 700, 12, 1.0f, 0.0f), kFp32Bound);
     EXPECT_LT(sgemm_gathered_error(trans_b, 45, 33, 2, 500, 900, 40, -0.5f, 2.0f), kFp32Bound);
-    // Rows 4 KiB or more apart (packed into A~ strips), one run and several.
+    // Rows 1100 floats apart, and exactly 4 KiB apart (read half a strip at a time: L1 would map
+    // a whole strip's rows to one set), one run and several.
     EXPECT_LT(sgemm_gathered_error(trans_b, 31, 40, 1, 300, 0, 1100, 1.0f, 0.5f), kFp32Bound);
     EXPECT_LT(sgemm_gathered_error(trans_b, 29, 9, 3, 60, 150, 1024, 0.75f, 0.0f), kFp32Bound);
   }
