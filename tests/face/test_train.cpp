@@ -535,8 +535,9 @@ TEST(TrainEndToEnd, UtkfaceGenderBeatsTheMajorityClass) {
   std::printf("UTKFace gender: held-out accuracy %.3f, majority class %.3f\n", accuracy, majority);
   // With --lr 0.1 seeds 1-6 ended at 0.705-0.830, and a change of summation order alone (SGEMM's
   // depth blocks) moved seed 1 from 0.815 to 0.640: some runs stall near the majority class for
-  // hundreds of steps. With 0.03, seeds 1-10 ended at 0.710-0.845 (mean 0.79), and 0.750-0.870 with
-  // the other depth blocks. Chance moves one run of 200 held-out faces by about 0.035.
+  // hundreds of steps. With 0.03, seeds 1-10 end at 0.750-0.870 with today's depth blocks (KC / 2,
+  // A read in place) and ended at 0.710-0.845 with KC-deep ones (A packed). Chance moves one run of
+  // 200 held-out faces by about 0.035.
   EXPECT_GT(accuracy, majority + 0.05);
 }
 
