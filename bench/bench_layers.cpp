@@ -1,11 +1,14 @@
 // Convolution (and pooling, FC) layer speed on the shapes of torchvision's ResNet-50 at 112x112
 // input: every distinct convolution, forward and backward (filter + data gradient), as ms per call
-// and GFLOP/s (2 * N * OH * OW * O * KH * KW * C per direction; backward counts two). CPU at batch 8;
+// and GFLOP/s (2 * N * OH * OW * O * KH * KW * C per direction; backward counts two, except for the
+// stem, whose data gradient training skips: its input is the image). CPU at batch 8;
 // CUDA at batch 256 in fp32 and bf16, registered only where a GPU exists. "resnet50_all_convs" runs
 // each of the 53 convolutions of one network once, forward and backward: the convolution part of a
 // training step. bench/pytorch_layers.py times the same shapes in PyTorch.
 //
-//   bench_layers --benchmark_filter=cpu   # OMP_NUM_THREADS sets the CPU threads
+// The CPU also runs batch 32: its convolutions have the GEMM shapes of 224 px input at batch 8.
+//
+//   bench_layers --benchmark_filter=cpu_b8   # OMP_NUM_THREADS sets the CPU threads
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
@@ -30,6 +33,8 @@ struct ConvShape {
   int64_t in, out, kernel, stride, padding, size;  // size: input height = width
   int count;                                       // how many ResNet-50 convolutions have this shape
   int64_t out_size() const { return (size + 2 * padding - kernel) / stride + 1; }
+  bool is_stem() const { return in == 3; }  // its input is the image: training skips its data gradient
+  int backward_products() const { return is_stem() ? 1 : 2; }
   double flops(int64_t batch) const {
     return 2.0 * double(batch * out_size() * out_size() * out) * double(kernel * kernel * in);
   }
@@ -93,6 +98,7 @@ struct ConvBench {
 ConvBench make_conv(Context& ctx, const ConvShape& s, const Setup& setup) {
   ConvBench b;
   b.conv = std::make_unique<Conv2d>(s.in, s.out, s.kernel, s.stride, s.padding);
+  b.conv->set_input_gradient(!s.is_stem());
   b.conv->to(setup.device);
   b.x = random_activations(ctx, {setup.batch, s.size, s.size, s.in}, setup, 1);
   b.dy = random_activations(ctx, {setup.batch, s.out_size(), s.out_size(), s.out}, setup, 2);
@@ -118,8 +124,8 @@ void conv_forward(benchmark::State& state, ConvShape s, Setup setup) {
   report(state, s.flops(setup.batch));
 }
 
-// Backward = filter gradient + data gradient (what one training step runs, except for the stem,
-// whose data gradient a trainer skips); the forward that saves x is outside the timed region.
+// Backward = filter gradient + data gradient, as one training step runs it (the stem's filter
+// gradient only); the forward that saves x is outside the timed region.
 void conv_backward(benchmark::State& state, ConvShape s, Setup setup) {
   auto ctx = make_context(setup);
   ConvBench b = make_conv(*ctx, s, setup);
@@ -131,7 +137,7 @@ void conv_backward(benchmark::State& state, ConvShape s, Setup setup) {
     Tensor dx = b.conv->backward(*ctx, b.dy);
     ctx->synchronize();
   }
-  report(state, 2 * s.flops(setup.batch));
+  report(state, s.backward_products() * s.flops(setup.batch));
 }
 
 // Every convolution of the network once (each shape `count` times), forward then backward.
@@ -141,7 +147,7 @@ void all_convs(benchmark::State& state, Setup setup) {
   double flops = 0;
   for (const ConvShape& s : kResNet50Convs) {
     benches.push_back(make_conv(*ctx, s, setup));
-    flops += 3 * s.flops(setup.batch) * s.count;
+    flops += (1 + s.backward_products()) * s.flops(setup.batch) * s.count;
   }
   for (auto _ : state) {
     for (size_t i = 0; i < benches.size(); ++i)
@@ -207,6 +213,7 @@ void register_all(const Setup& setup) {
 
 int main(int argc, char** argv) {
   register_all({Device::CPU, DType::F32, 8});
+  register_all({Device::CPU, DType::F32, 32});
   if (cuface::cuda_device_count() > 0) {
     register_all({Device::CUDA, DType::F32, 256});
     register_all({Device::CUDA, DType::BF16, 256});

@@ -2,11 +2,13 @@
 """PyTorch's side of bench/bench_layers.cpp: every distinct convolution of torchvision's ResNet-50 at
 112x112 input, forward and backward (weight and input gradients), eager mode, channels_last (NHWC in
 memory, as cuface), timed the same way: ms per call (median over repeated timed runs after a
-warm-up) and GFLOP/s (2 * N * OH * OW * O * KH * KW * C per direction, backward counts two). The
-last line adds up one network's 53 convolutions (forward + backward), to set beside cuface's
-resnet50_all_convs_fwd_bwd.
+warm-up) and GFLOP/s (2 * N * OH * OW * O * KH * KW * C per direction, backward counts two; the
+stem's backward is its weight gradient alone, as in training). The last line adds up one network's
+53 convolutions (forward + backward), to set beside cuface's resnet50_all_convs_fwd_bwd. Batch 32 at
+112 px has the GEMM shapes of 224 px at batch 8.
 
   bench/pytorch_layers.py                      # CPU, batch 8, 2 threads
+  bench/pytorch_layers.py --batch 32           # the shapes of 224 px at batch 8
   bench/pytorch_layers.py --device cuda        # batch 256, fp32 (no TF32) and bf16
   bench/pytorch_layers.py --threads 1 --cpu-time   # per-core speed, robust on a busy machine
                                                    # (compare with bench_layers' CPU column)
@@ -80,12 +82,14 @@ def bench(device, dtype, batch, min_time, clock):
         out = y.shape[-1]
         flops = 2.0 * batch * out * out * cout * k * k * cin
         forward = time_ms(lambda: conv(x), device, min_time, clock)
-        backward = time_ms(lambda: torch.autograd.grad(y, [x, conv.weight], dy, retain_graph=True), device, min_time,
-                           clock)
-        print(f"{name:<24} {forward:9.3f} {flops / forward * 1e-6:8.1f} {backward:9.3f} {2 * flops / backward * 1e-6:8.1f}",
+        stem = cin == 3  # its input is the image: training skips its data gradient
+        wrt = [conv.weight] if stem else [x, conv.weight]
+        backward_flops = flops if stem else 2 * flops
+        backward = time_ms(lambda: torch.autograd.grad(y, wrt, dy, retain_graph=True), device, min_time, clock)
+        print(f"{name:<24} {forward:9.3f} {flops / forward * 1e-6:8.1f} {backward:9.3f} {backward_flops / backward * 1e-6:8.1f}",
               flush=True)
         total_ms += count * (forward + backward)
-        total_flops += count * 3 * flops
+        total_flops += count * (flops + backward_flops)
     print(f"{'resnet50_all_convs':<24} fwd+bwd {total_ms:9.1f} ms  {total_flops / total_ms * 1e-6:8.1f} GFLOP/s")
 
 
