@@ -7,26 +7,26 @@
 // The product is a sum of k rank-1 updates, C += op(A)[:, p] * op(B)[p, :]. The micro-kernel keeps
 // an MR x NR tile of C in vector registers (NR along C's rows, the vector direction) and, for each p,
 // broadcasts MR values of A and loads NR values of B. Everything else exists so that those two
-// streams come from contiguous, cache-resident memory ("packing"), with each level of blocking
-// sized for one level of the memory hierarchy:
+// streams come from cache-resident memory, with each level of blocking sized for one level of the
+// memory hierarchy; B is copied into contiguous strips ("packing"), A is read where it lies:
 //
 //   for ic over the rows of C, MC at a time
 //     for pc over k, KC at a time                 (beta applies on the first pc only)
-//       pack A~ = op(A)[ic:+MC, pc:+KC]           MR-row strips (transposed A only)          (L3)
 //       for jc over the columns of C, NC at a time
 //         pack B~ = op(B)[pc:+KC, jc:+NC]         NR-column strips                           (L2)
-//         for ir over the MC rows, MR at a time   A~ strip [KC x MR] stays in L1
-//           for jr over the NC columns, NR at a time  B~ strip [KC x NR] streams from L2
-//             micro-kernel: C[ir:+MR, jr:+NR] = alpha * A~ strip * B~ strip + beta * C
+//         for ir over the MC rows, MR at a time   A's strip, MR rows x KC depths, in place   (L1)
+//           for jr over the NC columns, NR at a time  B~ strip [KC x NR]                     (L1)
+//             micro-kernel: C[ir:+MR, jr:+NR] = alpha * A strip * B~ strip + beta * C
 //
-// Strips are zero-padded to full MR / NR, so the micro-kernel always runs at full size and only its
+// B~ strips are zero-padded to full NR, so the micro-kernel always runs at full width and only its
 // store step handles the ragged edges of C.
 //
-// Implicit GEMM (sgemm_gathered): A's rows may also be gathered, each a few runs of contiguous memory
-// anywhere (a convolution's receptive fields in its input), so a column matrix is never written.
-// Depth blocks then hold whole runs, or pieces of a long one, and the micro-kernel reads the rows in
-// place rather than from a packed A~ strip; so are a matrix A's rows when A is not transposed
-// (rows_per_in_place_strip).
+// GotoBLAS also packs A, into MR-row strips (A~). Here the micro-kernel reads A's rows in place
+// (InPlaceStrip) or, for a transposed A, its MR consecutive values per depth (TransposedStrip):
+// skipping the copy pays most in thin products, where each value of A meets only a few B~ strips
+// (reads_in_place). Implicit GEMM (sgemm_gathered): A's rows may also be gathered, each a few runs
+// of contiguous memory anywhere (a convolution's receptive fields in its input), so a column matrix
+// is never written; depth blocks then hold whole runs, or pieces of a long one.
 //
 // Threads: C is cut into a grid of rectangles ("parts", as square as the shape allows, a few per
 // thread) and each thread takes parts from a shared counter and runs the loops above on each, with
@@ -50,19 +50,20 @@ namespace {
 
 // Register blocking per vector ISA: MR * NR / (vector width) accumulators plus NR / width B
 // vectors and one broadcast must fit the register file (32 registers with AVX-512, 16 otherwise).
-// KC keeps an A~ strip (KC x MR) in a 32 KiB L1; KC x NC (one B~ block) fits half a 1-2 MiB L2.
+// KC keeps a B~ strip (KC x NR: 24 KiB with AVX-512) in L1 beside the MR rows of A it meets;
+// KC x NC (one B~ block) fits a quarter of a 1-2 MiB L2.
 #if defined(__AVX512F__)
-constexpr int64_t MR = 14, NR = 32, KC = 384, NC = 320, kVectorLanes = 16;  // 28 zmm accumulators
+constexpr int64_t MR = 14, NR = 32, KC = 192, NC = 320, kVectorLanes = 16;  // 28 zmm accumulators
 // GCC prefers 256-bit vectors on some AVX-512 CPUs; this tile is laid out for 512-bit ones.
 #define CUFACE_GEMM_VECTOR_WIDTH __attribute__((target("prefer-vector-width=512")))
 #elif defined(__AVX__)
-constexpr int64_t MR = 6, NR = 16, KC = 256, NC = 192, kVectorLanes = 8;  // 12 ymm accumulators
+constexpr int64_t MR = 6, NR = 16, KC = 128, NC = 192, kVectorLanes = 8;  // 12 ymm accumulators
 #define CUFACE_GEMM_VECTOR_WIDTH
 #else
-constexpr int64_t MR = 6, NR = 8, KC = 256, NC = 128, kVectorLanes = 4;  // 12 accumulators of 4 floats (SSE, NEON)
+constexpr int64_t MR = 6, NR = 8, KC = 128, NC = 128, kVectorLanes = 4;  // 12 accumulators of 4 floats (SSE, NEON)
 #define CUFACE_GEMM_VECTOR_WIDTH
 #endif
-constexpr int64_t MC = 768;  // rows of A~ (MC x KC floats, ~1 MiB per thread: L3)
+constexpr int64_t MC = 768;  // rows of A per B~ block (MC x KC floats, ~0.6 MiB: L2 and L3)
 
 // Below this many multiply-adds one thread is faster than waking the others; also the smallest part.
 constexpr int64_t kFlopsPerPart = 64 * 64 * 64;
@@ -189,9 +190,10 @@ __attribute__((always_inline)) inline void transpose(Vector (&v)[kVectorLanes]) 
   });
 }
 
-// A~ strip of a transposed A (the only kind packed; rows_per_in_place_strip): rows [i0, i0 + rows)
-// of op(A) over a depth block, op(A)(i, p) = a[p * lda + i], stored depth-major as dst[p * MR + r],
-// rows past the edge zero. A matrix row is one run, so the block's depths are contiguous.
+// A~ strip of a transposed A (packed only where it cannot be read in place: reads_in_place): rows
+// [i0, i0 + rows) of op(A) over a depth block, op(A)(i, p) = a[p * lda + i], stored depth-major as
+// dst[p * MR + r], rows past the edge zero. A matrix row is one run, so the block's depths are
+// contiguous.
 void pack_a_strip(const Problem& g, int64_t i0, int64_t rows, const DepthBlock& block, float* dst) {
   for (int64_t p = 0; p < block.depth(); ++p) {
     const float* src = g.a + (block.offset + p) * g.lda + i0;
@@ -251,6 +253,14 @@ struct InPlaceStrip {
   int64_t run_stride, run_offset = 0;
   float at(int64_t i, int64_t q) const { return row[i][run_offset + q]; }
   void next_run() { run_offset += run_stride; }
+};
+// MR rows of a transposed A read in place: op(A)(i, q) = a[q * lda + i], MR consecutive floats per
+// depth (a weight gradient's output gradient dy[pixels, O]: MR channels of one pixel).
+struct TransposedStrip {
+  const float* a;
+  int64_t lda, length;
+  float at(int64_t i, int64_t q) const { return a[q * lda + i]; }
+  void next_run() { a += length * lda; }
 };
 InPlaceStrip in_place_strip(const Problem& g, int64_t i0, int64_t rows, const DepthBlock& block) {
   InPlaceStrip strip{{}, g.run_stride};
@@ -341,12 +351,14 @@ void run_micro_kernel(const Strip& a, const DepthBlock& block, const float* b, f
 thread_local PackBuffer packed_a_buffer;
 thread_local PackBuffer packed_b_buffer;
 
-// A is packed only when transposed (its rows are strided). Otherwise its rows (gathered, or a
-// matrix's) are read in place: skipping the copy pays most in thin products (64 or 128 output
-// channels, or 64-256 deep), where each value of A meets only a few B~ strips (ResNet-50's stage 1-2
-// 1x1 convolutions ran 10-30% faster forward and 10-15% backward on a Zen 5 than with A packed as
-// GotoBLAS does). The products equal a packed A's with the same depth blocks bit for bit.
-//
+// A is read in place (ResNet-50's stage 1-2 1x1 convolutions ran 10-30% faster forward and 10-15%
+// backward on a Zen 5 than with A packed as GotoBLAS does; with a transposed A in place too, the
+// convolutions' backward passes, whose weight gradients take a transposed A, ran 0.78-1.03x the time of
+// a packed A~, 0.94x summed over the network; bench_layers, 2 threads). The products equal a packed
+// A's with the same depth blocks bit for bit. The exception: a transposed A's last strip, when it has
+// fewer than MR rows, is packed (read in place, its MR values at a depth could run past A's end).
+bool reads_in_place(const Problem& g, int64_t i0) { return !g.trans_a || i0 + MR <= g.m; }
+
 // Where consecutive rows lie a multiple of 4 KiB apart (the 1x1 convolutions over 1024 and 2048
 // channels, the stride-2 ones over 512 and 1024), L1 maps the same depth of every row to one set, and
 // MR = 14 rows would evict each other from its 12 ways: such rows are read half a strip at a time.
@@ -359,25 +371,24 @@ int64_t rows_per_in_place_strip(const Problem& g) {
 }
 
 // The blocked loops over the sub-matrix C[row0:+rows, col0:+cols] (rows a multiple of MR and cols
-// of NR unless they reach the edge of C). Rows read in place take depth blocks half as deep, so that a
-// B~ strip (KC / 2 x NR: 24 KiB with AVX-512) fits L1 beside the rows: the late stages'
+// of NR unless they reach the edge of C). KC, the depth of a block, was halved from GotoBLAS's A~
+// sizing once A was read in place, so that a B~ strip fits L1 beside A's rows: the late stages'
 // convolutions, whose weights are the larger operand, ran 10-20% faster so (3x3 with 512 channels,
-// 1x1 with stride 2).
+// 1x1 with stride 2); blocks of KC / 2 ran the weight gradients 0-14% slower.
 void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
-  const bool in_place = !g.trans_a;
-  const int64_t strip_rows = in_place ? rows_per_in_place_strip(g) : MR;
+  const int64_t strip_rows = g.trans_a ? MR : rows_per_in_place_strip(g);
   const int64_t mc_max = balanced_block(rows, MC, MR);
   const int64_t nc_max = balanced_block(cols, NC, NR);
   for (int64_t ic = row0; ic < row0 + rows; ic += mc_max) {
     const int64_t mc = std::min(mc_max, row0 + rows - ic);
-    for_each_depth_block(g, in_place ? KC / 2 : KC, [&](const DepthBlock& block) {
+    const int64_t last_strip = (mc - 1) / MR * MR;  // the only strip of a transposed A that may be packed
+    const bool pack_last_strip = !reads_in_place(g, ic + last_strip);
+    for_each_depth_block(g, KC, [&](const DepthBlock& block) {
       const int64_t kc = block.depth();
       const float beta = block.run == 0 && block.offset == 0 ? g.beta : 1.0f;  // later blocks add
-      float* packed_a = in_place ? nullptr : packed_a_buffer.get(mc_max * kc);
+      float* packed_a = pack_last_strip ? packed_a_buffer.get(MR * kc) : nullptr;
       float* packed_b = packed_b_buffer.get(kc * nc_max);
-      if (!in_place)
-        for (int64_t ir = 0; ir < mc; ir += MR)
-          pack_a_strip(g, ic + ir, std::min(MR, mc - ir), block, packed_a + ir * kc);
+      if (pack_last_strip) pack_a_strip(g, ic + last_strip, mc - last_strip, block, packed_a);
       for (int64_t jc = col0; jc < col0 + cols; jc += nc_max) {
         const int64_t nc = std::min(nc_max, col0 + cols - jc);
         for (int64_t jr = 0; jr < nc; jr += NR)
@@ -389,8 +400,10 @@ void blocked_gemm(const Problem& g, int64_t row0, int64_t rows, int64_t col0, in
               run_micro_kernel(a, block, packed_b + jr * kc, g.alpha, beta, g.c + (ic + ir) * g.ldc + jc + jr, g.ldc,
                                strip_height, std::min(NR, nc - jr));
           };
-          if (in_place) multiply_strip(in_place_strip(g, ic + ir, strip_height, block));
-          else multiply_strip(PackedStrip{packed_a + ir * kc, block.length});
+          if (!g.trans_a) multiply_strip(in_place_strip(g, ic + ir, strip_height, block));
+          else if (reads_in_place(g, ic + ir))
+            multiply_strip(TransposedStrip{g.a + block.offset * g.lda + ic + ir, g.lda, block.length});
+          else multiply_strip(PackedStrip{packed_a, block.length});
         }
       }
     });
