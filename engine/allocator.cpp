@@ -1,5 +1,7 @@
 #include "engine/allocator.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -188,6 +190,22 @@ void CudaCachingAllocator::reset_peak() {
   stats_.peak_bytes_in_use = stats_.bytes_in_use;
 }
 
+constexpr size_t kHugePage = size_t(2) << 20;
+
+size_t host_block_size(size_t bytes) {
+  const size_t page = bytes >= kHugePage ? kHugePage : 4096;
+  return (std::max<size_t>(bytes, 1) + page - 1) / page * page;
+}
+
+void* allocate_host_block(size_t size) {
+  const bool huge = size >= kHugePage;
+  void* ptr = std::aligned_alloc(huge ? kHugePage : 64, size);
+#ifdef MADV_HUGEPAGE
+  if (ptr && huge) madvise(ptr, size, MADV_HUGEPAGE);  // a hint: without THP the pages stay 4 KiB
+#endif
+  return ptr;
+}
+
 HostCachingAllocator& HostCachingAllocator::instance() {
   // Never destroyed: tensors in other static objects may be freed after it would be.
   static HostCachingAllocator* allocator = new HostCachingAllocator;
@@ -201,16 +219,16 @@ void* HostCachingAllocator::allocate(size_t bytes) {
     CUFACE_CHECK(ptr, "out of host memory allocating " + std::to_string(bytes) + " bytes");
     return ptr;
   }
-  size_t size = (bytes + 4095) / 4096 * 4096;  // whole pages: a few sizes recur every step
+  size_t size = host_block_size(bytes);  // whole pages: a few sizes recur every step
   std::lock_guard<std::mutex> lock(mutex_);
   void* ptr = take_block(free_blocks_, size, 2 * size);
   if (ptr) {
     bytes_cached_ -= size;
   } else {
-    ptr = std::aligned_alloc(64, size);
+    ptr = allocate_host_block(size);
     if (!ptr) {
       release_cached_locked();
-      ptr = std::aligned_alloc(64, size);
+      ptr = allocate_host_block(size);
     }
     CUFACE_CHECK(ptr, "out of host memory allocating " + std::to_string(bytes) + " bytes (" +
                           std::to_string(stats_.bytes_in_use) + " in use)");

@@ -62,6 +62,17 @@ class CudaCachingAllocator {
   AllocatorStats stats_;
 };
 
+// Host memory in large blocks sits on transparent huge pages where the kernel has them: a block of
+// 2 MiB or more is rounded up to whole 2 MiB pages, aligned to one and marked with madvise (Debian's
+// default THP mode, "madvise", gives huge pages only to such requests). On 4 KiB pages the passes over
+// a 224 px batch's activations (tens of MB a tensor) missed the TLB every 4 KiB: ResNet-50's CPU
+// training step at 224 px batch 8 ran 0.95x its time on huge pages (bench/RESULTS.md).
+// host_block_size: the size such a block of at least `bytes` has (smaller ones: whole 4 KiB pages).
+// allocate_host_block: a block of that size, 64-byte aligned at least; nullptr when out of memory;
+// give it back with std::free.
+size_t host_block_size(size_t bytes);
+void* allocate_host_block(size_t size);
+
 // CPU tensors. glibc serves large requests with fresh pages from the kernel and hands them back on
 // free, so every step of a CPU training loop page-faulted its activations in anew: 40,000 faults
 // (160 MB) per ResNet-50 embedding of 8 images at 224 px, a fifth of its time on a VM. Blocks of at

@@ -37,6 +37,7 @@
 #include <memory>
 #include <vector>
 
+#include "engine/allocator.h"
 #include "kernels/conv.h"
 #include "kernels/cpu/winograd.h"
 #include "kernels/gemm.h"
@@ -82,13 +83,15 @@ void for_each_slab(const ConvDims& d, F f) {
 }
 
 // The column slab (or padded input) of one chunk. Grows to the largest chunk and stays, so a training
-// loop does not allocate (and page-fault) a fresh buffer for every convolution.
+// loop does not allocate (and page-fault) a fresh buffer for every convolution; on huge pages where
+// it is large (engine/allocator.h).
 float* column_buffer(int64_t floats) {
   static thread_local std::unique_ptr<float, decltype(&std::free)> buffer{nullptr, &std::free};
   static thread_local int64_t capacity = 0;
   if (floats > capacity) {
-    capacity = (floats + 15) / 16 * 16;
-    buffer.reset(static_cast<float*>(std::aligned_alloc(64, size_t(capacity) * sizeof(float))));
+    const size_t bytes = host_block_size(size_t(floats) * sizeof(float));
+    capacity = int64_t(bytes / sizeof(float));
+    buffer.reset(static_cast<float*>(allocate_host_block(bytes)));
     CUFACE_CHECK(buffer != nullptr, "conv2d: out of memory for the column buffer");
   }
   return buffer.get();

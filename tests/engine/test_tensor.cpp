@@ -133,9 +133,29 @@ CUFACE_ON_EVERY_BACKEND(TensorBackend);
 
 // ---- Host caching allocator ----------------------------------------------------------------------
 
+// Blocks of 2 MiB or more are whole, aligned 2 MiB pages (transparent huge pages where the kernel has
+// them); smaller ones whole 4 KiB pages.
+TEST(HostAllocator, LargeBlocksAreWholeHugePages) {
+  const size_t huge = size_t(2) << 20;
+  EXPECT_EQ(host_block_size(1), 4096u);
+  EXPECT_EQ(host_block_size(4097), 8192u);
+  EXPECT_EQ(host_block_size(huge - 1), huge);
+  EXPECT_EQ(host_block_size(huge + 1), 2 * huge);
+  void* block = allocate_host_block(host_block_size(5 * (huge / 2)));  // 5 MiB: three huge pages
+  ASSERT_NE(block, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % huge, 0u);
+  std::memset(block, 3, 3 * huge);
+  std::free(block);
+  HostCachingAllocator allocator;
+  void* tensor = allocator.allocate(huge + 1);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(tensor) % huge, 0u);
+  EXPECT_EQ(allocator.stats().bytes_reserved, 2 * huge);
+  allocator.free(tensor);
+}
+
 TEST(HostAllocator, ASteadyLoopReusesItsBlocks) {
   HostCachingAllocator allocator;
-  const size_t big = size_t(3) << 20;
+  const size_t big = size_t(3) << 20, big_block = size_t(4) << 20;  // whole 2 MiB pages
   void* first = allocator.allocate(big);
   allocator.free(first);
   const AllocatorStats warm = allocator.stats();
@@ -151,9 +171,9 @@ TEST(HostAllocator, ASteadyLoopReusesItsBlocks) {
     allocator.free(a);
   }
   EXPECT_EQ(allocator.stats().system_allocations, warm.system_allocations + 1);  // b's, once
-  EXPECT_EQ(allocator.stats().peak_bytes_in_use, big + (size_t(1) << 20));
+  EXPECT_EQ(allocator.stats().peak_bytes_in_use, big_block + (size_t(1) << 20));
   EXPECT_EQ(allocator.stats().bytes_in_use, 0u);
-  EXPECT_EQ(allocator.bytes_cached(), big + (size_t(1) << 20));
+  EXPECT_EQ(allocator.bytes_cached(), big_block + (size_t(1) << 20));
 }
 
 TEST(HostAllocator, SmallBlocksAreMallocsAndBigOnesAreNotSpentOnSmallRequests) {
@@ -162,9 +182,9 @@ TEST(HostAllocator, SmallBlocksAreMallocsAndBigOnesAreNotSpentOnSmallRequests) {
   allocator.free(small);
   EXPECT_EQ(allocator.stats().system_allocations, 0u);  // malloc's own, not counted or cached
   EXPECT_EQ(allocator.bytes_cached(), 0u);
-  void* big = allocator.allocate(size_t(8) << 20);
+  void* big = allocator.allocate(size_t(10) << 20);
   allocator.free(big);
-  void* half = allocator.allocate(size_t(3) << 20);  // under half the free block: a block of its own
+  void* half = allocator.allocate(size_t(3) << 20);  // 4 MiB, under half the free block: a block of its own
   EXPECT_NE(half, big);
   allocator.free(half);
   EXPECT_EQ(allocator.stats().system_allocations, 2u);
