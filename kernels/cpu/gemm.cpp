@@ -353,7 +353,7 @@ thread_local PackBuffer packed_b_buffer;
 
 // A is read in place (ResNet-50's stage 1-2 1x1 convolutions ran 10-30% faster forward and 10-15%
 // backward on a Zen 5 than with A packed as GotoBLAS does; with a transposed A in place too, the
-// convolutions' backward passes, whose weight gradients take a transposed A, ran 0.78-1.03x the time of
+// convolutions' backward passes, whose weight gradients take a transposed A, ran 0.81-1.03x the time of
 // a packed A~, 0.94x summed over the network; bench_layers, 2 threads). The products equal a packed
 // A's with the same depth blocks bit for bit. The exception: a transposed A's last strip, when it has
 // fewer than MR rows, is packed (read in place, its MR values at a depth could run past A's end).
