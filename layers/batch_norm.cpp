@@ -65,6 +65,14 @@ Tensor BatchNorm::backward(Context& ctx, const Tensor& dy) {
   return backward_gradients(ctx, dy, false).dx;
 }
 
+// The passes over the activations, each as large as x: training's forward reads x for the statistics,
+// then reads x and writes y (evaluation: the second pass alone); backward reads x and dy (and y, for
+// the ReLU mask) for the two gradient sums, then reads them again and writes dx.
+ProfileWork BatchNorm::work(Pass pass, const Tensor& in, const Tensor&) const {
+  const int passes = pass == Pass::Forward ? (training_ ? 3 : 2) : (options_.relu ? 7 : 5);
+  return {0, passes * tensor_bytes(in)};
+}
+
 BatchNorm::JoinGradients BatchNorm::backward_join(Context& ctx, const Tensor& dy) {
   CUFACE_CHECK(joined_ || !x_.defined(), "BatchNorm: backward_join called after a forward without a shortcut");
   return backward_gradients(ctx, dy, true);

@@ -57,6 +57,7 @@ class BatchNorm : public Layer {
 
   Tensor forward(Context& ctx, const Tensor& x) override;
   Tensor backward(Context& ctx, const Tensor& dy) override;
+  ProfileWork work(Pass pass, const Tensor& in, const Tensor& out) const override;
 
   // y = act(bn(x) + shortcut), act = ReLU when options().relu: the residual join fused in.
   Tensor forward_join(Context& ctx, const Tensor& x, const Tensor& shortcut);
