@@ -280,7 +280,8 @@ InPlaceStrip in_place_strip(const Problem& g, int64_t i0, int64_t rows, const De
 // convolution over 64 channels). The strip comes by reference: passed by value, the caller copied the
 // 128-byte InPlaceStrip onto the stack before every call with 64-byte loads of the 14 row pointers it
 // had just stored one at a time, a store-forwarding stall per call (perf: a fifth of the blocked
-// loops' own samples); by reference, the convolutions ran 0.82-1.01x the time (bench_layers, batch 8).
+// loops' own samples); by reference, each convolution ran 0.82-1.02x the time, 0.93x on geometric
+// mean, and all 53 in a row 0.98x (bench_layers, batch 8, minimum of 4 alternated rounds).
 template <int64_t Rows, int64_t Cols, class Strip>
 __attribute__((noinline)) CUFACE_GEMM_VECTOR_WIDTH void micro_kernel(const Strip& strip, int64_t runs, int64_t length,
                                                                      const float* __restrict b, float alpha,
