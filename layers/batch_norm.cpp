@@ -67,9 +67,11 @@ Tensor BatchNorm::backward(Context& ctx, const Tensor& dy) {
 
 // The passes over the activations, each as large as x: training's forward reads x for the statistics,
 // then reads x and writes y (evaluation: the second pass alone); backward reads x and dy (and y, for
-// the ReLU mask) for the two gradient sums, then reads them again and writes dx.
+// the ReLU mask) for the two gradient sums, then reads them again and writes dx; synchronised, one more
+// pass corrects dx with the sums over every rank (reads x and dx, writes dx).
 ProfileWork BatchNorm::work(Pass pass, const Tensor& in, const Tensor&) const {
-  const int passes = pass == Pass::Forward ? (training_ ? 3 : 2) : (options_.relu ? 7 : 5);
+  const int synchronised = sync_ && used_batch_stats_ ? 3 : 0;
+  const int passes = pass == Pass::Forward ? (training_ ? 3 : 2) : (options_.relu ? 7 : 5) + synchronised;
   return {0, passes * tensor_bytes(in)};
 }
 
