@@ -180,6 +180,10 @@ void expect_cuda_matches_cpu(int64_t n, int64_t c) {
 
 TEST_P(MarginCudaVsCpu, LossAndGradientsAgree) {
   CUFACE_REQUIRE_GPU();
+  // 128 rows of 100k classes take the paths that 7 rows do (slices, clusters, an uncached row); on the
+  // emulator, which runs blocks one after another, they were a fifth of CI's emulated test time.
+  if (testing::kEmulatedCuda && GetParam().n * GetParam().c > 5'000'000)
+    GTEST_SKIP() << "emulated: the same kernel paths as N7 of the same classes; a real GPU runs this size";
   expect_cuda_matches_cpu(GetParam().n, GetParam().c);
 }
 
